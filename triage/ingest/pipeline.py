@@ -1,0 +1,319 @@
+"""Raw bytes in, one stored message out: parse, thread, store, in one transaction per mail.
+
+`store_mail` does the work inside a caller's transaction, so the IMAP poller can add its
+ledger rows to the same commit. `Ingestor.ingest` is the whole use case for one mail:
+it commits, turns a lost race into "duplicate", and quarantines anything that fails,
+so one bad mail never stops the mails behind it.
+"""
+
+from __future__ import annotations
+
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage.config import MailSettings
+from triage.ingest import threading
+from triage.ingest.parse import parse_mail
+from triage.ingest.parsed import ParsedMail
+from triage.store.blobs import put_blob, sha256_hex
+from triage.store.db import utcnow
+from triage.store.models import (
+    Attachment,
+    Contact,
+    Direction,
+    Event,
+    Message,
+    Quarantine,
+    Ticket,
+    TicketStatus,
+)
+
+log = structlog.get_logger(__name__)
+
+ACTOR = "system:ingest"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    status: Literal["stored", "duplicate", "quarantined"]
+    reason: str
+    ticket_reference: str | None = None
+    message_pk: int | None = None
+    raw_sha256: str | None = None
+
+
+def _existing_message(session: Session, parsed: ParsedMail | None, digest: str) -> Message | None:
+    if parsed is not None and parsed.message_id:
+        found = session.scalar(select(Message).where(Message.message_id == parsed.message_id))
+        if found is not None:
+            return found
+    return session.scalar(select(Message).where(Message.raw_sha256 == digest))
+
+
+def _ticket_facts(session: Session, ticket: Ticket) -> threading.TicketFacts:
+    participants: set[str] = set()
+    if ticket.contact is not None:
+        participants.add(ticket.contact.address)
+    rows = session.execute(
+        select(Message.direction, Message.from_addr, Message.to_addrs, Message.cc_addrs).where(
+            Message.ticket_id == ticket.id
+        )
+    )
+    for direction, from_addr, to_addrs, cc_addrs in rows:
+        if direction == Direction.inbound and from_addr:
+            participants.add(from_addr)
+        elif direction == Direction.outbound:
+            participants.update(to_addrs or [])
+            participants.update(cc_addrs or [])
+    return threading.TicketFacts(
+        id=ticket.id,
+        reference=ticket.reference,
+        participants=frozenset(participants),
+        resolved=ticket.status == TicketStatus.resolved,
+    )
+
+
+def _upsert_contact(session: Session, parsed: ParsedMail, now: datetime) -> Contact | None:
+    if not parsed.from_addr:
+        return None
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(Contact)
+        .values(address=parsed.from_addr, name=parsed.from_name, first_seen=now, last_seen=now, bouncing=False)
+        .on_conflict_do_nothing(index_elements=["address"])
+    )
+    contact = session.scalars(select(Contact).where(Contact.address == parsed.from_addr)).one()
+    contact.last_seen = max(contact.last_seen, now)
+    if parsed.from_name and not contact.name:
+        contact.name = parsed.from_name
+    return contact
+
+
+def _new_ticket(
+    session: Session, parsed: ParsedMail, contact: Contact | None, now: datetime, prefix: str
+) -> Ticket:
+    ticket = Ticket(
+        reference=f"pending-{uuid.uuid4().hex}",
+        subject=parsed.subject,
+        status=TicketStatus.new,
+        contact=contact,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(ticket)
+    session.flush()
+    ticket.reference = f"{prefix}-{now.year}-{ticket.id:05d}"
+    return ticket
+
+
+def _event(session: Session, ticket: Ticket | None, now: datetime, action: str, **detail: Any) -> None:
+    session.add(Event(ticket=ticket, at=now, actor=ACTOR, action=action, detail=detail))
+
+
+def store_mail(
+    session: Session,
+    raw: bytes,
+    parsed: ParsedMail,
+    *,
+    settings: MailSettings,
+    now: datetime,
+    source: str | None = None,
+    digest: str | None = None,
+) -> IngestOutcome:
+    """Thread and store one parsed mail in the caller's transaction (no commit here)."""
+    digest = digest or sha256_hex(raw)
+    existing = _existing_message(session, parsed, digest)
+    if existing is not None:
+        if existing.raw_sha256 != digest:
+            put_blob(session, raw, digest)
+            _event(
+                session, existing.ticket, now, "duplicate-delivery",
+                message_id=parsed.message_id, raw_sha256=digest, source=source,
+            )
+        reference = existing.ticket.reference if existing.ticket else None
+        return IngestOutcome("duplicate", "Message-ID or bytes already stored", reference, existing.id, digest)
+
+    put_blob(session, raw, digest)
+    contact = _upsert_contact(session, parsed, now)
+
+    reference = threading.subject_reference(parsed.subject, settings.reference_prefix)
+    by_reference = None
+    if reference is not None:
+        ref_ticket = session.scalar(select(Ticket).where(Ticket.reference == reference))
+        by_reference = _ticket_facts(session, ref_ticket) if ref_ticket is not None else None
+    by_header = None
+    for header_id in threading.header_candidates(parsed):
+        hit = session.scalar(
+            select(Message.ticket_id).where(Message.message_id == header_id, Message.ticket_id.is_not(None))
+        )
+        if hit is not None:
+            by_header = (header_id, _ticket_facts(session, session.get_one(Ticket, hit)))
+            break
+
+    decision = threading.decide(parsed, reference=reference, by_reference=by_reference, by_header=by_header)
+    ticket: Ticket | None = None
+    if decision.placement == threading.Placement.append:
+        assert decision.ticket is not None
+        ticket = session.get_one(Ticket, decision.ticket.id)
+        ticket.updated_at = now
+        if decision.reopen:
+            ticket.status = TicketStatus.open
+            _event(session, ticket, now, "reopened", by=parsed.from_addr)
+        elif ticket.status == TicketStatus.waiting and parsed.kind == "normal":
+            ticket.status = TicketStatus.open
+            _event(session, ticket, now, "status", old="waiting", new="open", why="volunteer replied")
+    elif decision.placement in (threading.Placement.new, threading.Placement.new_linked):
+        ticket = _new_ticket(session, parsed, contact, now, settings.reference_prefix)
+        _event(session, ticket, now, "created", by=parsed.from_addr)
+        if decision.placement == threading.Placement.new_linked:
+            assert decision.ticket is not None
+            ticket.linked_ticket_id = decision.ticket.id
+            ticket.flag = decision.flag
+            _event(session, ticket, now, "flagged", flag=decision.flag, linked=decision.ticket.reference)
+
+    message = Message(
+        ticket=ticket,
+        direction=Direction.inbound,
+        message_id=parsed.message_id,
+        in_reply_to=parsed.in_reply_to,
+        references=parsed.references,
+        from_addr=parsed.from_addr,
+        from_name=parsed.from_name,
+        to_addrs=parsed.to,
+        cc_addrs=parsed.cc,
+        subject=parsed.subject,
+        date=parsed.date,
+        received_at=now,
+        body_text=parsed.body_text,
+        new_text=parsed.new_text,
+        quoted_text=parsed.quoted_text,
+        signature=parsed.signature,
+        body_html=parsed.body_html,
+        kind=parsed.kind,
+        kind_reason=parsed.kind_reason,
+        list_id=parsed.list_id,
+        defects=parsed.defects,
+        size=parsed.size,
+        oversize=parsed.oversize,
+        raw_sha256=digest,
+        source=source,
+        thread_reason=decision.reason,
+        extra={"bounced_recipients": parsed.bounced_recipients} if parsed.bounced_recipients else {},
+    )
+    session.add(message)
+    for part in parsed.attachments:
+        put_blob(session, part.content, part.sha256)
+        message.attachments.append(
+            Attachment(
+                blob_sha256=part.sha256,
+                filename=part.filename,
+                content_type=part.content_type,
+                size=part.size,
+                inline=part.inline,
+                content_id=part.content_id,
+            )
+        )
+    session.flush()
+    if ticket is not None:
+        _event(session, ticket, now, "message", message=message.id, kind=parsed.kind, reason=decision.reason)
+    return IngestOutcome(
+        "stored", decision.reason, ticket.reference if ticket else None, message.id, digest
+    )
+
+
+def quarantine(
+    session: Session, raw: bytes, *, stage: str, error: str, source: str | None, now: datetime
+) -> str:
+    """Keep the raw bytes and the reason; a second failure of the same bytes only counts an attempt."""
+    digest = put_blob(session, raw)
+    row = session.scalar(select(Quarantine).where(Quarantine.raw_sha256 == digest))
+    if row is None:
+        session.add(
+            Quarantine(
+                raw_sha256=digest, source=source, stage=stage, error=error,
+                attempts=1, created_at=now, updated_at=now,
+            )
+        )
+    else:
+        row.attempts += 1
+        row.error, row.stage, row.updated_at, row.released_at = error, stage, now, None
+    return digest
+
+
+def _short_error(exc: BaseException) -> str:
+    """A one-line reason that names the error and where it arose, never the mail's content.
+
+    A database error's own text carries the statement's parameters (bodies included), so
+    only the driver's message is kept.
+    """
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        first_line = str(exc.orig).splitlines()[0] if str(exc.orig) else ""
+        return f"{type(exc).__name__} ({type(exc.orig).__name__}: {first_line}){where}"
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+class Ingestor:
+    """Ingest raw mails one at a time, each in its own transaction."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        settings: MailSettings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        parser: Callable[..., ParsedMail] = parse_mail,
+    ) -> None:
+        self._sessions = session_factory
+        self._settings = settings
+        self._clock = clock
+        self._parse = parser
+
+    def parse(self, raw: bytes) -> ParsedMail:
+        return self._parse(raw, max_size=self._settings.max_size_bytes)
+
+    def ingest(self, raw: bytes, *, source: str | None = None) -> IngestOutcome:
+        digest = sha256_hex(raw)
+        try:
+            parsed = self.parse(raw)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is quarantined, never raised
+            return self._quarantine(raw, "parse", _short_error(exc), source, digest)
+        for attempt in range(2):
+            try:
+                with self._sessions.begin() as session:
+                    outcome = store_mail(
+                        session, raw, parsed, settings=self._settings, now=self._clock(),
+                        source=source, digest=digest,
+                    )
+                log.info(
+                    "mail.ingested", status=outcome.status, ticket=outcome.ticket_reference,
+                    kind=parsed.kind, sha256=digest[:12], source=source,
+                )
+                return outcome
+            except IntegrityError as exc:
+                if attempt == 0:
+                    continue  # another worker stored the same mail or contact first; look again
+                return self._quarantine(raw, "store", _short_error(exc), source, digest)
+            except Exception as exc:  # noqa: BLE001 - one bad mail never stops the line
+                return self._quarantine(raw, "store", _short_error(exc), source, digest)
+        raise AssertionError("unreachable")
+
+    def _quarantine(
+        self, raw: bytes, stage: str, error: str, source: str | None, digest: str
+    ) -> IngestOutcome:
+        with self._sessions.begin() as session:
+            quarantine(session, raw, stage=stage, error=error, source=source, now=self._clock())
+        log.warning("mail.quarantined", stage=stage, error=error, sha256=digest[:12], source=source)
+        return IngestOutcome("quarantined", error, raw_sha256=digest)

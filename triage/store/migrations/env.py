@@ -1,0 +1,20 @@
+"""Alembic environment: runs on the connection that `triage.store.schema` hands it."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from triage.store.models import Base
+
+connection = context.config.attributes.get("connection")
+if connection is None:  # pragma: no cover - only `alembic` run by hand reaches this
+    raise RuntimeError("run migrations through `triage db upgrade`, which supplies the connection")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

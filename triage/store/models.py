@@ -1,0 +1,173 @@
+"""The tables: contacts, tickets, messages, attachments, blobs, events and quarantine.
+
+Raw RFC 822 bytes and attachment contents live in `blobs`, addressed by sha256 and stored
+once (zlib-compressed), in the same database as everything else so that a mail, its
+ticket and its raw bytes commit or roll back together.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from sqlalchemy import Enum, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from triage.store.db import Base, address, intpk, jsondict, jsonlist, sha256hex, utc, utcnow
+
+
+class TicketStatus(str, enum.Enum):
+    new = "new"
+    open = "open"
+    waiting = "waiting"
+    resolved = "resolved"
+
+
+class Direction(str, enum.Enum):
+    inbound = "inbound"
+    outbound = "outbound"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(cls, name=name, native_enum=False, length=16, validate_strings=True)
+
+
+class Blob(Base):
+    """Content-addressed bytes: a raw mail or an attachment, stored once whoever sends it again."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[sha256hex] = mapped_column(primary_key=True)
+    size: Mapped[int]
+    codec: Mapped[str] = mapped_column(String(16), default="zlib")
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[utc] = mapped_column(default=utcnow)
+
+
+class Contact(Base):
+    """A volunteer (or anyone who wrote to the desk), known by address."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[intpk]
+    address: Mapped[address] = mapped_column(unique=True)
+    name: Mapped[str | None]
+    language: Mapped[str | None] = mapped_column(String(16))
+    bouncing: Mapped[bool] = mapped_column(default=False)
+    first_seen: Mapped[utc]
+    last_seen: Mapped[utc]
+
+    tickets: Mapped[list[Ticket]] = relationship(back_populates="contact", order_by="Ticket.id")
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[intpk]
+    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    subject: Mapped[str | None]
+    status: Mapped[TicketStatus] = mapped_column(_enum(TicketStatus, "ticket_status"))
+    team: Mapped[str | None] = mapped_column(String(64), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    flag: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[utc]
+    updated_at: Mapped[utc]
+
+    contact: Mapped[Contact | None] = relationship(back_populates="tickets")
+    messages: Mapped[list[Message]] = relationship(back_populates="ticket", order_by="Message.id")
+    events: Mapped[list[Event]] = relationship(back_populates="ticket", order_by="Event.id")
+
+
+class Message(Base):
+    """One inbound or outbound mail. `message_id` is unique: a mail delivered twice is stored once."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[intpk]
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    direction: Mapped[Direction] = mapped_column(_enum(Direction, "direction"))
+    message_id: Mapped[str | None] = mapped_column(String(998), unique=True)
+    in_reply_to: Mapped[str | None] = mapped_column(String(998))
+    references: Mapped[jsonlist]
+    from_addr: Mapped[str | None] = mapped_column(String(320), index=True)
+    from_name: Mapped[str | None]
+    to_addrs: Mapped[jsonlist]
+    cc_addrs: Mapped[jsonlist]
+    subject: Mapped[str | None] = mapped_column(Text)
+    date: Mapped[utc | None]
+    received_at: Mapped[utc]
+    body_text: Mapped[str] = mapped_column(Text, default="")
+    new_text: Mapped[str] = mapped_column(Text, default="")
+    quoted_text: Mapped[str] = mapped_column(Text, default="")
+    signature: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    kind_reason: Mapped[str | None]
+    list_id: Mapped[str | None]
+    defects: Mapped[jsonlist]
+    size: Mapped[int]
+    oversize: Mapped[bool] = mapped_column(default=False)
+    raw_sha256: Mapped[sha256hex] = mapped_column(ForeignKey("blobs.sha256"), unique=True)
+    source: Mapped[str | None] = mapped_column(String(500))
+    thread_reason: Mapped[str] = mapped_column(String(500))
+    extra: Mapped[jsondict]
+
+    ticket: Mapped[Ticket | None] = relationship(back_populates="messages")
+    attachments: Mapped[list[Attachment]] = relationship(back_populates="message", order_by="Attachment.id")
+
+
+class Attachment(Base):
+    """A part of a message. The sender's filename is data for display, never a filesystem path."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[intpk]
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    blob_sha256: Mapped[sha256hex] = mapped_column(ForeignKey("blobs.sha256"))
+    filename: Mapped[str | None]
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int]
+    inline: Mapped[bool] = mapped_column(default=False)
+    content_id: Mapped[str | None]
+
+    message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class Event(Base):
+    """The log of every change: who did what to which ticket, and when."""
+
+    __tablename__ = "events"
+
+    id: Mapped[intpk]
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    at: Mapped[utc]
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[jsondict]
+
+    ticket: Mapped[Ticket | None] = relationship(back_populates="events")
+
+
+class Quarantine(Base):
+    """A mail that could not be parsed or stored, kept raw with the reason until it is re-run."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (UniqueConstraint("raw_sha256"),)
+
+    id: Mapped[intpk]
+    raw_sha256: Mapped[sha256hex] = mapped_column(ForeignKey("blobs.sha256"))
+    source: Mapped[str | None] = mapped_column(String(500))
+    stage: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[utc]
+    updated_at: Mapped[utc]
+    released_at: Mapped[utc | None]
+
+
+Index("ix_tickets_status_team", Ticket.status, Ticket.team)
+
+__all__: list[Any] = [
+    "Attachment", "Blob", "Contact", "Direction", "Event", "Message", "Quarantine", "Ticket", "TicketStatus",
+]

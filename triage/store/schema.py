@@ -1,0 +1,70 @@
+"""Schema versioning through Alembic: upgrade an old database, or refuse to start; never silently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class SchemaError(Exception):
+    """The database schema does not match this version of triage; the message says what to run."""
+
+
+def _config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config_stub()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _config_stub() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    config = _config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def ensure_schema(engine: Engine, *, auto_migrate: bool) -> str:
+    """Bring the schema to head (if allowed) and return the revision; raise SchemaError otherwise."""
+    script = ScriptDirectory.from_config(_config_stub())
+    head = script.get_current_head()
+    current = current_revision(engine)
+    if current == head:
+        return current
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current is not None and current not in known:
+        raise SchemaError(
+            f"the database is at schema revision {current}, which this version of triage does not know "
+            "(it was written by a newer triage); upgrade triage or point database.url elsewhere"
+        )
+    if not auto_migrate:
+        raise SchemaError(
+            f"the database schema is at {current or 'nothing (empty database)'} but triage needs {head}; "
+            "run `triage db upgrade` (or set database.auto_migrate = true)"
+        )
+    upgrade(engine)
+    return str(head)
