@@ -64,6 +64,13 @@ class MailSettings(_Section):
         return value.lower()
 
 
+class IngestSettings(_Section):
+    spool_maildir: str = Field(
+        "", description="A maildir the MTA delivers into; run_worker.py ingests its new/ mails. Empty: off."
+    )
+    poll_seconds: float = Field(30.0, gt=0, description="Seconds between passes over the spool when idle.")
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged.")
     format: Literal["console", "json"] = Field("console", description="console for people, json for collectors.")
@@ -72,6 +79,7 @@ class LogSettings(_Section):
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     mail: MailSettings = MailSettings()
+    ingest: IngestSettings = IngestSettings()
     log: LogSettings = LogSettings()
 
 

@@ -25,7 +25,7 @@ from triage.config import MailSettings
 from triage.ingest import threading
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
-from triage.store.blobs import put_blob, sha256_hex
+from triage.store.blobs import get_blob, put_blob, sha256_hex
 from triage.store.db import utcnow
 from triage.store.models import (
     Attachment,
@@ -317,3 +317,23 @@ class Ingestor:
             quarantine(session, raw, stage=stage, error=error, source=source, now=self._clock())
         log.warning("mail.quarantined", stage=stage, error=error, sha256=digest[:12], source=source)
         return IngestOutcome("quarantined", error, raw_sha256=digest)
+
+    def retry_quarantined(self, ids: list[int] | None = None) -> list[tuple[int, IngestOutcome]]:
+        """Re-run quarantined mails (after a fix); those that now store are released."""
+        with self._sessions() as session:
+            query = select(Quarantine.id, Quarantine.raw_sha256, Quarantine.source).where(
+                Quarantine.released_at.is_(None)
+            )
+            if ids:
+                query = query.where(Quarantine.id.in_(ids))
+            pending = list(session.execute(query.order_by(Quarantine.id)))
+        results = []
+        for row_id, digest, source in pending:
+            with self._sessions() as session:
+                raw = get_blob(session, digest)
+            outcome = self.ingest(raw, source=source)
+            if outcome.status != "quarantined":
+                with self._sessions.begin() as session:
+                    session.get_one(Quarantine, row_id).released_at = self._clock()
+            results.append((row_id, outcome))
+        return results

@@ -1,0 +1,85 @@
+"""The threading decision, as a pure function over facts (no database)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from triage.ingest.parsed import ParsedMail
+from triage.ingest.threading import Placement, TicketFacts, decide, header_candidates, subject_reference
+
+
+def mail(**changes: object) -> ParsedMail:
+    base = ParsedMail(
+        message_id="<m2@volunteers.example>", from_addr="ada@volunteers.example", from_name="Ada",
+        to=["liaison@example.org"], cc=[], reply_to=[], subject="Re: logo", date=None,
+        in_reply_to=None, references=[], body_text="hi", new_text="hi", quoted_text="", signature="",
+        body_html=None, attachments=[], kind="normal", kind_reason=None, list_id=None, defects=[],
+        size=100, oversize=False,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+ADA_TICKET = TicketFacts(7, "T-2026-00007", frozenset({"ada@volunteers.example", "legal@example.org"}), False)
+
+
+def test_subject_reference_found_in_brackets_and_bare() -> None:
+    """A reference is recognised with or without brackets, and only in its exact shape."""
+    assert subject_reference("Re: [T-2026-00042] Venue") == "T-2026-00042"
+    assert subject_reference("AW: T-2026-00042 Venue") == "T-2026-00042"
+    assert subject_reference("Re: T-26-42 Venue") is None
+    assert subject_reference("XT-2026-00042") is None
+    assert subject_reference(None) is None
+    assert subject_reference("Re: [REQ-2026-00001]", prefix="REQ") == "REQ-2026-00001"
+
+
+def test_participant_with_reference_appends() -> None:
+    """The volunteer citing their own ticket joins it."""
+    decision = decide(mail(), reference="T-2026-00007", by_reference=ADA_TICKET, by_header=None)
+    assert decision.placement is Placement.append and decision.ticket == ADA_TICKET
+    assert "subject reference T-2026-00007" in decision.reason
+
+
+def test_stranger_with_reference_gets_new_linked_flagged_ticket() -> None:
+    """A stranger citing someone else's ticket never joins it, even with matching headers."""
+    stranger = mail(from_addr="eve@elsewhere.example", in_reply_to="<ack@example.org>")
+    decision = decide(
+        stranger, reference="T-2026-00007", by_reference=ADA_TICKET, by_header=("<ack@example.org>", ADA_TICKET)
+    )
+    assert decision.placement is Placement.new_linked
+    assert decision.ticket == ADA_TICKET and decision.flag and "T-2026-00007" in decision.flag
+
+
+def test_headers_thread_when_no_reference() -> None:
+    """In-Reply-To against a known Message-ID appends and says which header matched."""
+    m = mail(in_reply_to="<ack@example.org>", subject="Re: logo")
+    decision = decide(m, reference=None, by_reference=None, by_header=("<ack@example.org>", ADA_TICKET))
+    assert decision.placement is Placement.append
+    assert decision.reason.startswith("In-Reply-To <ack@example.org>")
+
+
+def test_reply_to_resolved_ticket_reopens_but_autoreply_does_not() -> None:
+    """A person's follow-up reopens a resolved ticket; a robot's reply is filed without reopening."""
+    resolved = replace(ADA_TICKET, resolved=True)
+    person = decide(mail(), reference="T-2026-00007", by_reference=resolved, by_header=None)
+    robot = decide(mail(kind="autoreply"), reference="T-2026-00007", by_reference=resolved, by_header=None)
+    assert person.reopen and not robot.reopen
+    assert robot.placement is Placement.append
+
+
+def test_unmatched_automatic_mail_opens_no_ticket() -> None:
+    """An out-of-office or bounce matching nothing is stored but opens no ticket."""
+    for kind in ("autoreply", "bounce"):
+        decision = decide(mail(kind=kind), reference=None, by_reference=None, by_header=None)
+        assert decision.placement is Placement.none
+
+
+def test_unknown_reference_opens_new_ticket_and_says_so() -> None:
+    """A reference to a ticket that does not exist is reported in the reason."""
+    decision = decide(mail(), reference="T-2026-09999", by_reference=None, by_header=None)
+    assert decision.placement is Placement.new and "T-2026-09999" in decision.reason
+
+
+def test_header_candidates_order() -> None:
+    """In-Reply-To first, then References newest first, without repeats."""
+    m = mail(in_reply_to="<c@x>", references=["<a@x>", "<b@x>", "<c@x>"])
+    assert header_candidates(m) == ["<c@x>", "<b@x>", "<a@x>"]

@@ -1,0 +1,293 @@
+"""The `triage` command. Each subcommand parses arguments, calls one use case, prints the result.
+
+Errors a user can act on (bad config, unknown ticket, unreadable source) go to stderr
+with a non-zero exit status and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from tqdm import tqdm
+
+from triage.bootstrap import App, bootstrap
+from triage.config import ConfigError, Settings, example_toml, load_settings
+from triage.ingest.parse import parse_mail
+from triage.ingest.parsed import ParsedMail
+from triage.ingest.sources import SourceError, open_source
+from triage.logging import configure_logging
+from triage.queries import NotFound, list_quarantine, list_tickets, ticket_detail
+from triage.store.schema import SchemaError, current_revision, head_revision, upgrade
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Context:
+    def __init__(self, config: str | None) -> None:
+        self._config = config
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self._config)
+            configure_logging(self._settings.log)
+        return self._settings
+
+    @contextmanager
+    def app(self, *, migrate: bool | None = None) -> Iterator[App]:
+        app = bootstrap(self.settings, migrate=migrate)
+        try:
+            yield app
+        finally:
+            app.close()
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, default=str))
+
+
+class TriageGroup(click.Group):
+    """Turns the errors a user can fix into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, SchemaError, SourceError, NotFound) as exc:
+            click.echo(f"triage: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=TriageGroup)
+@click.option(
+    "--config", "config", type=click.Path(dir_okay=False), envvar="TRIAGE_CONFIG",
+    help="Path to triage.toml (default: $TRIAGE_CONFIG, then ./triage.toml, then built-in defaults).",
+)
+@click.version_option(package_name="triage")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """triage: an email ticket desk for a community liaison."""
+    ctx.obj = Context(config)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the parse contract as JSON (JSON Lines for several).")
+@pass_ctx
+def parse(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
+    """Parse mail FILES and print what triage reads from each (nothing is stored)."""
+    max_size = ctx.settings.mail.max_size_bytes
+    failed = 0
+    for file in files:
+        try:
+            mail = parse_mail(file.read_bytes(), max_size=max_size)
+        except Exception as exc:  # noqa: BLE001 - reported per file, the others still print
+            failed += 1
+            message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
+            if as_json:
+                _echo_json({"file": str(file), "error": message})
+            click.echo(f"triage: {file}: {message}", err=True)
+            continue
+        if as_json:
+            _echo_json({"file": str(file), **mail.contract()})
+        else:
+            _print_mail(file, mail)
+    if failed:
+        sys.exit(1)
+
+
+def _print_mail(file: Path, mail: ParsedMail) -> None:
+    click.echo(f"== {file}")
+    for label, value in [
+        ("From", f"{mail.from_name or ''} <{mail.from_addr or '?'}>"),
+        ("To", ", ".join(mail.to)),
+        ("Subject", mail.subject or ""),
+        ("Date", mail.date.isoformat() if mail.date else "?"),
+        ("Message-ID", mail.message_id or "?"),
+        ("Kind", f"{mail.kind}" + (f" ({mail.kind_reason})" if mail.kind_reason else "")),
+        ("Attachments", ", ".join(f"{a.filename or '?'} ({a.content_type}, {a.size} B)" for a in mail.attachments)),
+        ("Defects", ", ".join(mail.defects)),
+    ]:
+        if value:
+            click.echo(f"{label + ':':13} {value}")
+    click.echo("")
+    click.echo(mail.new_text.rstrip())
+    click.echo("")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@pass_ctx
+def ingest(ctx: Context, path: Path) -> None:
+    """Import a maildir, an mbox file, a folder of .eml files or one .eml file.
+
+    Safe to run again on the same source: a mail already stored is counted as a duplicate.
+    """
+    source = open_source(path)
+    counts = {"stored": 0, "duplicate": 0, "quarantined": 0}
+    with ctx.app() as app:
+        ingestor = app.ingestor()
+        with tqdm(total=source.count, unit="mail", desc=f"ingest {source.kind}", disable=None) as bar:
+            for label, raw in source:
+                counts[ingestor.ingest(raw, source=label).status] += 1
+                bar.update(1)
+    click.echo(
+        f"{source.count} mails from {path}: {counts['stored']} stored, "
+        f"{counts['duplicate']} duplicates, {counts['quarantined']} quarantined"
+    )
+    if counts["quarantined"]:
+        click.echo("see `triage quarantine` for the mails that could not be stored", err=True)
+
+
+@cli.command()
+@click.option("--status", type=click.Choice(["new", "open", "waiting", "resolved"]), help="Only this status.")
+@click.option("--team", help="Only tickets routed to this team.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+@pass_ctx
+def tickets(ctx: Context, status: str | None, team: str | None, limit: int | None, as_json: bool) -> None:
+    """List tickets, oldest first."""
+    with ctx.app() as app, app.sessions() as session:
+        rows = list_tickets(session, status=status, team=team, limit=limit)
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("no tickets")
+        return
+    click.echo(f"{'REFERENCE':14} {'STATUS':9} {'TEAM':14} {'MSGS':>4}  {'FROM':28} SUBJECT")
+    for row in rows:
+        flag = " [!]" if row["flag"] else ""
+        click.echo(
+            f"{row['reference']:14} {row['status']:9} {(row['team'] or '-'):14} {row['messages']:>4}  "
+            f"{(row['contact'] or '-')[:28]:28} {(row['subject'] or '')[:60]}{flag}"
+        )
+
+
+@cli.command()
+@click.argument("ident")
+@click.option("--json", "as_json", is_flag=True, help="Print the ticket as one JSON object.")
+@pass_ctx
+def show(ctx: Context, ident: str, as_json: bool) -> None:
+    """Show ticket IDENT (reference such as T-2026-00042, or numeric id): messages and events."""
+    with ctx.app() as app, app.sessions() as session:
+        detail = ticket_detail(session, ident)
+    if as_json:
+        _echo_json(detail)
+        return
+    click.echo(f"{detail['reference']}  {detail['subject'] or ''}")
+    contact = detail["contact"] or {}
+    click.echo(f"status {detail['status']}, team {detail['team'] or '-'}, from {contact.get('address', '-')}")
+    if detail["flag"]:
+        click.echo(f"FLAG: {detail['flag']} (linked to {detail['linked_ticket']})")
+    for message in detail["messages"]:
+        click.echo("")
+        click.echo(f"--- {message['direction']} {message['date'] or ''} {message['from_addr'] or ''} [{message['kind']}]")
+        click.echo(f"    threaded: {message['thread_reason']}")
+        for att in message["attachments"]:
+            click.echo(f"    attachment: {att['filename'] or '?'} ({att['content_type']}, {att['size']} B)")
+        click.echo(message["new_text"].rstrip())
+    click.echo("")
+    click.echo("events:")
+    for event in detail["events"]:
+        click.echo(f"  {event['at']}  {event['actor']:16} {event['action']:18} {json.dumps(event['detail'])}")
+
+
+@cli.command()
+@click.option("--retry", is_flag=True, help="Re-run quarantined mails (after a fix); stored ones are released.")
+@click.option("--id", "ids", type=int, multiple=True, help="Only these quarantine ids (with --retry).")
+@click.option("--all", "show_all", is_flag=True, help="Also list released mails.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@pass_ctx
+def quarantine(ctx: Context, retry: bool, ids: tuple[int, ...], show_all: bool, as_json: bool) -> None:
+    """List mails that could not be parsed or stored, or re-run them with --retry."""
+    with ctx.app() as app:
+        if retry:
+            results = app.ingestor().retry_quarantined(list(ids) or None)
+            if as_json:
+                _echo_json([{"id": i, "status": o.status, "reason": o.reason,
+                             "ticket": o.ticket_reference} for i, o in results])
+            else:
+                for row_id, outcome in results:
+                    click.echo(f"#{row_id}: {outcome.status} {outcome.ticket_reference or ''} {outcome.reason}")
+                click.echo(f"{sum(o.status != 'quarantined' for _, o in results)} of {len(results)} released")
+            if any(o.status == "quarantined" for _, o in results):
+                sys.exit(1)
+            return
+        with app.sessions() as session:
+            rows = list_quarantine(session, include_released=show_all)
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("quarantine is empty")
+    for row in rows:
+        click.echo(f"#{row['id']} {row['created_at']} [{row['stage']}] x{row['attempts']} {row['source'] or ''}")
+        click.echo(f"    {row['error']}")
+
+
+@cli.group()
+def db() -> None:
+    """Database schema: show the revision, or upgrade it."""
+
+
+@db.command("upgrade")
+@pass_ctx
+def db_upgrade(ctx: Context) -> None:
+    """Upgrade the database schema to this version of triage."""
+    from triage.store.db import make_engine
+
+    engine = make_engine(ctx.settings.database.url)
+    try:
+        upgrade(engine)
+        click.echo(f"schema at {current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+@db.command("current")
+@pass_ctx
+def db_current(ctx: Context) -> None:
+    """Print the database's schema revision and the one this triage needs."""
+    from triage.store.db import make_engine
+
+    engine = make_engine(ctx.settings.database.url)
+    try:
+        click.echo(f"database: {current_revision(engine) or 'empty'}; triage needs: {head_revision()}")
+    finally:
+        engine.dispose()
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Check the configuration or print an example."""
+
+
+@config_group.command("check")
+@pass_ctx
+def config_check(ctx: Context) -> None:
+    """Validate the configuration and print the effective values (secrets hidden)."""
+    settings = ctx.settings
+    for section, values in settings.model_dump().items():
+        for key, value in values.items():
+            shown = "***" if any(w in key for w in ("password", "secret", "token")) and value else value
+            click.echo(f"{section}.{key} = {shown!r}")
+
+
+@config_group.command("example")
+def config_example() -> None:
+    """Print a triage.toml documenting every key with its default."""
+    click.echo(example_toml(), nl=False)
+
+
+def main() -> None:
+    cli(prog_name="triage")

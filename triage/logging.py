@@ -1,0 +1,41 @@
+"""Structured logs on stderr. Events carry ids, hashes and counts; never passwords or mail bodies."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from triage.config import LogSettings
+
+_REDACT = ("password", "secret", "token", "body", "text", "html")
+
+
+def _redact(_logger: object, _name: str, event: dict[str, object]) -> dict[str, object]:
+    """A last line of defence: any field whose name suggests a secret or content is blanked."""
+    for key in list(event):
+        if key != "event" and any(word in key.lower() for word in _REDACT):
+            event[key] = "[redacted]"
+    return event
+
+
+def configure_logging(settings: LogSettings) -> None:
+    level = getattr(logging, settings.level.upper())
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if settings.format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
