@@ -1,0 +1,38 @@
+"""Readable plain text from a mail's HTML body, for HTML-only mail.
+
+The text feeds quote splitting, classification and the liaison's preview, so it must keep the
+reading order and line structure of the mail, not its markup. `inscriptis` does the layout
+(block elements, lists, tables); this module only guards it against the input a mail can carry.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+
+from inscriptis import get_text
+from inscriptis.model.config import ParserConfig
+from lxml.etree import LxmlError
+
+_CONFIG = ParserConfig(display_links=False, display_images=False)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_TAG = re.compile(r"<[^>]*>")
+_BLANK_RUN = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+
+
+def html_to_text(html: str) -> str:
+    """Render `html` as readable text; never raises, whatever the markup.
+
+    Control characters are removed first because lxml refuses strings that hold them. Runs
+    of blank lines are collapsed so a layout built of empty table cells stays readable.
+    """
+    if not html or html.isspace():
+        return ""
+    cleaned = _CONTROL.sub("", html)
+    try:
+        text = get_text(cleaned, _CONFIG)
+    except (LxmlError, ValueError):
+        # lxml gives up on some broken documents; a tag strip still yields the words.
+        text = html_lib.unescape(_TAG.sub(" ", cleaned))
+    lines = [line.rstrip() for line in text.splitlines()]
+    return _BLANK_RUN.sub("\n\n", "\n".join(lines)).strip("\n")

@@ -1,0 +1,232 @@
+"""Is a mail written by a person, an automatic reply, or a bounce? With the reason, for the liaison.
+
+Replying to an autoreply or a bounce makes mail loops, and a bounce says a volunteer's
+address is dead, so later stages need this verdict before they route anything. Standard
+signals come first (RFC 3464 delivery-status and RFC 5965 feedback reports; RFC 3834
+Auto-Submitted); then the habits of real servers that send neither: MAILER-DAEMON or
+postmaster senders, the empty Return-Path <>, and their well-known subjects and phrases.
+Bounce wins over autoreply, because most bounces also say "Auto-Submitted".
+Deciding only: nothing here acts on the verdict.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from triage.ingest.parsed import MailKind, ParsedAttachment
+
+_DAEMON = re.compile(
+    r"^(?:mailer[-_.]?daemon|mail[-_.]?daemon|postmaster|post_master|mail\.?delivery\.?system"
+    r"|mdaemon|mmsc|nobody|e500_smtp_mail_service)(?:@|$)",
+    re.IGNORECASE,
+)
+_BOUNCE_SUBJECT = re.compile(
+    r"^\s*(?:\[postmaster\]\s*)?(?:undeliver|undelivered mail|returned mail|mail delivery (?:failed|failure|problem|warning)"
+    r"|delivery (?:status notification|failure|report|notification|has failed|status)|failure notice|failure delivery"
+    r"|failed delivery|failed mail|non-?delivery|permanent delivery failure|mail could not be delivered"
+    r"|message delivery has failed|mail system error|delayed mail|warning: message|warning--could not send"
+    r"|mail failed|mail not delivered|returned mail|undeliverable|could not send message"
+    r"|there was an error sending your mail|email delivery failure|your message .* could not be delivered"
+    r"|mail error|processing error|delivery status|complaint about message from|.*mail failure)"
+    r"|メールエラー|配信エラー|配信不能|不達|邮件(?:投递|传输|发送)失败|退信|未能送达",
+    re.IGNORECASE,
+)
+# Machine phrases that gateways append to the subject of the mail they return.
+_BOUNCE_SUBJECT_TAG = re.compile(r"\(delivery failed\)|\bnon remis\b|\bnon-?delivery (?:report|notification)\b", re.I)
+_BOUNCE_BODY = re.compile(
+    r"could not be delivered|couldn't be delivered|was not delivered|undeliver|delivery to the following"
+    r"|delivery has failed|permanent(?:ly)? (?:fatal )?error|permanent failure|user unknown|unknown user"
+    r"|no such user|mailbox (?:unavailable|full|is full|not found)|returned to sender|this is the mail system at"
+    r"|wasn't able to deliver|unable to deliver|following addresses had|smtp error from remote|delivery failed"
+    r"|message could not be sent|failed recipient|recipient address rejected|host or domain name not found"
+    r"|not deliver(?:ed|able)|could not deliver|delivery problem|delivery failure|\b5\.\d\.\d{1,3}\b",
+    re.IGNORECASE,
+)
+_SES_NOTIFICATION = re.compile(r'"notificationType"\s*:\s*"(?:Bounce|Complaint)"')
+_AUTOREPLY_SUBJECT = re.compile(
+    r"^\s*(?:automatic reply|auto(?:matic)?[- ]?(?:reply|response|respons)|out of (?:the )?office"
+    r"|abwesenheitsnotiz|automatische antwort|réponse automatique|respuesta automática|risposta automatica"
+    r"|automatisch antwoord|afwezigheidsbericht|resposta automática|autosvar|automaattinen vastaus"
+    r"|automatyczna odpowiedź|odpověď mimo kancelář|автоответ|自動応答|自动回复)\b",
+    re.IGNORECASE,
+)
+_RECIPIENT_FIELD = re.compile(r"^(final-recipient|original-recipient|original-rcpt-to|action)\s*:\s*(.*)$", re.I)
+_MESSAGE_ID = re.compile(r"^\s*message-id\s*:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+_ANGLE_ADDR = re.compile(r"<([^<>\s@]+@[^<>\s@]+\.[^<>\s@]+)>")
+_BARE_ADDR_LINE = re.compile(r"^\s*<?([^\s<>@:;,\"]+@[^\s<>@:;,\"]+\.[a-z]{2,})>?\s*[:.]?\s*$", re.I | re.M)
+_RETURNED_TYPES = frozenset({"message/rfc822", "text/rfc822-headers", "message/global"})
+_NOT_BOUNCED = frozenset({"delivered", "relayed", "expanded"})
+
+
+@dataclass(frozen=True, slots=True)
+class KindVerdict:
+    """The kind with a short reason the liaison can read, plus what a bounce tells about its origin."""
+
+    kind: MailKind
+    reason: str | None
+    auto_submitted: str | None = None
+    original_message_id: str | None = None
+    recipients: list[str] = field(default_factory=list)
+
+
+def detect_kind(
+    headers: Mapping[str, list[str]],
+    *,
+    content_type: str,
+    report_type: str | None,
+    subject: str,
+    from_addr: str | None,
+    body_text: str,
+    attachments: Sequence[ParsedAttachment],
+) -> KindVerdict:
+    """Decide the kind from decoded headers (lower-case names), the body and the non-body parts."""
+    auto_submitted = _first(headers, "auto-submitted")
+    reason = _bounce_reason(headers, content_type, report_type, subject, from_addr, body_text, attachments)
+    if reason is not None:
+        original_id, recipients = _bounce_details(headers, body_text, attachments)
+        return KindVerdict("bounce", reason, auto_submitted, original_id, recipients)
+    reason = _autoreply_reason(headers, auto_submitted, subject)
+    if reason is not None:
+        return KindVerdict("autoreply", reason, auto_submitted)
+    return KindVerdict("normal", None, auto_submitted)
+
+
+def _first(headers: Mapping[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0].strip() if values else None
+
+
+def _bounce_reason(
+    headers: Mapping[str, list[str]],
+    content_type: str,
+    report_type: str | None,
+    subject: str,
+    from_addr: str | None,
+    body_text: str,
+    attachments: Sequence[ParsedAttachment],
+) -> str | None:
+    report = (report_type or "").lower()
+    if content_type == "multipart/report" and report == "feedback-report":
+        return "feedback report (RFC 5965)"
+    if content_type == "multipart/report" and report in ("delivery-status", ""):
+        return "delivery status notification (RFC 3464)"
+    if content_type == "message/delivery-status":
+        return "delivery status notification (RFC 3464)"
+    part_types = {a.content_type for a in attachments}
+    if "message/feedback-report" in part_types:
+        return "feedback report (RFC 5965)"
+    if "message/delivery-status" in part_types or "message/global-delivery-status" in part_types:
+        return "delivery status part (RFC 3464)"
+    if headers.get("x-failed-recipients"):
+        return "X-Failed-Recipients header"
+    daemon = bool(from_addr and _DAEMON.match(from_addr)) or not from_addr
+    null_path = any(v.strip() in ("<>", "") for v in headers.get("return-path", []))
+    bounce_subject = bool(_BOUNCE_SUBJECT.search(subject))
+    sample = body_text[:8192]
+    if _SES_NOTIFICATION.search(sample):
+        return "Amazon SES bounce notification"
+    bounce_body = bool(_BOUNCE_BODY.search(sample))
+    returned = bool(part_types & _RETURNED_TYPES)
+    if bounce_subject and (daemon or null_path or bounce_body or returned):
+        who = (
+            "daemon sender" if daemon else "null Return-Path" if null_path
+            else "bounce text" if bounce_body else "returned message"
+        )
+        return f"non-standard bounce: subject {subject.strip()[:60]!r} with {who}"
+    if bounce_body and _BOUNCE_SUBJECT_TAG.search(subject):
+        return f"non-standard bounce: subject tag in {subject.strip()[:60]!r} with bounce text"
+    if daemon and from_addr and bounce_body:
+        return f"non-standard bounce: sender {from_addr} with bounce text"
+    return None
+
+
+def _autoreply_reason(headers: Mapping[str, list[str]], auto_submitted: str | None, subject: str) -> str | None:
+    if auto_submitted and auto_submitted.split(";")[0].strip().lower() != "no":
+        return f"Auto-Submitted: {auto_submitted[:40]} (RFC 3834)"
+    for name in ("x-autoreply", "x-autorespond", "x-mail-autoreply", "x-autoreply-from"):
+        if headers.get(name):
+            return f"{name} header"
+    if (_first(headers, "precedence") or "").lower() == "auto_reply":
+        return "Precedence: auto_reply"
+    if (_first(headers, "x-autogenerated") or "").lower() == "reply":
+        return "X-Autogenerated: Reply"
+    if "autoreply" in (_first(headers, "x-post-messageclass") or "").lower():
+        return "X-POST-MessageClass: Autoreply"
+    if _AUTOREPLY_SUBJECT.match(subject):
+        return f"automatic-reply subject {subject.strip()[:60]!r}"
+    return None
+
+
+def _bounce_details(
+    headers: Mapping[str, list[str]], body_text: str, attachments: Sequence[ParsedAttachment]
+) -> tuple[str | None, list[str]]:
+    """The bounced mail's Message-ID and the failed recipients, from whichever part holds them."""
+    original_id: str | None = None
+    recipients: list[str] = []
+    for attachment in attachments:
+        ctype = attachment.content_type
+        if ctype in ("message/delivery-status", "message/global-delivery-status", "message/feedback-report"):
+            recipients.extend(_report_recipients(attachment.content))
+        elif original_id is None and ctype in ("message/rfc822", "text/rfc822-headers", "message/global"):
+            original_id = _embedded_message_id(attachment.content)
+    for value in headers.get("x-failed-recipients", []):
+        recipients.extend(a.strip() for a in value.split(",") if "@" in a)
+    if original_id is None:
+        match = _MESSAGE_ID.search(body_text)
+        original_id = match.group(1) if match else None
+    if not recipients:
+        recipients = _text_recipients(body_text)
+    return original_id, _unique_lower(recipients)
+
+
+def _report_recipients(content: bytes) -> list[str]:
+    """Recipients of a delivery-status (or feedback) report whose action is not a success."""
+    found: list[str] = []
+    recipient: str | None = None
+    action = ""
+    for line in content.decode("utf-8", "replace").splitlines() + [""]:
+        if not line.strip():
+            if recipient and action not in _NOT_BOUNCED:
+                found.append(recipient)
+            recipient, action = None, ""
+            continue
+        match = _RECIPIENT_FIELD.match(line.strip())
+        if match is None:
+            continue
+        name, value = match.group(1).lower(), match.group(2).strip()
+        if name == "action":
+            action = value.lower()
+        elif recipient is None or name == "final-recipient":
+            address = value.split(";", 1)[-1].strip().strip("<>")
+            if "@" in address:
+                recipient = address
+    return found
+
+
+def _embedded_message_id(content: bytes) -> str | None:
+    headers = BytesHeaderParser(policy=compat32).parsebytes(content[:65536])
+    value = headers.get("message-id")
+    if not isinstance(value, str):
+        return None
+    match = re.search(r"<[^<>\s]+>", value)
+    return match.group(0) if match else None
+
+
+def _text_recipients(body_text: str) -> list[str]:
+    """Addresses that a non-standard bounce puts on a line of their own, or in angle brackets."""
+    head = body_text[:4096]
+    found = _BARE_ADDR_LINE.findall(head)
+    if not found:
+        found = _ANGLE_ADDR.findall(head)[:5]
+    return found
+
+
+def _unique_lower(addresses: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for address in addresses:
+        seen.setdefault(address.strip().lower(), None)
+    return [a for a in seen if a]

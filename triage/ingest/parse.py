@@ -1,0 +1,451 @@
+"""Raw bytes to `ParsedMail`: the one pure function between the mail sources and everything else.
+
+The stdlib `email` package (compat32, the fastest policy) builds the MIME tree once; mail-parser
+helps where mail is broken (address recovery, a UTF-8 view of raw MIME headers). Bodies of
+attached messages (`message/*`) are kept as their original bytes instead of being parsed part
+by part: they are attachments here, and not re-parsing them keeps a forwarded 3 MB thread cheap.
+
+Damaged mail is parsed as far as it goes and the damage is listed in `defects`; only input
+that is not a mail at all raises `NotAMailError`. Nothing here logs or does I/O.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import hashlib
+import re
+from datetime import datetime, timezone
+from email.message import Message
+from email.parser import BytesHeaderParser, BytesParser
+from email.policy import compat32
+from email.utils import getaddresses, parsedate_to_datetime
+
+from charset_normalizer import from_bytes
+from mailparser.utils import get_addresses, mime_header_view
+
+from triage.ingest import htmltext, kinds, quotes
+from triage.ingest.parsed import NotAMailError, ParsedAttachment, ParsedMail
+
+DEFAULT_MAX_SIZE = 25 * 1024 * 1024
+MAX_DEPTH = 64
+
+_FIELD_LINE = re.compile(rb"^([!-9;-~]{1,100})[ \t]*:")
+_KNOWN_FIELDS = frozenset(
+    b"from to cc bcc subject date message-id received return-path mime-version content-type sender reply-to"
+    b" in-reply-to references delivered-to envelope-to delivery-date user-agent x-mailer list-id precedence"
+    b" auto-submitted thread-topic thread-index importance organization dkim-signature authentication-results"
+    b" arc-seal content-transfer-encoding x-original-to received-spf".split()
+)
+_KNOWN_PREFIXES = (b"x-", b"list-", b"content-", b"resent-", b"arc-")
+_FOLD = re.compile(r"[\r\n]+(?=[ \t])")
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_WORD_GAP = re.compile(r"(\?=)[ \t\r\n]+(?==\?)")
+_MSG_ID = re.compile(r"<[^<>]+>")
+_CHARSET_SUPERSETS = {
+    "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "shift_jis": "cp932", "x-sjis": "cp932",
+    "sjis": "cp932", "euc-kr": "cp949", "ks_c_5601-1987": "cp949", "iso-8859-1": "cp1252",
+    "us-ascii": "cp1252", "iso-8859-8-i": "iso-8859-8", "iso-2022-jp": "iso2022_jp_ext", "tis-620": "cp874",
+}
+_UNSAFE_CODECS = frozenset({"idna", "punycode", "undefined", "unicode_escape", "raw_unicode_escape", "mbcs"})
+_BODY_TYPES = ("text/plain", "text/html")
+
+
+class _ShallowMessage(Message):
+    """A compat32 message whose `message/*` bodies the parser leaves unparsed.
+
+    The feed parser recurses into a part whenever `get_content_type()` says `message/...`;
+    answering "application/octet-stream" while `shallow` is set keeps the body as raw text.
+    `_finish` clears the flag on every part once parsing is done.
+    """
+
+    shallow = True
+
+    def get_content_type(self) -> str:
+        ctype = super().get_content_type()
+        if self.shallow and ctype.startswith("message/"):
+            return "application/octet-stream"
+        return ctype
+
+
+def parse_mail(raw: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> ParsedMail:
+    """Parse one mail. Raises `NotAMailError` only when `raw` has no RFC 822 header block."""
+    raw = bytes(raw)
+    _check_is_mail(raw)
+    defects: list[str] = []
+    oversize = len(raw) > max_size
+    msg: Message | None = None
+    if oversize:
+        defects.append("oversize")
+    else:
+        try:
+            msg = BytesParser(_ShallowMessage, policy=compat32).parsebytes(raw)
+        except RecursionError:
+            defects.append("nesting-too-deep")
+    if msg is None:
+        msg = BytesHeaderParser(policy=compat32).parsebytes(raw[: _header_end(raw)])
+    else:
+        _finish(msg, defects)
+    return _build(raw, msg, defects, oversize)
+
+
+def _build(raw: bytes, msg: Message, defects: list[str], oversize: bool) -> ParsedMail:
+    headers = _header_map(msg, defects)
+    senders = _addresses(headers.get("from", []), "from", defects)
+    from_name, from_addr = senders[0] if senders else (None, None)
+    if not senders:
+        defects.append("missing-from")
+    subject = _decode_words(_first(headers, "subject") or "", defects).strip() or None
+    plain: list[str] = []
+    html: list[str] = []
+    attachments: list[ParsedAttachment] = []
+    if not oversize and "nesting-too-deep" not in defects:
+        _collect(msg, plain, html, attachments, defects, attached=False, alternative=False, depth=0)
+    body_html = "\n".join(html) if html else None
+    body_text = "\n".join(plain).replace("\r\n", "\n").replace("\r", "\n")
+    if not body_text.strip() and body_html:
+        body_text = htmltext.html_to_text(body_html)
+    reply = quotes.split_reply(body_text)
+    verdict = kinds.detect_kind(
+        headers,
+        content_type=msg.get_content_type(),
+        report_type=_report_type(msg),
+        subject=subject or "",
+        from_addr=from_addr,
+        body_text=body_text,
+        attachments=attachments,
+    )
+    return ParsedMail(
+        message_id=_message_id(_first(headers, "message-id"), defects),
+        from_addr=from_addr,
+        from_name=from_name,
+        to=[a for _, a in _addresses(headers.get("to", []), "to", defects)],
+        cc=[a for _, a in _addresses(headers.get("cc", []), "cc", defects)],
+        reply_to=[a for _, a in _addresses(headers.get("reply-to", []), "reply-to", defects)],
+        subject=subject,
+        date=_date(_first(headers, "date"), defects),
+        in_reply_to=_first_id(_first(headers, "in-reply-to")),
+        references=_MSG_ID.findall(" ".join(headers.get("references", []))),
+        body_text=body_text,
+        new_text=reply.new,
+        quoted_text=reply.quoted,
+        signature=reply.signature,
+        body_html=body_html,
+        attachments=attachments,
+        kind=verdict.kind,
+        kind_reason=verdict.reason,
+        list_id=_list_id(_first(headers, "list-id")),
+        defects=list(dict.fromkeys(defects)),
+        size=len(raw),
+        oversize=oversize,
+        auto_submitted=verdict.auto_submitted,
+        bounce_original_message_id=verdict.original_message_id,
+        bounced_recipients=verdict.recipients,
+    )
+
+
+def _check_is_mail(raw: bytes) -> None:
+    """Refuse input with no header block: empty, binary, or prose without `Name: value` lines."""
+    lines = raw[:65536].splitlines()
+    start = 0
+    while start < len(lines) and not lines[start].strip():
+        start += 1
+    if start == len(lines):
+        raise NotAMailError("empty input: a mail starts with header lines such as 'From: ...'")
+    if lines[start].startswith((b"From ", b">From ")):
+        start += 1
+    known = False
+    for number, line in enumerate(lines[start : start + 400]):
+        if not line.strip():
+            break
+        if b"\x00" in line:
+            raise NotAMailError("binary data (NUL bytes) in the header block: not a mail")
+        if line[:1] in (b" ", b"\t"):
+            continue
+        match = _FIELD_LINE.match(line)
+        if match is None:
+            if number == 0:
+                raise NotAMailError("no header block: the first line is not a 'Name: value' header field")
+            break
+        name = match.group(1).lower()
+        known = known or name in _KNOWN_FIELDS or name.startswith(_KNOWN_PREFIXES)
+    if not known:
+        raise NotAMailError("no known mail header (From, To, Subject, Date, Received, ...) in the header block")
+
+
+def _header_end(raw: bytes) -> int:
+    """Offset just past the header block, for headers-only parsing of huge or broken mail."""
+    ends = [pos for pos in (raw.find(b"\n\n"), raw.find(b"\r\n\r\n"), raw.find(b"\r\r")) if pos >= 0]
+    return min(ends) + 1 if ends else min(len(raw), 1 << 20)
+
+
+def _finish(msg: Message, defects: list[str]) -> None:
+    """Restore real content types and gather the stdlib's defects, without recursion."""
+    stack = [msg]
+    while stack:
+        part = stack.pop()
+        if isinstance(part, _ShallowMessage):
+            part.shallow = False
+        defects.extend(type(defect).__name__ for defect in part.defects)
+        payload = part.get_payload() if part.is_multipart() else None
+        if isinstance(payload, list):
+            stack.extend(p for p in payload if isinstance(p, Message))
+
+
+def _header_map(msg: Message, defects: list[str]) -> dict[str, list[str]]:
+    """Lower-case name -> unfolded values, with raw 8-bit bytes decoded.
+
+    RFC 6532 says raw header bytes are UTF-8; older mailers used the body's charset, so that
+    is the next guess before charset-normalizer, which is unreliable on a few words.
+    """
+    out: dict[str, list[str]] = {}
+    for name, value in msg.raw_items():
+        if not isinstance(value, str):
+            value = str(value)
+        value = _FOLD.sub("", value).replace("\r", "").replace("\n", "")
+        if not value.isascii():
+            data = value.encode("utf-8", "surrogateescape")
+            try:
+                value = data.decode("utf-8")
+            except UnicodeDecodeError:
+                value = decode_bytes(data, _charset_hint(msg), defects)
+        out.setdefault(name.strip().lower(), []).append(value)
+    return out
+
+
+def _charset_hint(msg: Message) -> str | None:
+    """The charset of the mail's first text part, the best guess for its raw 8-bit headers."""
+    part: object = msg
+    for _ in range(MAX_DEPTH):
+        if not isinstance(part, Message):
+            return None
+        payload = part.get_payload()
+        if not isinstance(payload, list):
+            return part.get_content_charset()
+        part = payload[0] if payload else None
+    return None
+
+
+def _first(headers: dict[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0] if values else None
+
+
+def decode_bytes(data: bytes, declared: str | None, defects: list[str]) -> str:
+    """Text from bytes: declared charset, then UTF-8, then a charset-normalizer guess, then Latin-1."""
+    if declared:
+        codec = _codec(declared)
+        if codec is None:
+            defects.append(f"unknown-charset:{declared[:40]}")
+        else:
+            try:
+                return _clean(data.decode(codec), defects)
+            except UnicodeError:
+                defects.append(f"bad-charset:{declared[:40]}")
+    try:
+        return _clean(data.decode("utf-8"), defects)
+    except UnicodeDecodeError:
+        pass
+    guess = from_bytes(data[:65536]).best()
+    if guess is not None and guess.encoding:
+        return _clean(data.decode(guess.encoding, "replace"), defects)
+    return _clean(data.decode("latin-1"), defects)
+
+
+def _codec(charset: str) -> str | None:
+    """A Python text codec for a mail charset name, preferring the superset real senders mean."""
+    name = charset.strip().strip("\"'").lower()
+    name = _CHARSET_SUPERSETS.get(name, name)
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):
+        return None
+    if info.name in _UNSAFE_CODECS or not getattr(info, "_is_text_encoding", True):
+        return None
+    return info.name
+
+
+def _clean(text: str, defects: list[str]) -> str:
+    """Drop what no database or JSON sink accepts: NUL characters and lone surrogates."""
+    if "\x00" in text:
+        defects.append("nul-in-text")
+        text = text.replace("\x00", "")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _decode_words(value: str, defects: list[str]) -> str:
+    """RFC 2047 encoded words, also the common broken forms (inside quotes, split multibyte chars)."""
+    if "=?" not in value:
+        return _clean(value, defects)
+    value = _WORD_GAP.sub(r"\1", value)
+    out: list[str] = []
+    pending = bytearray()
+    pending_charset: str | None = None
+    pos = 0
+    for match in _ENCODED_WORD.finditer(value):
+        charset = match.group(1).split("*", 1)[0].lower()
+        data = _word_bytes(match.group(2).lower(), match.group(3))
+        if data is None:
+            defects.append("bad-encoded-word")
+            continue
+        if match.start() > pos or charset != pending_charset:
+            if pending_charset is not None:
+                out.append(decode_bytes(bytes(pending), pending_charset, defects))
+            pending, pending_charset = bytearray(), charset
+            out.append(value[pos : match.start()])
+        pending += data
+        pos = match.end()
+    if pending_charset is not None:
+        out.append(decode_bytes(bytes(pending), pending_charset, defects))
+    out.append(value[pos:])
+    return _clean("".join(out), defects)
+
+
+def _word_bytes(encoding: str, text: str) -> bytes | None:
+    data = text.encode("ascii", "ignore")
+    try:
+        if encoding == "q":
+            return binascii.a2b_qp(data, header=True)
+        data = data.rstrip(b"=")
+        if len(data) % 4 == 1:
+            data = data[:-1]
+        return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _addresses(values: list[str], field: str, defects: list[str]) -> list[tuple[str | None, str]]:
+    """(display name, lower-case address) pairs; mail-parser recovers what the stdlib misreads."""
+    if not values:
+        return []
+    text = ", ".join(values)
+    pairs = getaddresses([text])
+    if any(addr and addr.count("@") != 1 for _, addr in pairs):
+        diagnostics: list[object] = []
+        pairs = get_addresses(text, defects=diagnostics)
+        if diagnostics:
+            defects.append(f"bad-address:{field}")
+    out: list[tuple[str | None, str]] = []
+    for name, addr in pairs:
+        addr = addr.strip().lower()
+        if "@" not in addr:
+            continue
+        decoded = _decode_words(name, defects).strip().strip('"').strip() if name else ""
+        out.append((decoded or None, addr))
+    return out
+
+
+def _message_id(value: str | None, defects: list[str]) -> str | None:
+    ident = _first_id(value)
+    if ident is None:
+        token = (value or "").strip()
+        if token and " " not in token:
+            defects.append("message-id-without-brackets")
+            return f"<{token}>"
+        defects.append("missing-message-id")
+    return ident
+
+
+def _first_id(value: str | None) -> str | None:
+    match = _MSG_ID.search(value or "")
+    return "".join(match.group(0).split()) if match else None
+
+
+def _date(value: str | None, defects: list[str]) -> datetime | None:
+    """Timezone-aware date; a missing zone or -0000 means UTC (RFC 5322 4.3)."""
+    if not value or not value.strip():
+        defects.append("missing-date")
+        return None
+    try:
+        parsed = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        defects.append("bad-date")
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+def _list_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    match = _MSG_ID.search(value)
+    ident = match.group(0)[1:-1] if match else value
+    return ident.strip() or None
+
+
+def _report_type(msg: Message) -> str | None:
+    value = msg.get_param("report-type")
+    return value if isinstance(value, str) else None
+
+
+def _collect(
+    part: Message,
+    plain: list[str],
+    html: list[str],
+    attachments: list[ParsedAttachment],
+    defects: list[str],
+    *,
+    attached: bool,
+    alternative: bool,
+    depth: int,
+) -> None:
+    """Sort the MIME tree into body text, body HTML and attachments (RFC 2046, RFC 2183)."""
+    if depth > MAX_DEPTH:
+        defects.append("nesting-too-deep")
+        return
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        attached = attached or part.get_content_disposition() == "attachment"
+        inner_alternative = part.get_content_subtype() == "alternative"
+        for child in payload:
+            if isinstance(child, Message):
+                _collect(child, plain, html, attachments, defects,
+                         attached=attached, alternative=inner_alternative, depth=depth + 1)
+        return
+    ctype = part.get_content_type()
+    if ctype.startswith("multipart/"):
+        ctype = "text/plain"  # a multipart without usable boundaries: its raw text is all we have
+    disposition = part.get_content_disposition()
+    named = part.get_param("filename", header="content-disposition") or part.get_param("name")
+    if not attached and disposition != "attachment" and not named and ctype in _BODY_TYPES:
+        text = _part_text(part, defects)
+        (plain if ctype == "text/plain" else html).append(text)
+    elif alternative and not named and ctype.startswith("text/") and ctype != "text/calendar":
+        return  # another rendition of the same body (text/enriched and the like)
+    else:
+        attachments.append(_attachment(part, ctype, disposition, defects))
+
+
+def _part_text(part: Message, defects: list[str]) -> str:
+    data = part.get_payload(decode=True)
+    if not isinstance(data, bytes):
+        return ""
+    return decode_bytes(data, part.get_content_charset(), defects)
+
+
+def _attachment(part: Message, ctype: str, disposition: str | None, defects: list[str]) -> ParsedAttachment:
+    view, view_defects = mime_header_view(part)
+    if view_defects:
+        defects.append("bad-mime-header")
+    raw_name = view.get_filename()
+    filename = _decode_words(raw_name, defects).strip() or None if isinstance(raw_name, str) else None
+    content = part.get_payload(decode=True)
+    if not isinstance(content, bytes):
+        content = b""
+    cid = view.get("content-id")
+    content_id = str(cid).strip().strip("<>").strip() or None if cid is not None else None
+    return ParsedAttachment(
+        filename=filename,
+        content_type=ctype,
+        size=len(content),
+        sha256=hashlib.sha256(content).hexdigest(),
+        content=content,
+        inline=disposition == "inline" or (disposition is None and content_id is not None),
+        content_id=content_id,
+    )

@@ -1,0 +1,164 @@
+"""Split a reply's text into what the sender wrote now, the quoted earlier mail, and the signature.
+
+Classification and the liaison's view care about the new words; the quoted history and the
+signature are kept (nothing is thrown away) but apart. The rules are line-based and linear in
+the text's length: a reply header ("On ... wrote:" in several languages, Outlook's
+"-----Original Message-----" or its "From:/Sent:/To:/Subject:" block), a run of '>' lines,
+the "-- " signature delimiter and the mobile "Sent from my ..." line. A forwarded message
+("---------- Forwarded message ----------") is new content for a ticket desk, so quote
+markers below a forward marker are left in the new text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+
+class ReplyParts(NamedTuple):
+    """The three pieces of a reply; joined in order they hold every non-blank line of the text."""
+
+    new: str
+    quoted: str
+    signature: str
+
+
+_WROTE = r"(?:wrote|writes|said|schrieb|a écrit|escribió|escribio|schreef|geschreven|ha scritto|escreveu|skrev|kirjoitti|napisał|написал|написала)"
+# "On <date>, <name> wrote:" with the opening word of each language's client.
+_STRONG_HEADER = re.compile(
+    rf"^(?:on|am|le|el|op|il|em|no dia|den|dne|w dniu|\d{{1,4}}[./-]\d{{1,2}}[./-]\d{{1,4}}).{{0,300}}{_WROTE}\s*:$",
+    re.IGNORECASE,
+)
+# "<name> wrote:" alone, trusted only when a '>' line follows.
+_WEAK_HEADER = re.compile(rf"^.{{0,200}}\b{_WROTE}\s*:$", re.IGNORECASE)
+_ORIGINAL = re.compile(
+    r"^-{2,}\s*(?:original message|ursprüngliche nachricht|original-nachricht|message d'origine"
+    r"|mensaje original|oorspronkelijk bericht|messaggio originale|mensagem original"
+    r"|originalmeddelande|opprinnelig melding)\s*-{2,}$",
+    re.IGNORECASE,
+)
+_FORWARD = re.compile(
+    r"^(?:-{2,}\s*(?:forwarded message|weitergeleitete nachricht|message transféré|mensaje reenviado"
+    r"|doorgestuurd bericht|messaggio inoltrato)\s*-{2,}|begin forwarded message:|anfang der weitergeleiteten nachricht:)$",
+    re.IGNORECASE,
+)
+_FIELD = re.compile(
+    r"^\*?(from|von|de|van|da|från|fra|od|sent|gesendet|envoyé|enviado|verzonden|inviato|date|datum|fecha"
+    r"|to|an|à|para|aan|a|cc|subject|betreff|objet|asunto|onderwerp|oggetto|assunto|ämne|emne)\*?\s*:",
+    re.IGNORECASE,
+)
+_FROM_FIELDS = frozenset({"from", "von", "de", "van", "da", "från", "fra", "od"})
+_MOBILE = re.compile(
+    r"^(?:sent from my |sent from (?:mail|outlook|yahoo mail|samsung)|sent with |get outlook for "
+    r"|von meinem .+ gesendet|gesendet von meinem |envoyé de mon |envoyé depuis |enviado desde mi "
+    r"|enviado do meu |verzonden vanaf mijn |verstuurd vanaf mijn |inviato da )",
+    re.IGNORECASE,
+)
+_UNDERSCORES = re.compile(r"^_{10,}$")
+
+
+def split_reply(text: str) -> ReplyParts:
+    """Return the new text, the quoted earlier mail and the signature of a plain-text body."""
+    lines = text.split("\n")
+    stripped = [line.strip() for line in lines]
+    cut = _quote_start(stripped)
+    if cut is None:
+        new_lines, quoted_lines = _split_interleaved(lines, stripped)
+    else:
+        new_lines, quoted_lines = lines[:cut], lines[cut:]
+    new_lines, signature_lines = _split_signature(new_lines)
+    return ReplyParts(_join(new_lines), _join(quoted_lines), _join(signature_lines))
+
+
+def _join(lines: list[str]) -> str:
+    return "\n".join(lines).strip("\n").rstrip()
+
+
+def _quote_start(stripped: list[str]) -> int | None:
+    """Index of the first line of a reply header, or None when there is none above a forward."""
+    for i, line in enumerate(stripped):
+        if not line:
+            continue
+        if _FORWARD.match(line):
+            return None
+        if _ORIGINAL.match(line):
+            return i
+        if _UNDERSCORES.match(line) and _is_field_block(stripped, i + 1):
+            return i
+        if _is_field_block(stripped, i):
+            return i
+        if len(line) < 300 and _wrote_header_end(stripped, i) is not None:
+            return i
+    return None
+
+
+def _wrote_header_end(stripped: list[str], i: int) -> int | None:
+    """If an "On ... wrote:" header starts at line i (possibly wrapped over 3 lines), its last index."""
+    joined = stripped[i]
+    for end in range(i, min(i + 3, len(stripped))):
+        if end > i:
+            if not stripped[end]:
+                return None
+            joined = f"{joined} {stripped[end]}"
+        if not joined.endswith(":"):
+            continue
+        if _STRONG_HEADER.match(joined):
+            return end
+        if _WEAK_HEADER.match(joined) and _next_is_quote(stripped, end + 1):
+            return end
+    return None
+
+
+def _next_is_quote(stripped: list[str], start: int) -> bool:
+    for line in stripped[start : start + 3]:
+        if line:
+            return line.startswith(">")
+    return False
+
+
+def _is_field_block(stripped: list[str], i: int) -> bool:
+    """Outlook/Yahoo/Hotmail quote header: a From line among at least three header-like lines."""
+    first = _FIELD.match(stripped[i]) if i < len(stripped) else None
+    if first is None:
+        return False
+    names: list[str] = []
+    for line in stripped[i : i + 7]:
+        match = _FIELD.match(line)
+        if match is None:
+            if line:
+                break
+            continue
+        names.append(match.group(1).lower())
+    return len(names) >= 3 and any(name in _FROM_FIELDS for name in names)
+
+
+def _split_interleaved(lines: list[str], stripped: list[str]) -> tuple[list[str], list[str]]:
+    """Without a header, '>' lines are the quote: a trailing block, or lines between answers."""
+    quoted_idx = [i for i, line in enumerate(stripped) if line.startswith(">")]
+    if not quoted_idx:
+        return lines, []
+    first = quoted_idx[0]
+    tail_is_quote = all(not line or line.startswith(">") for line in stripped[first:])
+    if tail_is_quote:
+        return lines[:first], lines[first:]
+    quoted_set = set(quoted_idx)
+    new = [line for i, line in enumerate(lines) if i not in quoted_set]
+    return new, [lines[i] for i in quoted_idx]
+
+
+def _split_signature(lines: list[str]) -> tuple[list[str], list[str]]:
+    """The last "-- " delimiter starts the signature; else a mobile "Sent from my ..." line near the end."""
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].rstrip("\r") in ("-- ", "--"):
+            return lines[:i], lines[i:]
+    seen = 0
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i].strip()
+        if not line:
+            continue
+        seen += 1
+        if seen > 4:
+            break
+        if len(line) < 80 and _MOBILE.match(line):
+            return lines[:i], lines[i:]
+    return lines, []
