@@ -104,7 +104,7 @@ def _new_ticket(
     session: Session, parsed: ParsedMail, contact: Contact | None, now: datetime, prefix: str
 ) -> Ticket:
     ticket = Ticket(
-        reference=f"pending-{uuid.uuid4().hex}",
+        reference=f"~{uuid.uuid4().hex[:24]}",  # placeholder until the id is known
         subject=parsed.subject,
         status=TicketStatus.new,
         contact=contact,
