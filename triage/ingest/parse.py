@@ -22,7 +22,7 @@ from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
 from charset_normalizer import from_bytes
-from mailparser.utils import get_addresses, mime_header_view
+from mailparser.utils import get_addresses
 
 from triage.ingest import htmltext, kinds, quotes
 from triage.ingest.parsed import NotAMailError, ParsedAttachment, ParsedMail
@@ -42,6 +42,7 @@ _FOLD = re.compile(r"[\r\n]+(?=[ \t])")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _WORD_GAP = re.compile(r"(\?=)[ \t\r\n]+(?==\?)")
 _MSG_ID = re.compile(r"<[^<>]+>")
+_AT_IN_NAME = re.compile(r"@[^,<>\"]*<")
 _CHARSET_SUPERSETS = {
     "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "shift_jis": "cp932", "x-sjis": "cp932",
     "sjis": "cp932", "euc-kr": "cp949", "ks_c_5601-1987": "cp949", "iso-8859-1": "cp1252",
@@ -49,6 +50,7 @@ _CHARSET_SUPERSETS = {
 }
 _UNSAFE_CODECS = frozenset({"idna", "punycode", "undefined", "unicode_escape", "raw_unicode_escape", "mbcs"})
 _BODY_TYPES = ("text/plain", "text/html")
+_NAME_HEADERS = frozenset({"content-type", "content-disposition"})
 
 
 class _ShallowMessage(Message):
@@ -79,9 +81,15 @@ def parse_mail(raw: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> ParsedMail:
         defects.append("oversize")
     else:
         try:
-            msg = BytesParser(_ShallowMessage, policy=compat32).parsebytes(raw)
+            msg = _parse_tree(raw)
+            if any(type(d).__name__ == "MissingHeaderBodySeparatorDefect" for d in msg.defects):
+                repaired = _repair_header_line(raw)
+                if repaired is not None:
+                    defects.extend(("MissingHeaderBodySeparatorDefect", "repaired-header-line"))
+                    msg = _parse_tree(repaired)
         except RecursionError:
             defects.append("nesting-too-deep")
+            msg = None
     if msg is None:
         msg = BytesHeaderParser(policy=compat32).parsebytes(raw[: _header_end(raw)])
     else:
@@ -96,13 +104,12 @@ def _build(raw: bytes, msg: Message, defects: list[str], oversize: bool) -> Pars
     if not senders:
         defects.append("missing-from")
     subject = _decode_words(_first(headers, "subject") or "", defects).strip() or None
-    plain: list[str] = []
-    html: list[str] = []
-    attachments: list[ParsedAttachment] = []
+    body = _BodyWalk(msg, defects)
     if not oversize and "nesting-too-deep" not in defects:
-        _collect(msg, plain, html, attachments, defects, attached=False, alternative=False, depth=0)
-    body_html = "\n".join(html) if html else None
-    body_text = "\n".join(plain).replace("\r\n", "\n").replace("\r", "\n")
+        body.walk(msg)
+    attachments = body.attachments
+    body_html = "\n".join(body.html) if body.html else None
+    body_text = "\n".join(body.plain).replace("\r\n", "\n").replace("\r", "\n")
     if not body_text.strip() and body_html:
         body_text = htmltext.html_to_text(body_html)
     reply = quotes.split_reply(body_text)
@@ -173,6 +180,28 @@ def _check_is_mail(raw: bytes) -> None:
         raise NotAMailError("no known mail header (From, To, Subject, Date, Received, ...) in the header block")
 
 
+def _parse_tree(raw: bytes) -> Message:
+    return BytesParser(_ShallowMessage, policy=compat32).parsebytes(raw)
+
+
+def _repair_header_line(raw: bytes) -> bytes | None:
+    """Make one stray line inside the header block a continuation line, if fields follow it.
+
+    The stdlib ends the headers at the first line that is not a field, so a single garbled
+    line above From/Subject would hide them all. The bytes stay; only a space is added.
+    """
+    offset = 0
+    lines = raw[:65536].splitlines(keepends=True)
+    for number, line in enumerate(lines):
+        if not line.strip():
+            return None
+        if not (line[:1] in (b" ", b"\t") or _FIELD_LINE.match(line) or (number == 0 and line.startswith(b"From "))):
+            following = lines[number + 1] if number + 1 < len(lines) else b""
+            return raw[:offset] + b" " + raw[offset:] if _FIELD_LINE.match(following) else None
+        offset += len(line)
+    return None
+
+
 def _header_end(raw: bytes) -> int:
     """Offset just past the header block, for headers-only parsing of huge or broken mail."""
     ends = [pos for pos in (raw.find(b"\n\n"), raw.find(b"\r\n\r\n"), raw.find(b"\r\r")) if pos >= 0]
@@ -204,11 +233,7 @@ def _header_map(msg: Message, defects: list[str]) -> dict[str, list[str]]:
             value = str(value)
         value = _FOLD.sub("", value).replace("\r", "").replace("\n", "")
         if not value.isascii():
-            data = value.encode("utf-8", "surrogateescape")
-            try:
-                value = data.decode("utf-8")
-            except UnicodeDecodeError:
-                value = decode_bytes(data, _charset_hint(msg), defects)
+            value = decode_bytes(value.encode("utf-8", "surrogateescape"), _charset_hint(msg), defects, utf8_first=True)
         out.setdefault(name.strip().lower(), []).append(value)
     return out
 
@@ -231,8 +256,16 @@ def _first(headers: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
-def decode_bytes(data: bytes, declared: str | None, defects: list[str]) -> str:
-    """Text from bytes: declared charset, then UTF-8, then a charset-normalizer guess, then Latin-1."""
+def decode_bytes(data: bytes, declared: str | None, defects: list[str], *, utf8_first: bool = False) -> str:
+    """Text from bytes: declared charset, then UTF-8, then a charset-normalizer guess, then Latin-1.
+
+    `utf8_first` is for raw 8-bit header bytes, which RFC 6532 says are UTF-8; there
+    `declared` is only the body's charset, the guess that old mailers make right.
+    """
+    if utf8_first:
+        text = _utf8(data)
+        if text is not None:
+            return _clean(text, defects)
     if declared:
         codec = _codec(declared)
         if codec is None:
@@ -242,14 +275,28 @@ def decode_bytes(data: bytes, declared: str | None, defects: list[str]) -> str:
                 return _clean(data.decode(codec), defects)
             except UnicodeError:
                 defects.append(f"bad-charset:{declared[:40]}")
-    try:
-        return _clean(data.decode("utf-8"), defects)
-    except UnicodeDecodeError:
-        pass
+    text = None if utf8_first else _utf8(data)
+    if text is not None:
+        return _clean(text, defects)
     guess = from_bytes(data[:65536]).best()
     if guess is not None and guess.encoding:
         return _clean(data.decode(guess.encoding, "replace"), defects)
     return _clean(data.decode("latin-1"), defects)
+
+
+def _utf8(data: bytes) -> str | None:
+    """UTF-8 text, also with a few broken sequences (a name cut mid-character); else None.
+
+    Mostly-valid means at least four well-formed non-ASCII characters per broken one, which
+    Latin-1 or Cyrillic single-byte text practically never produces by chance.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", "replace")
+    broken = text.count("\ufffd")
+    wellformed = sum(1 for char in text if char > "\x7f") - broken
+    return text if wellformed >= 4 * broken else None
 
 
 def _codec(charset: str) -> str | None:
@@ -325,7 +372,9 @@ def _addresses(values: list[str], field: str, defects: list[str]) -> list[tuple[
         return []
     text = ", ".join(values)
     pairs = getaddresses([text])
-    if any(addr and addr.count("@") != 1 for _, addr in pairs):
+    # The stdlib silently misreads an unquoted '@' in a display name ("a@b <c@d>") as an
+    # address of its own; mail-parser's structural recovery reads such headers right.
+    if _AT_IN_NAME.search(text) or any(addr and addr.count("@") != 1 for _, addr in pairs):
         diagnostics: list[object] = []
         pairs = get_addresses(text, defects=diagnostics)
         if diagnostics:
@@ -384,68 +433,77 @@ def _report_type(msg: Message) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _collect(
-    part: Message,
-    plain: list[str],
-    html: list[str],
-    attachments: list[ParsedAttachment],
-    defects: list[str],
-    *,
-    attached: bool,
-    alternative: bool,
-    depth: int,
-) -> None:
-    """Sort the MIME tree into body text, body HTML and attachments (RFC 2046, RFC 2183)."""
-    if depth > MAX_DEPTH:
-        defects.append("nesting-too-deep")
-        return
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        attached = attached or part.get_content_disposition() == "attachment"
-        inner_alternative = part.get_content_subtype() == "alternative"
-        for child in payload:
-            if isinstance(child, Message):
-                _collect(child, plain, html, attachments, defects,
-                         attached=attached, alternative=inner_alternative, depth=depth + 1)
-        return
-    ctype = part.get_content_type()
-    if ctype.startswith("multipart/"):
-        ctype = "text/plain"  # a multipart without usable boundaries: its raw text is all we have
-    disposition = part.get_content_disposition()
-    named = part.get_param("filename", header="content-disposition") or part.get_param("name")
-    if not attached and disposition != "attachment" and not named and ctype in _BODY_TYPES:
-        text = _part_text(part, defects)
-        (plain if ctype == "text/plain" else html).append(text)
-    elif alternative and not named and ctype.startswith("text/") and ctype != "text/calendar":
-        return  # another rendition of the same body (text/enriched and the like)
-    else:
-        attachments.append(_attachment(part, ctype, disposition, defects))
+class _BodyWalk:
+    """Sorts the MIME tree into body text, body HTML and attachments (RFC 2046, RFC 2183)."""
 
+    def __init__(self, root: Message, defects: list[str]) -> None:
+        self.root = root
+        self.defects = defects
+        self.plain: list[str] = []
+        self.html: list[str] = []
+        self.attachments: list[ParsedAttachment] = []
 
-def _part_text(part: Message, defects: list[str]) -> str:
-    data = part.get_payload(decode=True)
-    if not isinstance(data, bytes):
-        return ""
-    return decode_bytes(data, part.get_content_charset(), defects)
+    def walk(self, part: Message, *, attached: bool = False, alternative: bool = False, depth: int = 0) -> None:
+        if depth > MAX_DEPTH:
+            self.defects.append("nesting-too-deep")
+            return
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            attached = attached or part.get_content_disposition() == "attachment"
+            inner_alternative = part.get_content_subtype() == "alternative"
+            for child in payload:
+                if isinstance(child, Message):
+                    self.walk(child, attached=attached, alternative=inner_alternative, depth=depth + 1)
+            return
+        ctype = part.get_content_type()
+        if ctype.startswith("multipart/"):
+            ctype = "text/plain"  # a multipart without usable boundaries: its raw text is all we have
+        disposition = part.get_content_disposition()
+        named = part.get_param("filename", header="content-disposition") or part.get_param("name")
+        # Explicitly inline text is body even with a file name (RFC 2183: shown in place).
+        body_like = disposition == "inline" or (disposition is None and not named)
+        if not attached and body_like and ctype in _BODY_TYPES:
+            data = part.get_payload(decode=True)
+            text = decode_bytes(data, part.get_content_charset(), self.defects) if isinstance(data, bytes) else ""
+            (self.plain if ctype == "text/plain" else self.html).append(text)
+        elif alternative and not named and ctype.startswith("text/") and ctype != "text/calendar":
+            return  # another rendition of the same body (text/enriched and the like)
+        else:
+            self.attachments.append(self._attachment(part, ctype, disposition))
 
+    def _attachment(self, part: Message, ctype: str, disposition: str | None) -> ParsedAttachment:
+        content = part.get_payload(decode=True)
+        if not isinstance(content, bytes):
+            content = b""
+        cid = part.get("content-id")
+        content_id = self._text(str(cid)).strip().strip("<>").strip() or None if cid is not None else None
+        return ParsedAttachment(
+            filename=self._filename(part),
+            content_type=ctype,
+            size=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            content=content,
+            inline=disposition == "inline" or (disposition is None and content_id is not None),
+            content_id=content_id,
+        )
 
-def _attachment(part: Message, ctype: str, disposition: str | None, defects: list[str]) -> ParsedAttachment:
-    view, view_defects = mime_header_view(part)
-    if view_defects:
-        defects.append("bad-mime-header")
-    raw_name = view.get_filename()
-    filename = _decode_words(raw_name, defects).strip() or None if isinstance(raw_name, str) else None
-    content = part.get_payload(decode=True)
-    if not isinstance(content, bytes):
-        content = b""
-    cid = view.get("content-id")
-    content_id = str(cid).strip().strip("<>").strip() or None if cid is not None else None
-    return ParsedAttachment(
-        filename=filename,
-        content_type=ctype,
-        size=len(content),
-        sha256=hashlib.sha256(content).hexdigest(),
-        content=content,
-        inline=disposition == "inline" or (disposition is None and content_id is not None),
-        content_id=content_id,
-    )
+    def _filename(self, part: Message) -> str | None:
+        """The sender's file name: RFC 2231 (stdlib), RFC 2047 words (common though not allowed), raw 8-bit."""
+        source = part
+        mime_headers = [(k, v) for k, v in part.raw_items() if k.lower() in _NAME_HEADERS]
+        if any(not isinstance(v, str) or not v.isascii() for _, v in mime_headers):
+            # The stdlib turns raw 8-bit parameter bytes into U+FFFD; decode them first.
+            source = Message()
+            for key, value in mime_headers:
+                source[key] = self._text(str(value))
+        name = source.get_filename()
+        if not isinstance(name, str):
+            return None
+        return _decode_words(self._text(name), self.defects).strip() or None
+
+    def _text(self, value: str) -> str:
+        """Header text that may carry raw 8-bit bytes (as surrogates): UTF-8, else the mail's charset."""
+        if value.isascii():
+            return value
+        data = value.encode("utf-8", "surrogateescape")
+        return decode_bytes(data, _charset_hint(self.root), self.defects, utf8_first=True)

@@ -24,9 +24,17 @@ class ReplyParts(NamedTuple):
 
 
 _WROTE = r"(?:wrote|writes|said|schrieb|a écrit|escribió|escribio|schreef|geschreven|ha scritto|escreveu|skrev|kirjoitti|napisał|написал|написала)"
-# "On <date>, <name> wrote:" with the opening word of each language's client.
+# "On <date>, <name> wrote:" as each language's clients write it (German and Dutch put the name last).
 _STRONG_HEADER = re.compile(
-    rf"^(?:on|am|le|el|op|il|em|no dia|den|dne|w dniu|\d{{1,4}}[./-]\d{{1,2}}[./-]\d{{1,4}}).{{0,300}}{_WROTE}\s*:$",
+    r"^(?:on\b.{0,300}\b(?:wrote|writes)\s*:"
+    r"|am\b.{0,300}\bschrieb\b.{0,200}:"
+    r"|le\b.{0,300}\ba écrit\s*:"
+    r"|el\b.{0,300}\bescribió\s*:"
+    r"|op\b.{0,300}\b(?:schreef|geschreven)\b.{0,200}:"
+    r"|il\b.{0,300}\bha scritto\s*:"
+    r"|(?:em|no dia)\b.{0,300}\bescreveu\s*:"
+    r"|den\b.{0,300}\bskrev\b.{0,200}:"
+    r"|\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\b.{0,300}" + _WROTE + r".{0,200}:)$",
     re.IGNORECASE,
 )
 # "<name> wrote:" alone, trusted only when a '>' line follows.
@@ -61,11 +69,19 @@ def split_reply(text: str) -> ReplyParts:
     """Return the new text, the quoted earlier mail and the signature of a plain-text body."""
     lines = text.split("\n")
     stripped = [line.strip() for line in lines]
-    cut = _quote_start(stripped)
+    cut, header_end = _quote_start(stripped)
     if cut is None:
         new_lines, quoted_lines = _split_interleaved(lines, stripped)
-    else:
+    elif header_end is None:
+        # Outlook-style headers: the client quotes everything below, without '>' marks.
         new_lines, quoted_lines = lines[:cut], lines[cut:]
+    else:
+        # "On ... wrote:": answers written below or between the '>' lines are new text.
+        answers, quotes = _split_interleaved(lines[header_end + 1 :], stripped[header_end + 1 :])
+        if quotes and any(line.strip() for line in answers):
+            new_lines, quoted_lines = lines[:cut] + answers, lines[cut : header_end + 1] + quotes
+        else:
+            new_lines, quoted_lines = lines[:cut], lines[cut:]
     new_lines, signature_lines = _split_signature(new_lines)
     return ReplyParts(_join(new_lines), _join(quoted_lines), _join(signature_lines))
 
@@ -74,39 +90,52 @@ def _join(lines: list[str]) -> str:
     return "\n".join(lines).strip("\n").rstrip()
 
 
-def _quote_start(stripped: list[str]) -> int | None:
-    """Index of the first line of a reply header, or None when there is none above a forward."""
+def _quote_start(stripped: list[str]) -> tuple[int | None, int | None]:
+    """First line of a reply header and, for "wrote:" headers, its last line; (None, None) if none.
+
+    A forward marker above any header ends the search: what follows it is forwarded, not quoted.
+    """
+    wrote = _wrote_headers(stripped)
     for i, line in enumerate(stripped):
         if not line:
             continue
-        if _FORWARD.match(line):
-            return None
-        if _ORIGINAL.match(line):
-            return i
-        if _UNDERSCORES.match(line) and _is_field_block(stripped, i + 1):
-            return i
-        if _is_field_block(stripped, i):
-            return i
-        if len(line) < 300 and _wrote_header_end(stripped, i) is not None:
-            return i
-    return None
+        if line[0] in "-bBaA" and _FORWARD.match(line):
+            return None, None
+        if line[0] in "-_" and (
+            _ORIGINAL.match(line) or (_UNDERSCORES.match(line) and _is_field_block(stripped, i + 1))
+        ):
+            return i, None
+        if ":" in line[:16] and _is_field_block(stripped, i):
+            return i, None
+        if i in wrote:
+            return i, wrote[i]
+    return None, None
 
 
-def _wrote_header_end(stripped: list[str], i: int) -> int | None:
-    """If an "On ... wrote:" header starts at line i (possibly wrapped over 3 lines), its last index."""
-    joined = stripped[i]
-    for end in range(i, min(i + 3, len(stripped))):
-        if end > i:
-            if not stripped[end]:
-                return None
-            joined = f"{joined} {stripped[end]}"
-        if not joined.endswith(":"):
+def _wrote_headers(stripped: list[str]) -> dict[int, int]:
+    """Start -> end line of each "On ... wrote:" header; clients wrap them over up to 3 lines.
+
+    For each line ending in ':' the language patterns are tried on the 1-, 2- and 3-line spans
+    that end there, then the bare "<name> wrote:", trusted only right above a '>' line.
+    """
+    found: dict[int, int] = {}
+    for end, line in enumerate(stripped):
+        if not line.endswith(":") or len(line) > 300:
             continue
-        if _STRONG_HEADER.match(joined):
-            return end
-        if _WEAK_HEADER.match(joined) and _next_is_quote(stripped, end + 1):
-            return end
-    return None
+        spans: list[tuple[int, str]] = []
+        joined = line
+        for start in range(end, max(end - 3, -1), -1):
+            if start < end:
+                if not stripped[start]:
+                    break
+                joined = f"{stripped[start]} {joined}"
+            spans.append((start, joined))
+        match = next((start for start, text in spans if _STRONG_HEADER.match(text)), None)
+        if match is None and _next_is_quote(stripped, end + 1):
+            match = next((start for start, text in spans if _WEAK_HEADER.match(text)), None)
+        if match is not None:
+            found.setdefault(match, end)
+    return found
 
 
 def _next_is_quote(stripped: list[str], start: int) -> bool:
