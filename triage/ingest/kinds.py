@@ -12,7 +12,7 @@ Deciding only: nothing here acts on the verdict.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from triage.ingest.parsed import MailKind, ParsedAttachment
@@ -52,6 +52,7 @@ _AUTOREPLY_SUBJECT = re.compile(
     re.IGNORECASE,
 )
 _RECIPIENT_FIELD = re.compile(r"^(final-recipient|original-recipient|original-rcpt-to|action)\s*:\s*(.*)$", re.I)
+_EMBEDDED_TO = re.compile(rb"^to[ \t]*:[^\n]*?<?([^\s<>@,;:\"]+@[^\s<>@,;:\"]+)>?", re.IGNORECASE | re.MULTILINE)
 _EMBEDDED_ID = re.compile(rb"^message-id[ \t]*:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 _MESSAGE_ID = re.compile(r"^\s*message-id\s*:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 _ANGLE_ADDR = re.compile(r"<([^<>\s@]+@[^<>\s@]+\.[^<>\s@]+)>")
@@ -165,20 +166,27 @@ def _bounce_details(
     """The bounced mail's Message-ID and the failed recipients, from whichever part holds them."""
     original_id: str | None = None
     recipients: list[str] = []
+    feedback = False
+    embedded_to: list[str] = []
     for attachment in attachments:
         ctype = attachment.content_type
         if ctype in ("message/delivery-status", "message/global-delivery-status", "message/feedback-report"):
             recipients.extend(_report_recipients(attachment.content))
-        elif original_id is None and ctype in ("message/rfc822", "text/rfc822-headers", "message/global"):
-            original_id = _embedded_message_id(attachment.content)
+            feedback = feedback or ctype == "message/feedback-report"
+        elif original_id is None and ctype in _RETURNED_TYPES:
+            head = _header_block(attachment.content)
+            match = _EMBEDDED_ID.search(head)
+            original_id = match.group(1).decode("ascii", "replace") if match else None
+            embedded_to = [m.decode("ascii", "replace") for m in _EMBEDDED_TO.findall(head)]
     for value in headers.get("x-failed-recipients", []):
         recipients.extend(a.strip() for a in value.split(",") if "@" in a)
     if original_id is None:
         match = _MESSAGE_ID.search(body_text)
         original_id = match.group(1) if match else None
     if not recipients:
-        recipients = _text_recipients(body_text)
-    return original_id, _unique_lower(recipients)
+        # A complaint names no failed recipient; the complainer is whom the mail was sent to.
+        recipients = embedded_to if feedback else _text_recipients(body_text)
+    return original_id, _unique_lower(r for r in recipients if not _DAEMON.match(r))
 
 
 def _report_recipients(content: bytes) -> list[str]:
@@ -205,15 +213,14 @@ def _report_recipients(content: bytes) -> list[str]:
     return found
 
 
-def _embedded_message_id(content: bytes) -> str | None:
-    """The Message-ID in the header block of a returned message (or of its returned headers)."""
+def _header_block(content: bytes) -> bytes:
+    """The header block of a returned message (or of its returned headers alone)."""
     head = content[:65536]
     for blank in (b"\n\n", b"\r\n\r\n", b"\r\r"):
         end = head.find(blank)
         if end >= 0:
             head = head[:end]
-    match = _EMBEDDED_ID.search(head)
-    return match.group(1).decode("ascii", "replace") if match else None
+    return head
 
 
 def _text_recipients(body_text: str) -> list[str]:
@@ -225,7 +232,7 @@ def _text_recipients(body_text: str) -> list[str]:
     return found
 
 
-def _unique_lower(addresses: list[str]) -> list[str]:
+def _unique_lower(addresses: Iterable[str]) -> list[str]:
     seen: dict[str, None] = {}
     for address in addresses:
         seen.setdefault(address.strip().lower(), None)
