@@ -1,26 +1,29 @@
 #!/usr/bin/env python3
 """The long-running worker: args -> settings -> bootstrap() -> run the configured runners.
 
-Today it runs the maildir spool runner (`[ingest] spool_maildir`). SIGTERM and SIGINT
-stop it cleanly after the mail in progress is committed.
+Runners: one IMAP poller per configured account ([imap], [imap_accounts.*]) and, if set,
+the maildir spool (`ingest.spool_maildir`). SIGTERM and SIGINT stop it cleanly: the batch
+in progress is finished and committed, connections are logged out.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
 from triage.bootstrap import bootstrap
 from triage.config import ConfigError, load_settings
 from triage.logging import configure_logging
+from triage.runners.base import Runner
+from triage.runners.poll import PollRunner
 from triage.runners.spool import SpoolRunner
+from triage.runners.supervisor import run_until_signalled
 from triage.store.schema import SchemaError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--config", help="path to triage.toml (default: $TRIAGE_CONFIG or ./triage.toml)")
     parser.add_argument("--once", action="store_true", help="one pass of every runner, then exit (for cron)")
     args = parser.parse_args(argv)
@@ -31,25 +34,29 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, SchemaError) as exc:
         print(f"run_worker: {exc}", file=sys.stderr)
         return 2
-    runners = []
-    if settings.ingest.spool_maildir:
-        runners.append(SpoolRunner(app.ingestor(), Path(settings.ingest.spool_maildir), settings.ingest.poll_seconds))
-    if not runners:
-        print("run_worker: nothing to run; set ingest.spool_maildir (TRIAGE_INGEST_SPOOL_MAILDIR)", file=sys.stderr)
-        return 2
-
-    def stop(signum: int, _frame: object) -> None:
-        for runner in runners:
-            runner.stop_event.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     try:
-        for runner in runners:  # one runner today; several run in threads once there are more
-            runner.run(once=args.once)
+        runners: list[Runner] = [PollRunner(account, app.ingestor()) for account in settings.imap_all]
+        if settings.ingest.spool_maildir:
+            runners.append(
+                SpoolRunner(app.ingestor(), Path(settings.ingest.spool_maildir), settings.ingest.poll_seconds)
+            )
+        if not runners:
+            print("run_worker: nothing to run; set imap.host (TRIAGE_IMAP_HOST) or ingest.spool_maildir",
+                  file=sys.stderr)
+            return 2
+        if args.once:
+            status = 0
+            for runner in runners:
+                try:
+                    runner.run(once=True)
+                except Exception as exc:  # noqa: BLE001 - reported; the exit status says so
+                    print(f"run_worker: {runner.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    status = 1
+            return status
+        run_until_signalled(runners)
+        return 0
     finally:
         app.close()
-    return 0
 
 
 if __name__ == "__main__":

@@ -149,6 +149,55 @@ def ingest(ctx: Context, path: Path) -> None:
 
 
 @cli.command()
+@click.option("--once", is_flag=True, help="One pass over every account and folder, then exit (for cron).")
+@click.option("--account", "accounts", multiple=True, help="Only these accounts (by name).")
+@click.option("--json", "as_json", is_flag=True, help="Print what each folder pass did as JSON (with --once).")
+@pass_ctx
+def poll(ctx: Context, once: bool, accounts: tuple[str, ...], as_json: bool) -> None:
+    """Fetch new mail from the configured IMAP accounts into tickets.
+
+    Exactly once: a mail is committed with its ledger entry before it is marked on the
+    server, and nothing is ever deleted. Without --once it keeps polling (IDLE where offered)
+    until interrupted.
+    """
+    from dataclasses import asdict
+
+    from triage.runners.poll import PollRunner
+    from triage.runners.supervisor import run_until_signalled
+
+    chosen = [a for a in ctx.settings.imap_all if not accounts or a.name in accounts]
+    if not chosen:
+        raise ConfigError("no IMAP account configured: set imap.host (TRIAGE_IMAP_HOST) and imap.user")
+    with ctx.app() as app:
+        runners = [PollRunner(account, app.ingestor()) for account in chosen]
+        if not once:
+            run_until_signalled(runners)
+            return
+        failed = False
+        passes = []
+        for runner in runners:
+            try:
+                runner.run(once=True)
+            except Exception as exc:  # noqa: BLE001 - reported per account; the exit status says it failed
+                failed = True
+                click.echo(f"triage: account {runner.settings.name}: {type(exc).__name__}: {exc}", err=True)
+            passes.extend(runner.last_pass)
+    if as_json:
+        _echo_json([asdict(p) for p in passes])
+    else:
+        for p in passes:
+            click.echo(
+                f"{p.account}/{p.folder}: {p.fetched} fetched, {p.stored} stored, {p.duplicate} duplicates, "
+                f"{p.quarantined} quarantined, {p.marked} marked"
+                + (f", {len(p.mark_errors)} marking errors" if p.mark_errors else "")
+                + (f" (first contact: {p.first_contact})" if p.first_contact else "")
+                + (f" (UIDVALIDITY changed from {p.resynced_from})" if p.resynced_from else "")
+            )
+    if failed or any(p.mark_errors for p in passes):
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--status", type=click.Choice(["new", "open", "waiting", "resolved"]), help="Only this status.")
 @click.option("--team", help="Only tickets routed to this team.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many.")

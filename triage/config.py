@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import ipaddress
+from datetime import date
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG_NAME = "triage.toml"
 ENV_PREFIX = "TRIAGE"
@@ -71,6 +74,86 @@ class IngestSettings(_Section):
     poll_seconds: float = Field(30.0, gt=0, description="Seconds between passes over the spool when idle.")
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ImapSettings(_Section):
+    """One IMAP account. [imap] is the main one; [imap_accounts.<name>] tables add more."""
+
+    name: str = Field("liaison", pattern=r"^[A-Za-z0-9_.@-]{1,100}$", description="Name of this account in the ledger and logs.")
+    host: str = Field("", description="IMAP server. Empty: no IMAP polling.")
+    port: int = Field(0, ge=0, le=65535, description="Port; 0 means 993 for tls, 143 for starttls and none.")
+    security: Literal["tls", "starttls", "none"] = Field(
+        "tls", description="tls (implicit), starttls, or none (plain text; loopback hosts only)."
+    )
+    ca_file: str = Field("", description="PEM file of CAs to trust instead of the system store (self-signed servers).")
+    user: str = Field("", description="Login name.")
+    password: SecretStr = Field(SecretStr(""), description="Password (prefer password_file or $TRIAGE_IMAP_PASSWORD).")
+    password_file: str = Field("", description="File whose first line is the password (e.g. a mounted secret).")
+    auth: Literal["password", "xoauth2"] = Field("password", description="password (LOGIN) or xoauth2 (OAuth2 bearer token).")
+    oauth2_token_command: str = Field("", description="Command printing a fresh OAuth2 access token (xoauth2).")
+    oauth2_token_file: str = Field("", description="File holding the OAuth2 access token (xoauth2).")
+    folder: str = Field("INBOX", description="The folder to ingest.")
+    extra_folders: list[str] = Field(default_factory=list, description="More folders of this account, each with its own ledger.")
+    mark: Literal["seen", "keyword", "move", "none"] = Field(
+        "seen", description="After a mail is committed: set \\Seen, add `keyword`, move to `move_to`, or leave it. Never deletes."
+    )
+    keyword: str = Field("$Triaged", pattern=r"^[^\s()\\{%*\"\]]+$", description="Keyword set when mark = keyword.")
+    move_to: str = Field("Triaged", description="Folder mails move to when mark = move.")
+    start: Literal["now", "since", "all"] = Field(
+        "now", description="First contact with a folder: only mail arriving from now on, mail since `since`, or all."
+    )
+    since: date | None = Field(None, description="Date (YYYY-MM-DD) for start = since.")
+    batch_size: int = Field(200, gt=0, le=5000, description="Mails fetched per round trip.")
+    idle: bool = Field(True, description="Use IMAP IDLE when the server offers it; otherwise poll.")
+    idle_renew_seconds: int = Field(25 * 60, gt=0, le=29 * 60, description="Re-issue IDLE this often (RFC 2177: at most 29 minutes).")
+    poll_seconds: float = Field(60.0, gt=0, description="Seconds between polls without IDLE.")
+    timeout_seconds: float = Field(60.0, gt=0, description="Network timeout for one IMAP command.")
+    backoff_max_seconds: float = Field(300.0, gt=0, description="Longest wait between reconnection attempts.")
+    login_retry_seconds: float = Field(900.0, gt=0, description="Wait after a rejected login before trying again.")
+    parse_workers: int = Field(0, ge=0, le=64, description="Processes that parse fetched mail in parallel; 0 = parse inline.")
+
+    @field_validator("extra_folders", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ImapSettings":
+        if not self.host:
+            return self
+        if self.security == "none" and not _is_loopback(self.host):
+            raise ValueError(
+                f"security = none sends the password in plain text; it is allowed only to a loopback "
+                f"address, not {self.host!r}: use tls or starttls"
+            )
+        if not self.user:
+            raise ValueError("user is required when host is set")
+        if self.auth == "password" and not (self.password.get_secret_value() or self.password_file):
+            raise ValueError("set password, password_file or $TRIAGE_IMAP_PASSWORD (auth = password)")
+        if self.auth == "xoauth2" and not (self.oauth2_token_command or self.oauth2_token_file):
+            raise ValueError("auth = xoauth2 needs oauth2_token_command or oauth2_token_file")
+        if self.start == "since" and self.since is None:
+            raise ValueError("start = since needs since = YYYY-MM-DD")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (993 if self.security == "tls" else 143)
+
+    @property
+    def folders(self) -> list[str]:
+        return [self.folder, *[f for f in self.extra_folders if f != self.folder]]
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged.")
     format: Literal["console", "json"] = Field("console", description="console for people, json for collectors.")
@@ -80,7 +163,17 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     mail: MailSettings = MailSettings()
     ingest: IngestSettings = IngestSettings()
+    imap: ImapSettings = ImapSettings()
+    imap_accounts: dict[str, ImapSettings] = Field(default_factory=dict)
     log: LogSettings = LogSettings()
+
+    @property
+    def imap_all(self) -> list[ImapSettings]:
+        """Every configured account: [imap] if it has a host, then [imap_accounts.*]."""
+        accounts = [self.imap] if self.imap.host else []
+        for key, account in sorted(self.imap_accounts.items()):
+            accounts.append(account if account.name != "liaison" else account.model_copy(update={"name": key}))
+        return accounts
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
@@ -92,7 +185,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     overrides: dict[str, dict[str, str]] = {}
     for section_name, section_field in Settings.model_fields.items():
         section_model = section_field.annotation
-        assert isinstance(section_model, type) and issubclass(section_model, BaseModel)
+        if not (isinstance(section_model, type) and issubclass(section_model, BaseModel)):
+            continue  # tables of tables, such as [imap_accounts.*], are set in the file only
         for key in section_model.model_fields:
             name = f"{ENV_PREFIX}_{section_name}_{key}".upper()
             if name in environ:
@@ -172,12 +266,18 @@ def example_toml() -> str:
     ]
     for section_name, section_field in Settings.model_fields.items():
         model = section_field.annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            out += ["", f"# [{section_name}.<name>] tables take the keys of [imap] for more accounts, e.g.",
+                    f"# [{section_name}.press]", '# host = "imap.example.org"', '# user = "press@example.org"',
+                    '# password_file = "/run/secrets/press-imap"']
+            continue
         out.append("")
         out.append(f"[{section_name}]")
         for key, field in model.model_fields.items():
             out.append(f"# {field.description}  (env: {ENV_PREFIX}_{section_name.upper()}_{key.upper()})")
-            out.append(f"{key} = {_toml_value(field.default)}")
+            default = field.get_default(call_default_factory=True)
+            prefix = "# " if default is None else ""  # TOML has no null: an unset key stays commented
+            out.append(f"{prefix}{key} = {_toml_value(default)}")
     return "\n".join(out) + "\n"
 
 
@@ -186,6 +286,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, SecretStr):
+        return _toml_value(value.get_secret_value())
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if value is None:

@@ -281,15 +281,39 @@ class Ingestor:
         self._clock = clock
         self._parse = parser
 
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        return self._sessions
+
+    @property
+    def max_size(self) -> int:
+        return self._settings.max_size_bytes
+
     def parse(self, raw: bytes) -> ParsedMail:
         return self._parse(raw, max_size=self._settings.max_size_bytes)
 
-    def ingest(self, raw: bytes, *, source: str | None = None) -> IngestOutcome:
+    def ingest(
+        self,
+        raw: bytes,
+        *,
+        source: str | None = None,
+        parsed: ParsedMail | BaseException | None = None,
+        also: Callable[[Session, IngestOutcome], None] | None = None,
+    ) -> IngestOutcome:
+        """Store one mail (or quarantine it) in one transaction and return what happened.
+
+        `parsed` lets a caller parse elsewhere (a process pool); an exception there means
+        quarantine. `also` runs inside the same transaction with the outcome, so a caller's
+        own bookkeeping (the IMAP ledger) commits or rolls back with the mail.
+        """
         digest = sha256_hex(raw)
-        try:
-            parsed = self.parse(raw)
-        except Exception as exc:  # noqa: BLE001 - any parse failure is quarantined, never raised
-            return self._quarantine(raw, "parse", _short_error(exc), source, digest)
+        if parsed is None:
+            try:
+                parsed = self.parse(raw)
+            except Exception as exc:  # noqa: BLE001 - any parse failure is quarantined, never raised
+                parsed = exc
+        if isinstance(parsed, BaseException):
+            return self._quarantine(raw, "parse", _short_error(parsed), source, digest, also)
         for attempt in range(2):
             try:
                 with self._sessions.begin() as session:
@@ -297,6 +321,8 @@ class Ingestor:
                         session, raw, parsed, settings=self._settings, now=self._clock(),
                         source=source, digest=digest,
                     )
+                    if also is not None:
+                        also(session, outcome)
                 log.info(
                     "mail.ingested", status=outcome.status, ticket=outcome.ticket_reference,
                     kind=parsed.kind, sha256=digest[:12], source=source,
@@ -305,18 +331,27 @@ class Ingestor:
             except IntegrityError as exc:
                 if attempt == 0:
                     continue  # another worker stored the same mail or contact first; look again
-                return self._quarantine(raw, "store", _short_error(exc), source, digest)
+                return self._quarantine(raw, "store", _short_error(exc), source, digest, also)
             except Exception as exc:  # noqa: BLE001 - one bad mail never stops the line
-                return self._quarantine(raw, "store", _short_error(exc), source, digest)
+                return self._quarantine(raw, "store", _short_error(exc), source, digest, also)
         raise AssertionError("unreachable")
 
     def _quarantine(
-        self, raw: bytes, stage: str, error: str, source: str | None, digest: str
+        self,
+        raw: bytes,
+        stage: str,
+        error: str,
+        source: str | None,
+        digest: str,
+        also: Callable[[Session, IngestOutcome], None] | None = None,
     ) -> IngestOutcome:
+        outcome = IngestOutcome("quarantined", error, raw_sha256=digest)
         with self._sessions.begin() as session:
             quarantine(session, raw, stage=stage, error=error, source=source, now=self._clock())
+            if also is not None:
+                also(session, outcome)
         log.warning("mail.quarantined", stage=stage, error=error, sha256=digest[:12], source=source)
-        return IngestOutcome("quarantined", error, raw_sha256=digest)
+        return outcome
 
     def retry_quarantined(self, ids: list[int] | None = None) -> list[tuple[int, IngestOutcome]]:
         """Re-run quarantined mails (after a fix); those that now store are released."""

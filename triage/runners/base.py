@@ -1,13 +1,15 @@
-"""The worker loop: runners own the loop, the sleep and the shutdown; subclasses own one step.
+"""The worker loop: runners own the loop, the waiting, the retries and the shutdown; subclasses
+own one step.
 
-SIGTERM or SIGINT asks every runner to stop after the step in progress, so a batch that
-has begun is finished and committed before the process exits.
+SIGTERM or SIGINT sets `stop_event`: the step in progress finishes (its batch is committed),
+then the runner closes its connections and returns. A step that fails is retried after a
+capped exponential backoff with jitter, so a server that is down is not hammered.
 """
 
 from __future__ import annotations
 
+import random
 import threading
-import time
 from collections.abc import Callable
 
 import structlog
@@ -16,30 +18,61 @@ log = structlog.get_logger(__name__)
 
 
 class Runner:
-    """Call `step()` every `interval` seconds until stopped. `step` returns how much it did."""
+    """Call `step()` until stopped; `wait()` between steps; `close()` at the end."""
 
     name = "runner"
 
-    def __init__(self, interval: float, *, stop: threading.Event | None = None,
-                 sleep: Callable[[float], bool] | None = None) -> None:
+    def __init__(
+        self,
+        interval: float,
+        *,
+        stop: threading.Event | None = None,
+        backoff_base: float = 1.0,
+        backoff_max: float = 300.0,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         self.interval = interval
         self.stop_event = stop or threading.Event()
-        self._sleep = sleep or self.stop_event.wait
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._jitter = jitter
 
     def step(self) -> int:
+        """Do one unit of work and return how much was done (0: nothing to do)."""
         raise NotImplementedError
 
+    def wait(self, done: int) -> None:
+        if done == 0:
+            self.stop_event.wait(self.interval)
+
+    def retry_delay(self, exc: BaseException, failures: int) -> float:
+        """Seconds to wait after the `failures`-th failure in a row: capped exponential, jittered."""
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (failures - 1))
+        return ceiling * (0.5 + self._jitter() / 2)
+
+    def close(self) -> None:
+        """Release connections; called once when the loop ends."""
+
     def run(self, *, once: bool = False) -> None:
-        log.info("runner.start", runner=self.name, interval=self.interval, once=once)
-        while not self.stop_event.is_set():
-            started = time.monotonic()
-            try:
-                done = self.step()
-            except Exception:  # noqa: BLE001 - a failing step is logged and retried next round
-                log.exception("runner.step_failed", runner=self.name)
-                done = 0
-            if once:
-                break
-            if done == 0:
-                self._sleep(max(0.0, self.interval - (time.monotonic() - started)))
-        log.info("runner.stop", runner=self.name)
+        log.info("runner.start", runner=self.name, once=once)
+        failures = 0
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    done = self.step()
+                except Exception as exc:
+                    if once:
+                        raise
+                    failures += 1
+                    delay = self.retry_delay(exc, failures)
+                    log.error("runner.step_failed", runner=self.name, error=f"{type(exc).__name__}: {exc}",
+                              failures=failures, retry_in=round(delay, 1))
+                    self.stop_event.wait(delay)
+                    continue
+                failures = 0
+                if once:
+                    break
+                self.wait(done)
+        finally:
+            self.close()
+            log.info("runner.stop", runner=self.name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from triage.store.db import Base, address, intpk, jsondict, jsonlist, sha256hex, utc, utcnow
@@ -166,8 +166,50 @@ class Quarantine(Base):
     released_at: Mapped[utc | None]
 
 
+class ImapFolderState(Base):
+    """Where the poller stands in one (account, folder): its UIDVALIDITY and the highest UID done."""
+
+    __tablename__ = "imap_folders"
+    __table_args__ = (UniqueConstraint("account", "folder"),)
+
+    id: Mapped[intpk]
+    account: Mapped[str] = mapped_column(String(100))
+    folder: Mapped[str] = mapped_column(String(500))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger)
+    first_contact_at: Mapped[utc]
+    start_policy: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[utc]
+
+
+class ImapLedgerEntry(Base):
+    """One server message (account, folder, UIDVALIDITY, UID) and what became of it.
+
+    Written in the same transaction as the message it produced, so a UID is either done
+    (ledger row and message both committed) or not done at all.
+    """
+
+    __tablename__ = "imap_ledger"
+    __table_args__ = (
+        UniqueConstraint("account", "folder", "uidvalidity", "uid"),
+        Index("ix_imap_ledger_unmarked", "account", "folder", "marked_at"),
+    )
+
+    id: Mapped[intpk]
+    account: Mapped[str] = mapped_column(String(100))
+    folder: Mapped[str] = mapped_column(String(500))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    raw_sha256: Mapped[sha256hex | None]
+    outcome: Mapped[str] = mapped_column(String(16))
+    message_pk: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    seen_at: Mapped[utc]
+    marked_at: Mapped[utc | None]
+
+
 Index("ix_tickets_status_team", Ticket.status, Ticket.team)
 
 __all__: list[Any] = [
-    "Attachment", "Blob", "Contact", "Direction", "Event", "Message", "Quarantine", "Ticket", "TicketStatus",
+    "Attachment", "Blob", "ImapFolderState", "ImapLedgerEntry", "Contact", "Direction", "Event", "Message", "Quarantine", "Ticket", "TicketStatus",
 ]

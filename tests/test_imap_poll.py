@@ -1,0 +1,211 @@
+"""The IMAP poller against a real Dovecot: ledger, first contact, marking, poison, UIDVALIDITY, accounts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from tests.conftest import make_mail
+from tests.servers.dovecot import Dovecot, fixture_dovecot_server, fixture_make_dovecot  # noqa: F401
+from triage.bootstrap import App, bootstrap
+from triage.config import Settings, load_settings
+from triage.ingest.imap_poll import FolderPass
+import triage.runners.poll as poll_module
+from triage.ingest.imap_connect import connect
+from triage.runners.poll import PollRunner
+from triage.store.models import ImapFolderState, ImapLedgerEntry, Message, Quarantine, Ticket
+
+
+def imap_env(server: Dovecot, db_url: str, user: str | None = None, **overrides: str) -> dict[str, str]:
+    user = user or server.user
+    env = {
+        "TRIAGE_DATABASE_URL": db_url,
+        "TRIAGE_IMAP_HOST": server.host,
+        "TRIAGE_IMAP_PORT": str(server.port),
+        "TRIAGE_IMAP_SECURITY": "none",
+        "TRIAGE_IMAP_USER": user,
+        "TRIAGE_IMAP_PASSWORD": server.users[user],
+        "TRIAGE_IMAP_START": "all",
+        "TRIAGE_IMAP_TIMEOUT_SECONDS": "10",
+    }
+    env.update({f"TRIAGE_IMAP_{key.upper()}": value for key, value in overrides.items()})
+    return env
+
+
+@pytest.fixture
+def desk(dovecot_server: Dovecot, db_url: str) -> Any:
+    """A function (overrides) -> (settings, app) for this Dovecot and database; apps closed at teardown."""
+    apps: list[App] = []
+
+    def make(**overrides: str) -> tuple[Settings, App]:
+        settings = load_settings(environ=imap_env(dovecot_server, db_url, **overrides))
+        app = bootstrap(settings)
+        apps.append(app)
+        return settings, app
+
+    yield make
+    for app in apps:
+        app.close()
+
+
+def poll_once(settings: Settings, app: App, account: int = 0) -> FolderPass:
+    runner = PollRunner(settings.imap_all[account], app.ingestor())
+    runner.run(once=True)
+    assert len(runner.last_pass) == 1
+    return runner.last_pass[0]
+
+
+def count(app: App, model: type, *where: Any) -> int:
+    with app.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def append_many(server: Dovecot, raws: list[bytes], folder: str = "INBOX", when: datetime | None = None) -> None:
+    with server.client() as imap:
+        for raw in raws:
+            imap.append(folder, raw, msg_time=when)
+
+
+def test_new_mail_is_stored_once_and_marked_seen(dovecot_server: Dovecot, desk: Callable[..., Any]) -> None:
+    """Each mail becomes one message with a ledger row, is marked \\Seen after commit, and is not fetched again."""
+    settings, app = desk()
+    append_many(dovecot_server, [make_mail(message_id=f"<n{i}@v.example>") for i in range(3)])
+    first = poll_once(settings, app)
+    assert (first.fetched, first.stored, first.marked) == (3, 3, 3)
+    assert first.first_contact == "all"
+    assert all(b"\\Seen" in flags for flags in dovecot_server.flags().values())
+    assert count(app, ImapLedgerEntry, ImapLedgerEntry.marked_at.is_not(None)) == 3
+    again = poll_once(settings, app)
+    assert again.fetched == 0 and count(app, Message) == 3
+    with app.sessions() as session:
+        state = session.scalars(select(ImapFolderState)).one()
+        assert state.last_uid == max(dovecot_server.list_uids())
+
+
+def test_first_contact_from_now_imports_nothing_old(dovecot_server: Dovecot, desk: Callable[..., Any]) -> None:
+    """start = now: a full mailbox is left alone; only mail arriving afterwards is ingested, none deleted."""
+    append_many(dovecot_server, [make_mail(message_id=f"<old{i}@v.example>") for i in range(20)])
+    settings, app = desk(start="now")
+    assert poll_once(settings, app).fetched == 0
+    append_many(dovecot_server, [make_mail(message_id="<fresh@v.example>")])
+    later = poll_once(settings, app)
+    assert (later.fetched, later.stored) == (1, 1)
+    assert len(dovecot_server.list_uids()) == 21
+
+
+def test_first_contact_since_date(dovecot_server: Dovecot, desk: Callable[..., Any]) -> None:
+    """start = since: only mail whose arrival date is on or after the date is ingested."""
+    append_many(dovecot_server, [make_mail(message_id="<2020@v.example>")], when=datetime(2020, 5, 1, tzinfo=timezone.utc))
+    append_many(dovecot_server, [make_mail(message_id="<2026@v.example>")], when=datetime(2026, 5, 1, tzinfo=timezone.utc))
+    settings, app = desk(start="since", since="2026-01-01")
+    result = poll_once(settings, app)
+    assert result.stored == 1
+    with app.sessions() as session:
+        assert list(session.scalars(select(Message.message_id))) == ["<2026@v.example>"]
+
+
+def test_poison_mail_is_quarantined_and_the_rest_flow(dovecot_server: Dovecot, desk: Callable[..., Any]) -> None:
+    """A mail that cannot be parsed is quarantined with its bytes; the ledger moves past it."""
+    settings, app = desk()
+    junk = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    append_many(dovecot_server, [make_mail(message_id="<p1@v.example>"), junk, make_mail(message_id="<p3@v.example>")])
+    result = poll_once(settings, app)
+    assert (result.stored, result.quarantined) == (2, 1)
+    with app.sessions() as session:
+        ledger = list(session.scalars(select(ImapLedgerEntry.outcome).order_by(ImapLedgerEntry.uid)))
+        assert ledger == ["stored", "quarantined", "stored"]
+        assert session.scalars(select(Quarantine)).one().source.endswith(";UID=2")
+    assert poll_once(settings, app).fetched == 0
+
+
+def test_uidvalidity_change_resyncs_without_duplicates(dovecot_server: Dovecot, desk: Callable[..., Any]) -> None:
+    """After the server renumbers a folder, known mails are recognised and new ones stored once."""
+    settings, app = desk()
+    append_many(dovecot_server, [make_mail(message_id=f"<u{i}@v.example>") for i in range(4)])
+    assert poll_once(settings, app).stored == 4
+    new_validity = dovecot_server.change_uidvalidity()
+    append_many(dovecot_server, [make_mail(message_id="<u-new@v.example>")])
+    result = poll_once(settings, app)
+    assert result.resynced_from is not None and result.uidvalidity == new_validity
+    assert (result.stored, result.duplicate) == (1, 4)
+    assert count(app, Message) == 5 and count(app, Ticket) == 5
+    assert poll_once(settings, app).fetched == 0
+
+
+def test_failed_move_after_commit_is_retried_never_reimported(
+    dovecot_server: Dovecot, desk: Callable[..., Any]
+) -> None:
+    """A MOVE that fails after the commit leaves the mail stored once; the next pass moves it."""
+    settings, app = desk(mark="move", move_to="Done")
+    append_many(dovecot_server, [make_mail(message_id=f"<mv{i}@v.example>") for i in range(3)])
+    failed = poll_once(settings, app)
+    assert failed.stored == 3 and failed.mark_errors and failed.marked == 0
+    assert len(dovecot_server.list_uids()) == 3
+    dovecot_server.create_folder("Done")
+    retried = poll_once(settings, app)
+    assert retried.fetched == 0 and retried.marked == 3 and not retried.mark_errors
+    assert dovecot_server.list_uids() == [] and len(dovecot_server.list_uids("Done")) == 3
+    assert count(app, Message) == 3
+
+
+def test_failed_flag_after_commit_is_retried(
+    dovecot_server: Dovecot, desk: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A STORE that fails after the commit (a fault Dovecot cannot make on demand, so injected) is retried."""
+    settings, app = desk(mark="keyword", keyword="$Triaged")
+    append_many(dovecot_server, [make_mail(message_id="<fl@v.example>")])
+
+    def connect_with_broken_store(account: Any) -> Any:
+        client = connect(account)
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise ConnectionResetError("connection lost during STORE")
+
+        client.add_flags = broken
+        return client
+
+    monkeypatch.setattr(poll_module, "connect", connect_with_broken_store)
+    runner = PollRunner(settings.imap, app.ingestor())
+    runner.run(once=True)
+    monkeypatch.undo()
+    assert runner.last_pass[0].stored == 1 and runner.last_pass[0].mark_errors
+    assert count(app, ImapLedgerEntry, ImapLedgerEntry.marked_at.is_(None)) == 1
+    result = poll_once(settings, app)
+    assert result.fetched == 0 and result.marked == 1
+    assert b"$Triaged" in next(iter(dovecot_server.flags().values()))
+
+
+def test_same_mail_in_two_accounts_is_one_message(
+    make_dovecot: Callable[..., Dovecot], db_url: str
+) -> None:
+    """liaison@ and press@ both receive a mail: one message, one ticket, a ledger row in each account."""
+    server = make_dovecot(extra_users={"press": "presspw"})
+    raw = make_mail(message_id="<both@v.example>", to="liaison@example.org, press@example.org")
+    server.append(raw)
+    server.append(raw, user="press")
+    env = imap_env(server, db_url)
+    settings = load_settings(environ=env)
+    press = settings.imap.model_copy(update={"name": "press", "user": "press", "password": SecretStr("presspw")})
+    settings = settings.model_copy(update={"imap_accounts": {"press": press}})
+    app = bootstrap(settings)
+    try:
+        results = [poll_once(settings, app, 0), poll_once(settings, app, 1)]
+        assert [(r.account, r.stored, r.duplicate) for r in results] == [("liaison", 1, 0), ("press", 0, 1)]
+        assert count(app, Message) == 1 and count(app, Ticket) == 1 and count(app, ImapLedgerEntry) == 2
+    finally:
+        app.close()
+
+
+def test_batch_of_a_thousand(dovecot_server: Dovecot, desk: Callable[..., Any]) -> None:
+    """1,000 mails in one pass, fetched in batches: all stored, ledger at the last UID."""
+    settings, app = desk(batch_size="150")
+    append_many(dovecot_server, [make_mail(message_id=f"<k{i}@v.example>", sender=f"v{i % 50}@v.example")
+                                 for i in range(1000)])
+    result = poll_once(settings, app)
+    assert (result.fetched, result.stored, result.marked) == (1000, 1000, 1000)
+    assert count(app, Message) == 1000 and count(app, ImapLedgerEntry) == 1000

@@ -1,0 +1,311 @@
+"""Exactly-once ingestion from IMAP folders, on a ledger kept in the database.
+
+For each (account, folder) the ledger holds UIDVALIDITY and the highest UID done, and
+one row per server message (UID, Message-ID, sha256, outcome). Each mail's ledger rows
+commit in the same transaction as its message (or its quarantine entry), so a crash
+before the commit means the UID is fetched again and a crash after it means it is not.
+Only after the commit is the mail marked on the server (\\Seen, a keyword, a move, or
+nothing); a mark that fails is retried on the next pass and never re-imports the mail.
+Nothing is ever deleted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from imapclient import IMAPClient
+from imapclient.imapclient import SEEN
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage.config import ImapSettings
+from triage.ingest.parse import parse_mail
+from triage.ingest.parsed import ParsedMail
+from triage.ingest.pipeline import IngestOutcome, Ingestor
+from triage.store.db import utcnow
+from triage.store.models import ImapFolderState, ImapLedgerEntry, Message
+
+log = structlog.get_logger(__name__)
+
+MARK_SWEEP_LIMIT = 1000
+
+
+@dataclass
+class FolderPass:
+    """What one pass over one folder did; the runner logs it and `triage poll` prints it."""
+
+    account: str
+    folder: str
+    uidvalidity: int = 0
+    fetched: int = 0
+    stored: int = 0
+    duplicate: int = 0
+    quarantined: int = 0
+    vanished: int = 0
+    marked: int = 0
+    mark_errors: list[str] = field(default_factory=list)
+    first_contact: str | None = None
+    resynced_from: int | None = None
+
+    def count(self, status: str) -> None:
+        setattr(self, status, getattr(self, status) + 1)
+
+
+def parse_in_worker(item: tuple[bytes, int]) -> ParsedMail | RuntimeError:
+    """Runs in a pool process: any failure comes back as a value, to be quarantined in order."""
+    raw, max_size = item
+    try:
+        return parse_mail(raw, max_size=max_size)
+    except Exception as exc:  # noqa: BLE001 - returned, then quarantined by the parent
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class FolderPoller:
+    """One pass at a time over the folders of one account, on a connection the caller opened."""
+
+    def __init__(
+        self,
+        settings: ImapSettings,
+        ingestor: Ingestor,
+        sessions: sessionmaker[Session],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        stop: threading.Event | None = None,
+        parse_pool: Executor | None = None,
+    ) -> None:
+        self.settings = settings
+        self.account = settings.name
+        self._ingestor = ingestor
+        self._sessions = sessions
+        self._clock = clock
+        self._stop = stop or threading.Event()
+        self._pool = parse_pool
+        self._max_size = ingestor.max_size
+
+    # -- one pass ----------------------------------------------------------------------------
+
+    def poll(self, client: IMAPClient) -> list[FolderPass]:
+        return [self.poll_folder(client, folder) for folder in self.settings.folders]
+
+    def poll_folder(self, client: IMAPClient, folder: str) -> FolderPass:
+        result = FolderPass(self.account, folder)
+        selected = client.select_folder(folder)
+        uidvalidity = int(selected[b"UIDVALIDITY"])
+        uidnext = int(selected.get(b"UIDNEXT", 0)) or None
+        result.uidvalidity = uidvalidity
+        last_uid = self._position(client, folder, uidvalidity, uidnext, result)
+        self._sweep_unmarked(client, folder, uidvalidity, result)
+        pending = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
+        for batch in _chunks(pending, self.settings.batch_size):
+            self._ingest_batch(client, folder, uidvalidity, batch, result)
+            self._mark(client, folder, uidvalidity, list(batch), result)
+            if self._stop.is_set():
+                break
+        log.info(
+            "imap.pass", account=self.account, folder=folder, fetched=result.fetched, stored=result.stored,
+            duplicate=result.duplicate, quarantined=result.quarantined, marked=result.marked,
+            mark_errors=len(result.mark_errors),
+        )
+        return result
+
+    # -- where we stand ----------------------------------------------------------------------
+
+    def _position(
+        self, client: IMAPClient, folder: str, uidvalidity: int, uidnext: int | None, result: FolderPass
+    ) -> int:
+        """The highest UID done, after first contact or a UIDVALIDITY change has been handled."""
+        with self._sessions() as session:
+            state = self._state(session, folder)
+            if state is not None and state.uidvalidity == uidvalidity:
+                return int(state.last_uid)
+        if state is None:
+            start_at = self._first_uid(client, self.settings.start, uidnext)
+            now = self._clock()
+            try:
+                with self._sessions.begin() as session:
+                    session.add(ImapFolderState(
+                        account=self.account, folder=folder, uidvalidity=uidvalidity, last_uid=start_at - 1,
+                        first_contact_at=now, start_policy=self.settings.start, updated_at=now,
+                    ))
+            except IntegrityError:
+                return self._position(client, folder, uidvalidity, uidnext, result)  # another poller won
+            result.first_contact = self.settings.start
+            log.info("imap.first_contact", account=self.account, folder=folder, policy=self.settings.start,
+                     skipped_below_uid=start_at)
+            return start_at - 1
+        # UIDVALIDITY changed: every UID we knew is void. Start again from the mails that the
+        # start policy covers; the pipeline recognises mails already stored by Message-ID and
+        # sha256, so they are recorded in the ledger as duplicates, not stored again.
+        policy = state.start_policy
+        if policy == "now":
+            since = state.first_contact_at.date()
+            found = client.search(["SINCE", since])
+            start_at = min(found) if found else (uidnext or 1)
+        else:
+            start_at = self._first_uid(client, policy, uidnext)
+        with self._sessions.begin() as session:
+            session.execute(
+                update(ImapFolderState)
+                .where(ImapFolderState.id == state.id, ImapFolderState.uidvalidity == state.uidvalidity)
+                .values(uidvalidity=uidvalidity, last_uid=start_at - 1, updated_at=self._clock())
+            )
+        result.resynced_from = state.uidvalidity
+        log.warning("imap.uidvalidity_changed", account=self.account, folder=folder, old=state.uidvalidity,
+                    new=uidvalidity, rescan_from_uid=start_at)
+        return start_at - 1
+
+    def _first_uid(self, client: IMAPClient, policy: str, uidnext: int | None) -> int:
+        if policy == "all":
+            return 1
+        if policy == "since":
+            assert self.settings.since is not None
+            found = client.search(["SINCE", self.settings.since])
+            if found:
+                return int(min(found))
+        if uidnext:
+            return uidnext
+        existing = client.search(["ALL"])
+        return int(max(existing)) + 1 if existing else 1
+
+    def _state(self, session: Session, folder: str) -> ImapFolderState | None:
+        return session.scalar(
+            select(ImapFolderState).where(ImapFolderState.account == self.account, ImapFolderState.folder == folder)
+        )
+
+    # -- ingesting ---------------------------------------------------------------------------
+
+    def _ingest_batch(
+        self, client: IMAPClient, folder: str, uidvalidity: int, batch: Sequence[int], result: FolderPass
+    ) -> None:
+        fetched: dict[int, dict[bytes, Any]] = client.fetch(list(batch), ["BODY.PEEK[]"])
+        raws = [fetched.get(uid, {}).get(b"BODY[]") for uid in batch]
+        parsed: list[ParsedMail | BaseException | None] = [None] * len(batch)
+        if self._pool is not None:
+            present = [(i, raw) for i, raw in enumerate(raws) if raw is not None]
+            for (i, _), outcome in zip(
+                present, self._pool.map(parse_in_worker, [(raw, self._max_size) for _, raw in present])
+            ):
+                parsed[i] = outcome
+        for uid, raw, pre in zip(batch, raws, parsed):
+            if raw is None:  # expunged between SEARCH and FETCH: nothing to keep, move past it
+                self._record_vanished(folder, uidvalidity, uid)
+                result.count("vanished")
+                continue
+            result.fetched += 1
+            outcome = self._ingestor.ingest(
+                raw,
+                source=f"imap:{self.account}/{folder};UIDVALIDITY={uidvalidity};UID={uid}",
+                parsed=pre,
+                also=self._ledger_writer(folder, uidvalidity, uid),
+            )
+            result.count(outcome.status)
+
+    def _ledger_writer(self, folder: str, uidvalidity: int, uid: int) -> Callable[[Session, IngestOutcome], None]:
+        def write(session: Session, outcome: IngestOutcome) -> None:
+            self._write_ledger(session, folder, uidvalidity, uid, outcome)
+
+        return write
+
+    def _write_ledger(
+        self, session: Session, folder: str, uidvalidity: int, uid: int, outcome: IngestOutcome | None
+    ) -> None:
+        """Ledger row and folder position, in the transaction that stored the mail."""
+        exists = session.scalar(
+            select(ImapLedgerEntry.id).where(
+                ImapLedgerEntry.account == self.account, ImapLedgerEntry.folder == folder,
+                ImapLedgerEntry.uidvalidity == uidvalidity, ImapLedgerEntry.uid == uid,
+            )
+        )
+        if exists is None:
+            message_id = None
+            if outcome is not None and outcome.message_pk is not None:
+                message_id = session.scalar(select(Message.message_id).where(Message.id == outcome.message_pk))
+            session.add(ImapLedgerEntry(
+                account=self.account, folder=folder, uidvalidity=uidvalidity, uid=uid,
+                message_id=message_id, raw_sha256=outcome.raw_sha256 if outcome else None,
+                outcome=outcome.status if outcome else "vanished",
+                message_pk=outcome.message_pk if outcome else None, seen_at=self._clock(),
+            ))
+        session.execute(
+            update(ImapFolderState)
+            .where(
+                ImapFolderState.account == self.account, ImapFolderState.folder == folder,
+                ImapFolderState.uidvalidity == uidvalidity, ImapFolderState.last_uid < uid,
+            )
+            .values(last_uid=uid, updated_at=self._clock())
+        )
+
+    def _record_vanished(self, folder: str, uidvalidity: int, uid: int) -> None:
+        with self._sessions.begin() as session:
+            self._write_ledger(session, folder, uidvalidity, uid, None)
+
+    # -- marking on the server, after the commit ----------------------------------------------
+
+    def _mark(self, client: IMAPClient, folder: str, uidvalidity: int, uids: list[int], result: FolderPass) -> None:
+        mode = self.settings.mark
+        if mode == "none" or not uids:
+            return
+        try:
+            if mode == "seen":
+                client.add_flags(uids, [SEEN], silent=True)
+            elif mode == "keyword":
+                client.add_flags(uids, [self.settings.keyword.encode()], silent=True)
+            else:
+                self._move(client, uids)
+        except Exception as exc:  # noqa: BLE001 - the mail is safely stored; marking is retried next pass
+            message = f"{type(exc).__name__}: {exc}"
+            result.mark_errors.append(message)
+            log.warning("imap.mark_failed", account=self.account, folder=folder, mode=mode, count=len(uids),
+                        error=message)
+            if mode == "move":
+                client.select_folder(folder)  # a failed MOVE must not leave us elsewhere
+            return
+        with self._sessions.begin() as session:
+            session.execute(
+                update(ImapLedgerEntry)
+                .where(
+                    ImapLedgerEntry.account == self.account, ImapLedgerEntry.folder == folder,
+                    ImapLedgerEntry.uidvalidity == uidvalidity, ImapLedgerEntry.uid.in_(uids),
+                    ImapLedgerEntry.marked_at.is_(None),
+                )
+                .values(marked_at=self._clock())
+            )
+        result.marked += len(uids)
+
+    def _move(self, client: IMAPClient, uids: list[int]) -> None:
+        capabilities = client.capabilities()
+        if b"MOVE" in capabilities:
+            client.move(uids, self.settings.move_to)
+        elif b"UIDPLUS" in capabilities:
+            client.copy(uids, self.settings.move_to)
+            client.delete_messages(uids, silent=True)
+            client.uid_expunge(uids)  # only these UIDs: a plain EXPUNGE could remove others' deletions
+        else:
+            raise RuntimeError("the server offers neither MOVE nor UIDPLUS; use mark = seen or keyword")
+
+    def _sweep_unmarked(self, client: IMAPClient, folder: str, uidvalidity: int, result: FolderPass) -> None:
+        """Mark mails whose marking failed after their commit in an earlier pass."""
+        if self.settings.mark == "none":
+            return
+        with self._sessions() as session:
+            uids = list(session.scalars(
+                select(ImapLedgerEntry.uid).where(
+                    ImapLedgerEntry.account == self.account, ImapLedgerEntry.folder == folder,
+                    ImapLedgerEntry.uidvalidity == uidvalidity, ImapLedgerEntry.marked_at.is_(None),
+                    ImapLedgerEntry.outcome != "vanished",
+                ).order_by(ImapLedgerEntry.uid).limit(MARK_SWEEP_LIMIT)
+            ))
+        if uids:
+            self._mark(client, folder, uidvalidity, [int(u) for u in uids], result)
