@@ -46,7 +46,7 @@ _AT_IN_NAME = re.compile(r"@[^,<>\"]*<")
 _CHARSET_SUPERSETS = {
     "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "shift_jis": "cp932", "x-sjis": "cp932",
     "sjis": "cp932", "euc-kr": "cp949", "ks_c_5601-1987": "cp949", "iso-8859-1": "cp1252",
-    "us-ascii": "cp1252", "iso-8859-8-i": "iso-8859-8", "iso-2022-jp": "iso2022_jp_ext", "tis-620": "cp874",
+    "iso-8859-8-i": "iso-8859-8", "iso-2022-jp": "iso2022_jp_ext", "tis-620": "cp874",
 }
 _UNSAFE_CODECS = frozenset({"idna", "punycode", "undefined", "unicode_escape", "raw_unicode_escape", "mbcs"})
 _BODY_TYPES = ("text/plain", "text/html")
@@ -73,17 +73,19 @@ class _ShallowMessage(Message):
 def parse_mail(raw: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> ParsedMail:
     """Parse one mail. Raises `NotAMailError` only when `raw` has no RFC 822 header block."""
     raw = bytes(raw)
-    _check_is_mail(raw)
+    start = _check_is_mail(raw)
     defects: list[str] = []
+    if start:
+        defects.append("leading-blank-lines")  # the stdlib would read them as an empty header block
     oversize = len(raw) > max_size
     msg: Message | None = None
     if oversize:
         defects.append("oversize")
     else:
         try:
-            msg = _parse_tree(raw)
+            msg = _parse_tree(raw[start:] if start else raw)
             if any(type(d).__name__ == "MissingHeaderBodySeparatorDefect" for d in msg.defects):
-                repaired = _repair_header_line(raw)
+                repaired = _repair_header_line(raw[start:])
                 if repaired is not None:
                     defects.extend(("MissingHeaderBodySeparatorDefect", "repaired-header-line"))
                     msg = _parse_tree(repaired)
@@ -91,7 +93,7 @@ def parse_mail(raw: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> ParsedMail:
             defects.append("nesting-too-deep")
             msg = None
     if msg is None:
-        msg = BytesHeaderParser(policy=compat32).parsebytes(raw[: _header_end(raw)])
+        msg = BytesHeaderParser(policy=compat32).parsebytes(raw[start : start + _header_end(raw[start:])])
     else:
         _finish(msg, defects)
     return _build(raw, msg, defects, oversize)
@@ -151,11 +153,12 @@ def _build(raw: bytes, msg: Message, defects: list[str], oversize: bool) -> Pars
     )
 
 
-def _check_is_mail(raw: bytes) -> None:
-    """Refuse input with no header block: empty, binary, or prose without `Name: value` lines."""
-    lines = raw[:65536].splitlines()
-    start = 0
+def _check_is_mail(raw: bytes) -> int:
+    """Offset of the header block; refuses empty, binary, or prose input without `Name: value` lines."""
+    lines = raw[:65536].splitlines(keepends=True)
+    start = offset = 0
     while start < len(lines) and not lines[start].strip():
+        offset += len(lines[start])
         start += 1
     if start == len(lines):
         raise NotAMailError("empty input: a mail starts with header lines such as 'From: ...'")
@@ -178,6 +181,7 @@ def _check_is_mail(raw: bytes) -> None:
         known = known or name in _KNOWN_FIELDS or name.startswith(_KNOWN_PREFIXES)
     if not known:
         raise NotAMailError("no known mail header (From, To, Subject, Date, Received, ...) in the header block")
+    return offset
 
 
 def _parse_tree(raw: bytes) -> Message:
