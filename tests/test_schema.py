@@ -52,3 +52,46 @@ def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-d
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         engine.dispose()
+
+
+def test_old_schema_is_upgraded_in_place(db_url: str) -> None:
+    """A database at the first revision, holding data, is upgraded to head and keeps its rows."""
+    from triage.store.schema import upgrade
+
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO contacts (address, bouncing, first_seen, last_seen) "
+                              "VALUES ('a@v.example', false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        assert current_revision(engine) == "0001"
+        assert ensure_schema(engine, auto_migrate=True) == head_revision() != "0001"
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT address FROM contacts")).scalar() == "a@v.example"
+    finally:
+        engine.dispose()
+
+
+def test_workers_starting_together_migrate_once(db_url: str) -> None:
+    """Several processes' start-ups racing on an empty database all succeed (migrations are locked)."""
+    import threading
+
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        engine = make_engine(db_url)
+        try:
+            barrier.wait()
+            ensure_schema(engine, auto_migrate=True)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []

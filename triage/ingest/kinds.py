@@ -23,8 +23,10 @@ _DAEMON = re.compile(
     re.IGNORECASE,
 )
 _BOUNCE_SUBJECT = re.compile(
-    r"^\s*(?:\[postmaster\]\s*)?(?:undeliver|undelivered mail|returned mail|mail delivery (?:failed|failure|problem|warning)"
-    r"|delivery (?:status notification|failure|report|notification|has failed|status)|failure notice|failure delivery"
+    r"^\s*(?:\[postmaster\]\s*)?(?:undeliver|undelivered mail|returned mail"
+    r"|mail delivery (?:failed|failure|problem|warning)"
+    r"|delivery (?:status notification|failure|report|notification|has failed|status)"
+    r"|failure notice|failure delivery"
     r"|failed delivery|failed mail|non-?delivery|permanent delivery failure|mail could not be delivered"
     r"|message delivery has failed|mail system error|delayed mail|warning: message|warning--could not send"
     r"|mail failed|mail not delivered|returned mail|undeliverable|could not send message"
@@ -34,12 +36,15 @@ _BOUNCE_SUBJECT = re.compile(
     re.IGNORECASE,
 )
 # Machine phrases that gateways append to the subject of the mail they return.
-_BOUNCE_SUBJECT_TAG = re.compile(r"\(delivery failed\)|\bnon remis\b|\bnon-?delivery (?:report|notification)\b", re.I)
+_BOUNCE_SUBJECT_TAG = re.compile(
+    r"\(delivery failed\)|\bnon remis\b|\bnon-?delivery (?:report|notification)\b", re.IGNORECASE
+)
 _BOUNCE_BODY = re.compile(
     r"could not be delivered|couldn't be delivered|was not delivered|undeliver|delivery to the following"
     r"|delivery has failed|permanent(?:ly)? (?:fatal )?error|permanent failure|user unknown|unknown user"
-    r"|no such user|mailbox (?:unavailable|full|is full|not found)|returned to sender|this is the mail system at"
-    r"|wasn't able to deliver|unable to deliver|following addresses had|smtp error from remote|delivery failed"
+    r"|no such user|mailbox (?:unavailable|full|is full|not found)|returned to sender"
+    r"|this is the mail system at|wasn't able to deliver|unable to deliver|following addresses had"
+    r"|smtp error from remote|delivery failed"
     r"|message could not be sent|failed recipient|recipient address rejected|host or domain name not found"
     r"|not deliver(?:ed|able)|could not deliver|delivery problem|delivery failure|\b5\.\d\.\d{1,3}\b",
 )  # matched against lower-cased text: faster than IGNORECASE over many alternatives
@@ -51,13 +56,19 @@ _AUTOREPLY_SUBJECT = re.compile(
     r"|automatyczna odpowiedź|odpověď mimo kancelář|автоответ|自動応答|自动回复)\b",
     re.IGNORECASE,
 )
-_RECIPIENT_FIELD = re.compile(r"^(final-recipient|original-recipient|original-rcpt-to|action)\s*:\s*(.*)$", re.I)
-_EMBEDDED_TO = re.compile(rb"^to[ \t]*:[^\n]*?<?([^\s<>@,;:\"]+@[^\s<>@,;:\"]+)>?", re.IGNORECASE | re.MULTILINE)
+_RECIPIENT_FIELD = re.compile(
+    r"^(final-recipient|original-recipient|original-rcpt-to|action)\s*:\s*(.*)$", re.IGNORECASE
+)
+_EMBEDDED_TO = re.compile(
+    rb"^to[ \t]*:[^\n]*?<?([^\s<>@,;:\"]+@[^\s<>@,;:\"]+)>?", re.IGNORECASE | re.MULTILINE
+)
 _EMBEDDED_ID = re.compile(rb"^message-id[ \t]*:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 _MESSAGE_ID = re.compile(r"^\s*message-id\s*:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 _ID_LINES = re.compile(r"^\s*(?:message-id|references|in-reply-to)\s*:.*$", re.IGNORECASE | re.MULTILINE)
 _ANGLE_ADDR = re.compile(r"<([^<>\s@]+@[^<>\s@]+\.[^<>\s@]+)>")
-_BARE_ADDR_LINE = re.compile(r"^\s*<?([^\s<>@:;,\"]+@[^\s<>@:;,\"]+\.[a-z]{2,})>?\s*[:.]?\s*$", re.I | re.M)
+_BARE_ADDR_LINE = re.compile(
+    r"^\s*<?([^\s<>@:;,\"]+@[^\s<>@:;,\"]+\.[a-z]{2,})>?\s*[:.]?\s*$", re.IGNORECASE | re.MULTILINE
+)
 _RETURNED_TYPES = frozenset({"message/rfc822", "text/rfc822-headers", "message/global"})
 _NOT_BOUNCED = frozenset({"delivered", "relayed", "expanded"})
 
@@ -133,8 +144,13 @@ def _bounce_reason(
     returned = bool(part_types & _RETURNED_TYPES)
     if bounce_subject and (daemon or null_path or bounce_body or returned):
         who = (
-            "daemon sender" if daemon else "null Return-Path" if null_path
-            else "bounce text" if bounce_body else "returned message"
+            "daemon sender"
+            if daemon
+            else "null Return-Path"
+            if null_path
+            else "bounce text"
+            if bounce_body
+            else "returned message"
         )
         return f"non-standard bounce: subject {subject.strip()[:60]!r} with {who}"
     if bounce_body and _BOUNCE_SUBJECT_TAG.search(subject):
@@ -144,7 +160,9 @@ def _bounce_reason(
     return None
 
 
-def _autoreply_reason(headers: Mapping[str, list[str]], auto_submitted: str | None, subject: str) -> str | None:
+def _autoreply_reason(
+    headers: Mapping[str, list[str]], auto_submitted: str | None, subject: str
+) -> str | None:
     if auto_submitted and auto_submitted.split(";")[0].strip().lower() != "no":
         return f"Auto-Submitted: {auto_submitted[:40]} (RFC 3834)"
     for name in ("x-autoreply", "x-autorespond", "x-mail-autoreply", "x-autoreply-from"):
@@ -176,8 +194,8 @@ def _bounce_details(
             feedback = feedback or ctype == "message/feedback-report"
         elif original_id is None and ctype in _RETURNED_TYPES:
             head = _header_block(attachment.content)
-            match = _EMBEDDED_ID.search(head)
-            original_id = match.group(1).decode("ascii", "replace") if match else None
+            found = _EMBEDDED_ID.search(head)
+            original_id = found.group(1).decode("ascii", "replace") if found else None
             embedded_to = [m.decode("ascii", "replace") for m in _EMBEDDED_TO.findall(head)]
     for value in headers.get("x-failed-recipients", []):
         recipients.extend(a.strip() for a in value.split(",") if "@" in a)
@@ -195,7 +213,7 @@ def _report_recipients(content: bytes) -> list[str]:
     found: list[str] = []
     recipient: str | None = None
     action = ""
-    for line in content.decode("utf-8", "replace").splitlines() + [""]:
+    for line in [*content.decode("utf-8", "replace").splitlines(), ""]:
         if not line.strip():
             if recipient and action not in _NOT_BOUNCED:
                 found.append(recipient)

@@ -15,7 +15,7 @@ import binascii
 import codecs
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
@@ -44,9 +44,18 @@ _WORD_GAP = re.compile(r"(\?=)[ \t\r\n]+(?==\?)")
 _MSG_ID = re.compile(r"<[^<>]+>")
 _AT_IN_NAME = re.compile(r"@[^,<>\"]*<")
 _CHARSET_SUPERSETS = {
-    "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "shift_jis": "cp932", "x-sjis": "cp932",
-    "sjis": "cp932", "euc-kr": "cp949", "ks_c_5601-1987": "cp949", "iso-8859-1": "cp1252",
-    "iso-8859-8-i": "iso-8859-8", "iso-2022-jp": "iso2022_jp_ext", "tis-620": "cp874",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "shift_jis": "cp932",
+    "x-sjis": "cp932",
+    "sjis": "cp932",
+    "euc-kr": "cp949",
+    "ks_c_5601-1987": "cp949",
+    "iso-8859-1": "cp1252",
+    "iso-8859-8-i": "iso-8859-8",
+    "iso-2022-jp": "iso2022_jp_ext",
+    "tis-620": "cp874",
 }
 _UNSAFE_CODECS = frozenset({"idna", "punycode", "undefined", "unicode_escape", "raw_unicode_escape", "mbcs"})
 _BODY_TYPES = ("text/plain", "text/html")
@@ -180,7 +189,9 @@ def _check_is_mail(raw: bytes) -> int:
         name = match.group(1).lower()
         known = known or name in _KNOWN_FIELDS or name.startswith(_KNOWN_PREFIXES)
     if not known:
-        raise NotAMailError("no known mail header (From, To, Subject, Date, Received, ...) in the header block")
+        raise NotAMailError(
+            "no known mail header (From, To, Subject, Date, Received, ...) in the header block"
+        )
     return offset
 
 
@@ -199,7 +210,11 @@ def _repair_header_line(raw: bytes) -> bytes | None:
     for number, line in enumerate(lines):
         if not line.strip():
             return None
-        if not (line[:1] in (b" ", b"\t") or _FIELD_LINE.match(line) or (number == 0 and line.startswith(b"From "))):
+        if not (
+            line[:1] in (b" ", b"\t")
+            or _FIELD_LINE.match(line)
+            or (number == 0 and line.startswith(b"From "))
+        ):
             following = lines[number + 1] if number + 1 < len(lines) else b""
             return raw[:offset] + b" " + raw[offset:] if _FIELD_LINE.match(following) else None
         offset += len(line)
@@ -237,7 +252,9 @@ def _header_map(msg: Message, defects: list[str]) -> dict[str, list[str]]:
             value = str(value)
         value = _FOLD.sub("", value).replace("\r", "").replace("\n", "")
         if not value.isascii():
-            value = decode_bytes(value.encode("utf-8", "surrogateescape"), _charset_hint(msg), defects, utf8_first=True)
+            value = decode_bytes(
+                value.encode("utf-8", "surrogateescape"), _charset_hint(msg), defects, utf8_first=True
+            )
         out.setdefault(name.strip().lower(), []).append(value)
     return out
 
@@ -420,7 +437,7 @@ def _date(value: str | None, defects: list[str]) -> datetime | None:
         defects.append("bad-date")
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 
@@ -447,7 +464,9 @@ class _BodyWalk:
         self.html: list[str] = []
         self.attachments: list[ParsedAttachment] = []
 
-    def walk(self, part: Message, *, attached: bool = False, alternative: bool = False, depth: int = 0) -> None:
+    def walk(
+        self, part: Message, *, attached: bool = False, alternative: bool = False, depth: int = 0
+    ) -> None:
         if depth > MAX_DEPTH:
             self.defects.append("nesting-too-deep")
             return
@@ -468,7 +487,11 @@ class _BodyWalk:
         body_like = disposition == "inline" or (disposition is None and not named)
         if not attached and body_like and ctype in _BODY_TYPES:
             data = part.get_payload(decode=True)
-            text = decode_bytes(data, part.get_content_charset(), self.defects) if isinstance(data, bytes) else ""
+            text = (
+                decode_bytes(data, part.get_content_charset(), self.defects)
+                if isinstance(data, bytes)
+                else ""
+            )
             (self.plain if ctype == "text/plain" else self.html).append(text)
         elif alternative and not named and ctype.startswith("text/") and ctype != "text/calendar":
             return  # another rendition of the same body (text/enriched and the like)
@@ -492,7 +515,7 @@ class _BodyWalk:
         )
 
     def _filename(self, part: Message) -> str | None:
-        """The sender's file name: RFC 2231 (stdlib), RFC 2047 words (common though not allowed), raw 8-bit."""
+        """The sender's file name: RFC 2231 (stdlib), RFC 2047 words (common, not allowed), raw 8-bit."""
         source = part
         mime_headers = [(k, v) for k, v in part.raw_items() if k.lower() in _NAME_HEADERS]
         if any(not isinstance(v, str) or not v.isascii() for _, v in mime_headers):

@@ -23,7 +23,10 @@ class ReplyParts(NamedTuple):
     signature: str
 
 
-_WROTE = r"(?:wrote|writes|said|schrieb|a écrit|escribió|escribio|schreef|geschreven|ha scritto|escreveu|skrev|kirjoitti|napisał|написал|написала)"
+_WROTE = (
+    r"(?:wrote|writes|said|schrieb|a écrit|escribió|escribio|schreef|geschreven|ha scritto|escreveu"
+    r"|skrev|kirjoitti|napisał|написал|написала)"
+)
 # "On <date>, <name> wrote:" as each language's clients write it (German and Dutch put the name last).
 _STRONG_HEADER = re.compile(
     r"^(?:on\b.{0,300}\b(?:wrote|writes)\s*:"
@@ -47,7 +50,8 @@ _ORIGINAL = re.compile(
 )
 _FORWARD = re.compile(
     r"^(?:-{2,}\s*(?:forwarded message|weitergeleitete nachricht|message transféré|mensaje reenviado"
-    r"|doorgestuurd bericht|messaggio inoltrato)\s*-{2,}|begin forwarded message:|anfang der weitergeleiteten nachricht:)$",
+    r"|doorgestuurd bericht|messaggio inoltrato)\s*-{2,}"
+    r"|begin forwarded message:|anfang der weitergeleiteten nachricht:)$",
     re.IGNORECASE,
 )
 _FIELD = re.compile(

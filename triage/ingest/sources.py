@@ -59,7 +59,7 @@ def open_source(path: str | Path) -> MailSource:
         raise SourceError(f"{path} does not exist")
     if _is_maildir(path):
         box = mailbox.Maildir(path, factory=None, create=False)
-        keys = tuple(sorted(box.keys()))
+        keys = tuple(sorted(k for k in box.keys() if not k.startswith(".")))  # .gitkeep and the like
         return MailSource("maildir", path, len(keys), keys)
     if path.is_dir():
         files = tuple(

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -17,7 +17,7 @@ class SchemaError(Exception):
     """The database schema does not match this version of triage; the message says what to run."""
 
 
-def _config(engine: Engine) -> Config:
+def _config(engine: Engine | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
@@ -25,15 +25,9 @@ def _config(engine: Engine) -> Config:
 
 
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(_config_stub()).get_current_head()
+    head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
     return head
-
-
-def _config_stub() -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return config
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -41,16 +35,26 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+MIGRATION_LOCK = 0x7472_6961_6765  # "triage": one number all triage processes agree on
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate under a lock, so workers starting together migrate once and the others wait.
+
+    PostgreSQL takes a transaction-level advisory lock; SQLite's BEGIN IMMEDIATE (see db.py)
+    already serialises writers. Alembic re-reads the revision inside the lock.
+    """
     config = _config(engine)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
 
 def ensure_schema(engine: Engine, *, auto_migrate: bool) -> str:
     """Bring the schema to head (if allowed) and return the revision; raise SchemaError otherwise."""
-    script = ScriptDirectory.from_config(_config_stub())
+    script = ScriptDirectory.from_config(_config())
     head = script.get_current_head()
     current = current_revision(engine)
     if current == head:
