@@ -323,7 +323,7 @@ class Ingestor:
                     )
                     if also is not None:
                         also(session, outcome)
-                log.info(
+                log.debug(
                     "mail.ingested", status=outcome.status, ticket=outcome.ticket_reference,
                     kind=parsed.kind, sha256=digest[:12], source=source,
                 )
