@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus     {args.samples} ({n} messages, {size:.1f} MB), best of {args.repeat}")
     print(f"baseline   {n / best_base:8.0f} msg/s  (stdlib compat32 parse + walk + text decode)")
     print(f"parse_mail {n / best_ours:8.0f} msg/s")
-    print(f"ratio      {ratio:8.2f}x  (target >= {TARGET_RATIO}x: {'ok' if ratio >= TARGET_RATIO else 'BELOW'})")
+    print(
+        f"ratio      {ratio:8.2f}x  (target >= {TARGET_RATIO}x: {'ok' if ratio >= TARGET_RATIO else 'BELOW'})"
+    )
     return 0
 
 

@@ -61,7 +61,9 @@ def test_corpus_mail_parses_to_its_kind(folder: str, path: Path) -> None:
         assert attachment.sha256 == hashlib.sha256(attachment.content).hexdigest()
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared samples not present at {SHARED} (only in the team checkout)")
+@pytest.mark.skipif(
+    not SHARED.is_dir(), reason=f"shared samples not present at {SHARED} (only in the team checkout)"
+)
 def test_every_shared_sample_parses_to_its_kind() -> None:
     """Over all shared samples: no crash, and bounce/autoreply/normal as labelled, bar LABEL_EXCEPTIONS."""
     wrong: list[str] = []
@@ -124,7 +126,9 @@ def test_raw_gb2312_subject_uses_the_body_charset() -> None:
 
 def test_at_sign_in_unquoted_display_name_is_recovered() -> None:
     """'Mikel@Lindsaar <raasdnil@gmail.com>' is one mailbox, not two (mail-parser's recovery)."""
-    mail = load("normal", "mikel-mail__spec__fixtures__emails__plain_emails__raw_email_with_at_display_name.eml")
+    mail = load(
+        "normal", "mikel-mail__spec__fixtures__emails__plain_emails__raw_email_with_at_display_name.eml"
+    )
     assert mail.to == ["smith@gmail.com", "raasdnil@gmail.com", "tom@gmail.com"]
     assert "bad-address:to" in mail.defects
 
@@ -211,15 +215,23 @@ def test_wrong_declared_charset_falls_back_to_utf8() -> None:
 
 def test_rfc2231_continued_utf8_filename() -> None:
     """RFC 2231 filename*0*/filename*1* in UTF-8 joins into one Japanese file name."""
-    mail = load("normal", "mikel-mail__spec__fixtures__emails__multi_charset__japanese_attachment_long_name.eml")
+    mail = load(
+        "normal", "mikel-mail__spec__fixtures__emails__multi_charset__japanese_attachment_long_name.eml"
+    )
     assert [a.filename for a in mail.attachments] == ["かきくけこ" * 5 + ".txt"]
 
 
 def test_rfc2231_latin1_filename_with_inline_disposition() -> None:
     """filename*=ISO-8859-1''... decodes; the image is marked inline."""
-    mail = load("normal", "mikel-mail__spec__fixtures__emails__attachment_emails__attachment_with_quoted_filename.eml")
+    mail = load(
+        "normal", "mikel-mail__spec__fixtures__emails__attachment_emails__attachment_with_quoted_filename.eml"
+    )
     (image,) = mail.attachments
-    assert (image.filename, image.content_type, image.inline) == ("Eelanalüüsi päring.jpg", "image/jpeg", True)
+    assert (image.filename, image.content_type, image.inline) == (
+        "Eelanalüüsi päring.jpg",
+        "image/jpeg",
+        True,
+    )
     assert mail.subject == "Eelanalüüsi päring"
 
 
@@ -227,9 +239,14 @@ def test_rfc2047_encoded_filenames() -> None:
     """Encoded words in filename= (not allowed, common) decode: base64 UTF-8 and raw 8-bit."""
     japanese = load("normal", "mikel-mail__spec__fixtures__emails__multi_charset__japanese_attachment.eml")
     assert [a.filename for a in japanese.attachments] == ["てすと.txt"]
-    pdf = load("normal", "mikel-mail__spec__fixtures__emails__attachment_emails__attachment_with_base64_encoded_name.eml")
+    pdf = load(
+        "normal",
+        "mikel-mail__spec__fixtures__emails__attachment_emails__attachment_with_base64_encoded_name.eml",
+    )
     assert [a.filename for a in pdf.attachments] == ["This is a test.pdf"]
-    raw = load("normal", "mikel-mail__spec__fixtures__emails__attachment_emails__attachment_nonascii_filename.eml")
+    raw = load(
+        "normal", "mikel-mail__spec__fixtures__emails__attachment_emails__attachment_nonascii_filename.eml"
+    )
     assert [a.filename for a in raw.attachments] == ["ciële.txt"]
 
 
@@ -243,10 +260,15 @@ def test_utf8_filename_cut_mid_character() -> None:
 
 def test_inline_image_with_content_id() -> None:
     """Inline images are attachments with their Content-ID (without brackets) and inline flag."""
-    mail = load("normal", "mikel-mail__spec__fixtures__emails__attachment_emails__attachment_message_rfc822_inline_image.eml")
+    mail = load(
+        "normal",
+        "mikel-mail__spec__fixtures__emails__attachment_emails__attachment_message_rfc822_inline_image.eml",
+    )
     image, message = mail.attachments
     assert (image.filename, image.inline, image.content_id) == (
-        "img.png", True, "emedfeb92f-a786-4718-a446-98db8afb53fb@kronos"
+        "img.png",
+        True,
+        "emedfeb92f-a786-4718-a446-98db8afb53fb@kronos",
     )
     assert image.content.startswith(b"\x89PNG")
     assert (message.filename, message.content_type) == ("Testmail.eml", "message/rfc822")
@@ -254,7 +276,9 @@ def test_inline_image_with_content_id() -> None:
 
 def test_attached_message_keeps_its_original_bytes() -> None:
     """A message/rfc822 part is one attachment whose content is the embedded mail, unparsed."""
-    mail = load("normal", "mikel-mail__spec__fixtures__emails__attachment_emails__attachment_message_rfc822.eml")
+    mail = load(
+        "normal", "mikel-mail__spec__fixtures__emails__attachment_emails__attachment_message_rfc822.eml"
+    )
     assert mail.body_text == "This is the first part.\n"
     (forwarded,) = mail.attachments
     assert (forwarded.filename, forwarded.content_type) == ("ForwardedMessage.eml", "message/rfc822")
@@ -270,7 +294,10 @@ def test_digest_parts_are_attached_messages() -> None:
 
 def test_html_only_mail_is_rendered_to_text() -> None:
     """Without a text/plain part the body text is a readable rendering of the HTML."""
-    mail = load("malformed", "mikel-mail__spec__fixtures__emails__error_emails__content_transfer_encoding_text-html.eml")
+    mail = load(
+        "malformed",
+        "mikel-mail__spec__fixtures__emails__error_emails__content_transfer_encoding_text-html.eml",
+    )
     assert mail.body_html is not None and "<br>" in mail.body_html
     assert mail.body_text.startswith("Hello,\n\nYou have qualified for the lowest rate in years.\n")
     assert "Approval Form" in mail.body_text and "<" not in mail.body_text
@@ -278,7 +305,10 @@ def test_html_only_mail_is_rendered_to_text() -> None:
 
 def test_uuencoded_attachment() -> None:
     """Content-Transfer-Encoding: x-uuencode is decoded to the attachment's bytes."""
-    mail = load("malformed", "mikel-mail__spec__fixtures__emails__error_emails__content_transfer_encoding_x_uuencode.eml")
+    mail = load(
+        "malformed",
+        "mikel-mail__spec__fixtures__emails__error_emails__content_transfer_encoding_x_uuencode.eml",
+    )
     assert mail.body_text.startswith("Attached are the comments of the Public Generating Pool.")
     assert [a.filename for a in mail.attachments] == ["PGP_Cmts_on_12-14-01_Pkg.doc"]
 
@@ -297,14 +327,20 @@ def test_multipart_without_boundary_keeps_its_text() -> None:
     ("name", "quote_start"),
     [
         ("talon__tests__fixtures__standard_replies__gmail.eml", "On Mon, Apr 2, 2012 at 6:26 PM"),
-        ("talon__tests__fixtures__standard_replies__apple_mail.eml", "On Apr 3, 2012, at 4:19 PM, bob wrote:"),
+        (
+            "talon__tests__fixtures__standard_replies__apple_mail.eml",
+            "On Apr 3, 2012, at 4:19 PM, bob wrote:",
+        ),
         ("talon__tests__fixtures__standard_replies__aol.eml", "-----Original Message-----"),
         ("talon__tests__fixtures__standard_replies__comcast.eml", "----- Original Message -----"),
         ("talon__tests__fixtures__standard_replies__yahoo.eml", "----- Original Message -----"),
         ("talon__tests__fixtures__standard_replies__outlook.eml", "From: xxx@xxx.mailgun.org [mailto:"),
         ("talon__tests__fixtures__standard_replies__hotmail.eml", "> Subject: Test"),
         ("talon__tests__fixtures__standard_replies__android.eml", "02.04.2012 14:20 пользователь"),
-        ("talon__tests__fixtures__standard_replies__thunderbird.eml", "On 04/02/2012 06:26 PM, Megan One wrote:"),
+        (
+            "talon__tests__fixtures__standard_replies__thunderbird.eml",
+            "On 04/02/2012 06:26 PM, Megan One wrote:",
+        ),
         ("talon__tests__fixtures__standard_replies__apple_mail_2.eml", "> On 22 Aug 2015, at 19:21"),
     ],
 )
@@ -334,7 +370,9 @@ def test_bottom_posted_answer_below_the_quote_is_new_text() -> None:
 def test_forwarded_mail_stays_new_text() -> None:
     """A forwarded message in the body is the sender's content, not a quote."""
     mail = load("normal", "flanker__tests__fixtures__messages__multi-received-headers.eml")
-    assert mail.new_text.startswith("---------- Forwarded message ----------\nFrom: Hello <hello@example.com>")
+    assert mail.new_text.startswith(
+        "---------- Forwarded message ----------\nFrom: Hello <hello@example.com>"
+    )
     assert mail.quoted_text == ""
 
 
@@ -352,7 +390,9 @@ def test_rfc3464_bounce_details() -> None:
 
 def test_dsn_with_several_failed_recipients() -> None:
     """All failed recipients of a multi-recipient DSN are listed."""
-    mail = load("bounce", "mikel-mail__spec__fixtures__emails__multipart_report_emails__multi_address_bounce1.eml")
+    mail = load(
+        "bounce", "mikel-mail__spec__fixtures__emails__multipart_report_emails__multi_address_bounce1.eml"
+    )
     assert len(mail.bounced_recipients) == 5
     assert "egyfefsdvsfvvhjsd@gmail.com" in mail.bounced_recipients
 
@@ -370,7 +410,10 @@ def test_feedback_report_is_a_bounce() -> None:
         ("flufl.bounce__flufl__bounce__tests__data__qmail_01.txt.eml", "psadisc@wwwmail.n-h.de"),
         ("flufl.bounce__flufl__bounce__tests__data__postfix_01.txt.eml", "xxxxx@local.ie"),
         ("flufl.bounce__flufl__bounce__tests__data__exim_01.txt.eml", "delangen@its.tudelft.nl"),
-        ("flanker__tests__fixtures__messages__bounce__gmail-invalid-address.eml", "awfawfawfawfawfaw@someserverhere.com"),
+        (
+            "flanker__tests__fixtures__messages__bounce__gmail-invalid-address.eml",
+            "awfawfawfawfawfaw@someserverhere.com",
+        ),
         ("flufl.bounce__flufl__bounce__tests__data__simple_20.txt.eml", "duke@ald.socgen.com"),
     ],
 )

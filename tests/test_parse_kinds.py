@@ -12,8 +12,13 @@ from triage.ingest.parse import parse_mail
 
 
 def mail(*headers: str, body: str = "Hello,\n\nthanks for the help.\n", ctype: str = "text/plain") -> bytes:
-    base = {"From": "Ann Example <ann@example.org>", "To": "desk@example.net", "Subject": "Question",
-            "Date": "Mon, 2 Sep 2024 10:00:00 +0200", "Message-ID": "<q1@example.org>"}
+    base = {
+        "From": "Ann Example <ann@example.org>",
+        "To": "desk@example.net",
+        "Subject": "Question",
+        "Date": "Mon, 2 Sep 2024 10:00:00 +0200",
+        "Message-ID": "<q1@example.org>",
+    }
     lines = []
     overrides = {h.split(":", 1)[0].lower() for h in headers}
     lines += [f"{k}: {v}" for k, v in base.items() if k.lower() not in overrides]
@@ -122,8 +127,13 @@ Subject: Your ticket
 
 def test_rfc3464_report_lists_unsuccessful_recipients() -> None:
     """A delivery-status report: bounce, failed and delayed recipients, the original Message-ID."""
-    parsed = parse_mail(mail("Auto-Submitted: auto-replied", body=DSN,
-                             ctype='multipart/report; report-type=delivery-status; boundary="b1"'))
+    parsed = parse_mail(
+        mail(
+            "Auto-Submitted: auto-replied",
+            body=DSN,
+            ctype='multipart/report; report-type=delivery-status; boundary="b1"',
+        )
+    )
     assert parsed.kind == "bounce"
     assert parsed.kind_reason == "delivery status notification (RFC 3464)"
     assert parsed.bounced_recipients == ["gone@example.com", "later@example.com"]
@@ -142,18 +152,33 @@ def test_feedback_report_is_a_bounce() -> None:
     ("sender", "subject", "extra"),
     [
         ("MAILER-DAEMON@mx.example.net (Mail Delivery System)", "Undelivered Mail Returned to Sender", ""),
-        ("Mail Delivery Subsystem <mailer-daemon@googlemail.com>", "Delivery Status Notification (Failure)", ""),
-        ("Mail Delivery System <Mailer-Daemon@mx.example.net>", "Mail delivery failed: returning message to sender", ""),
+        (
+            "Mail Delivery Subsystem <mailer-daemon@googlemail.com>",
+            "Delivery Status Notification (Failure)",
+            "",
+        ),
+        (
+            "Mail Delivery System <Mailer-Daemon@mx.example.net>",
+            "Mail delivery failed: returning message to sender",
+            "",
+        ),
         ("MAILER-DAEMON@mx.example.net", "failure notice", ""),
         ("postmaster@example.net", "Undeliverable: Question", ""),
-        ("Mail Delivery Subsystem <MAILER-DAEMON@example.net>", "Returned mail: see transcript for details", ""),
+        (
+            "Mail Delivery Subsystem <MAILER-DAEMON@example.net>",
+            "Returned mail: see transcript for details",
+            "",
+        ),
         ("Someone <relay@example.net>", "Delivery Status Notification (Failure)", "Return-Path: <>"),
     ],
 )
 def test_non_standard_bounces(sender: str, subject: str, extra: str) -> None:
     """Postfix, Gmail, Exim, qmail, Exchange and Sendmail bounces without a DSN part."""
     headers = [f"From: {sender}", f"Subject: {subject}"] + ([extra] if extra else [])
-    body = "I'm sorry to have to inform you that your message could not\nbe delivered to:\n\n<gone@example.com>: user unknown\n"
+    body = (
+        "I'm sorry to have to inform you that your message could not\n"
+        "be delivered to:\n\n<gone@example.com>: user unknown\n"
+    )
     parsed = parse_mail(mail(*headers, body=body))
     assert parsed.kind == "bounce", parsed.kind_reason
     assert parsed.bounced_recipients == ["gone@example.com"]
@@ -168,8 +193,13 @@ def test_exim_failed_recipients_header() -> None:
 
 def test_bounce_wins_over_autoreply() -> None:
     """A bounce that also says Auto-Submitted is a bounce."""
-    parsed = parse_mail(mail("From: MAILER-DAEMON@example.net", "Subject: Undelivered Mail Returned to Sender",
-                             "Auto-Submitted: auto-replied"))
+    parsed = parse_mail(
+        mail(
+            "From: MAILER-DAEMON@example.net",
+            "Subject: Undelivered Mail Returned to Sender",
+            "Auto-Submitted: auto-replied",
+        )
+    )
     assert parsed.kind == "bounce"
 
 
@@ -182,6 +212,11 @@ def test_person_asking_about_an_undeliverable_parcel_is_normal() -> None:
 
 def test_mail_from_postmaster_about_something_else_is_normal() -> None:
     """A postmaster writing an ordinary mail is not a bounce."""
-    parsed = parse_mail(mail("From: postmaster@example.org", "Subject: Planned maintenance on Saturday",
-                             body="The mail server will be down for an hour on Saturday.\n"))
+    parsed = parse_mail(
+        mail(
+            "From: postmaster@example.org",
+            "Subject: Planned maintenance on Saturday",
+            body="The mail server will be down for an hour on Saturday.\n",
+        )
+    )
     assert parsed.kind == "normal"

@@ -49,12 +49,30 @@ def test_random_bytes_never_raise_anything_but_not_a_mail(raw: bytes) -> None:
 
 
 @PROFILE
-@given(st.lists(st.sampled_from([b"From: a@b.c", b"Subject: =?utf-8?b?w6k=?=", b"Content-Type: multipart/mixed; boundary=x",
-                                 b"--x", b"--x--", b"", b"Content-Transfer-Encoding: base64", b"=?", b"\xff\xfe",
-                                 b"Content-Type: message/rfc822", b"Date: Mon, 99 Foo 2024 99:99:99 +9999",
-                                 b"Content-Disposition: attachment; filename*0*=utf-8''%E2%82; filename*1*=%AC",
-                                 b"Content-Type: text/plain; charset=x-\xff", b" folded", b"To: <@>, a@, \"@\" <>"]),
-                max_size=40).map(b"\r\n".join))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"From: a@b.c",
+                b"Subject: =?utf-8?b?w6k=?=",
+                b"Content-Type: multipart/mixed; boundary=x",
+                b"--x",
+                b"--x--",
+                b"",
+                b"Content-Transfer-Encoding: base64",
+                b"=?",
+                b"\xff\xfe",
+                b"Content-Type: message/rfc822",
+                b"Date: Mon, 99 Foo 2024 99:99:99 +9999",
+                b"Content-Disposition: attachment; filename*0*=utf-8''%E2%82; filename*1*=%AC",
+                b"Content-Type: text/plain; charset=x-\xff",
+                b" folded",
+                b'To: <@>, a@, "@" <>',
+            ]
+        ),
+        max_size=40,
+    ).map(b"\r\n".join)
+)
 def test_header_and_mime_line_soup(raw: bytes) -> None:
     """Mail-like lines in any order and number (the shapes that break parsers) never crash it."""
     check(raw)
@@ -69,8 +87,10 @@ def test_truncated_real_mail(seed: bytes, data: st.DataObject) -> None:
 
 
 @PROFILE
-@given(st.sampled_from(SEED_BYTES), st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)),
-                                             min_size=1, max_size=20))
+@given(
+    st.sampled_from(SEED_BYTES),
+    st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=20),
+)
 def test_flipped_bytes_in_real_mail(seed: bytes, flips: list[tuple[float, int]]) -> None:
     """A real mail with random bytes overwritten anywhere, headers included."""
     raw = bytearray(seed)
@@ -87,7 +107,9 @@ def test_dropped_boundaries_and_inserted_garbage_headers(seed: bytes, data: st.D
     boundary_lines = [i for i, line in enumerate(lines) if line.startswith(b"--")]
     drop = set(data.draw(st.lists(st.sampled_from(boundary_lines), max_size=4))) if boundary_lines else set()
     lines = [line for i, line in enumerate(lines) if i not in drop]
-    junk = data.draw(st.lists(st.binary(min_size=1, max_size=60).map(lambda b: b.replace(b"\n", b"")), max_size=5))
+    junk = data.draw(
+        st.lists(st.binary(min_size=1, max_size=60).map(lambda b: b.replace(b"\n", b"")), max_size=5)
+    )
     for line in junk:
         lines.insert(data.draw(st.integers(0, min(len(lines), 15))), line)
     check(b"\n".join(lines))

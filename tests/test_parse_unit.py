@@ -11,7 +11,10 @@ from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import NotAMailError
 from triage.ingest.quotes import split_reply
 
-HEAD = b"From: Ann <ann@example.org>\r\nTo: desk@example.net\r\nSubject: Hi\r\nDate: Mon, 2 Sep 2024 10:00:00 +0200\r\n"
+HEAD = (
+    b"From: Ann <ann@example.org>\r\nTo: desk@example.net\r\nSubject: Hi\r\n"
+    b"Date: Mon, 2 Sep 2024 10:00:00 +0200\r\n"
+)
 
 
 def with_body(body: bytes, *headers: bytes) -> bytes:
@@ -42,7 +45,10 @@ def test_not_a_mail_raises_not_a_mail_error(raw: bytes) -> None:
 
 def test_mbox_from_line_and_leading_blank_lines_are_accepted() -> None:
     """An mbox 'From ' separator line or blank lines before the headers still make a mail."""
-    assert parse_mail(b"From ann@example.org Mon Sep  2 10:00:00 2024\n" + with_body(b"x")).from_addr == "ann@example.org"
+    assert (
+        parse_mail(b"From ann@example.org Mon Sep  2 10:00:00 2024\n" + with_body(b"x")).from_addr
+        == "ann@example.org"
+    )
     assert parse_mail(b"\r\n   \r\n" + with_body(b"x")).subject == "Hi"
 
 
@@ -81,9 +87,13 @@ def test_input_is_not_mutated() -> None:
 def test_deeply_nested_multiparts_do_not_crash() -> None:
     """Thousands of nested multiparts end in a 'nesting-too-deep' defect, not a RecursionError."""
     depth = 3000
-    body = b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1) for i in range(depth))
-    raw = with_body(body + b"--b%d\r\nContent-Type: text/plain\r\n\r\nhi\r\n" % depth,
-                    b"Content-Type: multipart/mixed; boundary=b0")
+    body = b"".join(
+        b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1) for i in range(depth)
+    )
+    raw = with_body(
+        body + b"--b%d\r\nContent-Type: text/plain\r\n\r\nhi\r\n" % depth,
+        b"Content-Type: multipart/mixed; boundary=b0",
+    )
     mail = parse_mail(raw)
     assert "nesting-too-deep" in mail.defects
     assert mail.subject == "Hi"
@@ -101,7 +111,9 @@ def test_us_ascii_declared_but_utf8_sent() -> None:
 
 def test_unknown_charset_with_latin1_bytes() -> None:
     """An unknown charset name falls back past UTF-8 to a guess; the text is never lost."""
-    mail = parse_mail(with_body("café crème brûlée".encode("latin-1"), b"Content-Type: text/plain; charset=x-nonsense"))
+    mail = parse_mail(
+        with_body("café crème brûlée".encode("latin-1"), b"Content-Type: text/plain; charset=x-nonsense")
+    )
     assert "unknown-charset:x-nonsense" in mail.defects
     assert mail.body_text.startswith("caf") and len(mail.body_text) == len("café crème brûlée")
 
@@ -132,8 +144,15 @@ def test_nul_bytes_are_removed_from_text() -> None:
 def test_encoded_words_split_inside_a_character() -> None:
     """Adjacent encoded words of one charset are joined as bytes, so split characters survive."""
     euro = "€".encode()
-    subject = b"Subject: =?utf-8?q?Preis_=" + b"%02X" % euro[0] + b"?= =?utf-8?q?=" + euro[1:2].hex().upper().encode() \
-        + b"=" + euro[2:3].hex().upper().encode() + b"_5?="
+    subject = (
+        b"Subject: =?utf-8?q?Preis_="
+        + b"%02X" % euro[0]
+        + b"?= =?utf-8?q?="
+        + euro[1:2].hex().upper().encode()
+        + b"="
+        + euro[2:3].hex().upper().encode()
+        + b"_5?="
+    )
     raw = HEAD.replace(b"Subject: Hi\r\n", subject + b"\r\n") + b"\r\nx"
     assert parse_mail(raw).subject == "Preis € 5"
 
@@ -148,7 +167,9 @@ def test_unknown_charset_in_encoded_word() -> None:
 
 def test_message_id_forms() -> None:
     """Message-ID keeps its brackets; a bare id gets them with a defect; References are split."""
-    raw = with_body(b"x", b"Message-ID: abc@example.org", b"References: <a@x>\r\n <b@y>  <c@z>", b"In-Reply-To: <c@z>")
+    raw = with_body(
+        b"x", b"Message-ID: abc@example.org", b"References: <a@x>\r\n <b@y>  <c@z>", b"In-Reply-To: <c@z>"
+    )
     mail = parse_mail(raw)
     assert mail.message_id == "<abc@example.org>" and "message-id-without-brackets" in mail.defects
     assert mail.references == ["<a@x>", "<b@y>", "<c@z>"]
@@ -157,7 +178,9 @@ def test_message_id_forms() -> None:
 
 def test_list_id_and_reply_to() -> None:
     """List-Id gives the list's id; Reply-To addresses are lower-cased."""
-    mail = parse_mail(with_body(b"x", b"List-Id: Volunteers <volunteers.example.org>", b"Reply-To: Team <TEAM@Example.org>"))
+    mail = parse_mail(
+        with_body(b"x", b"List-Id: Volunteers <volunteers.example.org>", b"Reply-To: Team <TEAM@Example.org>")
+    )
     assert mail.list_id == "volunteers.example.org"
     assert mail.reply_to == ["team@example.org"]
 
@@ -209,8 +232,10 @@ def test_attachments_and_inline_parts() -> None:
 
 def test_html_alternative_is_kept_raw_and_plain_is_the_body() -> None:
     """multipart/alternative: text/plain is the body text, the HTML is kept as it came."""
-    body = (b'--A\r\nContent-Type: text/plain\r\n\r\nplain words\r\n--A\r\nContent-Type: text/html\r\n\r\n'
-            b'<p onclick="x()">html <b>words</b></p>\r\n--A--\r\n')
+    body = (
+        b"--A\r\nContent-Type: text/plain\r\n\r\nplain words\r\n--A\r\nContent-Type: text/html\r\n\r\n"
+        b'<p onclick="x()">html <b>words</b></p>\r\n--A--\r\n'
+    )
     mail = parse_mail(with_body(body, b'Content-Type: multipart/alternative; boundary="A"'))
     assert mail.body_text == "plain words"
     assert mail.body_html == '<p onclick="x()">html <b>words</b></p>'
@@ -242,9 +267,11 @@ def test_reply_headers_in_several_languages(header: str) -> None:
 
 def test_outlook_header_block_quotes_everything_below() -> None:
     """Outlook's From/Sent/To/Subject block (after a rule of underscores) starts the quote."""
-    text = ("Sure, count me in.\n\nBest,\nCarla\n\n________________________________\n"
-            "Von: Desk <desk@example.net>\nGesendet: Dienstag, 3. September 2024 09:12\n"
-            "An: Carla <carla@example.org>\nBetreff: Saturday\n\nCan you help on Saturday?\n")
+    text = (
+        "Sure, count me in.\n\nBest,\nCarla\n\n________________________________\n"
+        "Von: Desk <desk@example.net>\nGesendet: Dienstag, 3. September 2024 09:12\n"
+        "An: Carla <carla@example.org>\nBetreff: Saturday\n\nCan you help on Saturday?\n"
+    )
     parts = split_reply(text)
     assert parts.new == "Sure, count me in.\n\nBest,\nCarla"
     assert parts.quoted.startswith("________________________________\nVon: Desk")
@@ -276,9 +303,11 @@ def test_plain_text_without_quotes_is_all_new() -> None:
 
 def test_html_to_text_keeps_structure() -> None:
     """Paragraphs, line breaks, lists and entities become readable plain text; scripts vanish."""
-    html = ("<html><head><style>p{color:red}</style><script>alert(1)</script></head><body>"
-            "<p>Hello&nbsp;team,</p><p>we need:<br>drivers &amp; cooks</p><ul><li>Sat</li><li>Sun</li></ul>"
-            "</body></html>")
+    html = (
+        "<html><head><style>p{color:red}</style><script>alert(1)</script></head><body>"
+        "<p>Hello&nbsp;team,</p><p>we need:<br>drivers &amp; cooks</p><ul><li>Sat</li><li>Sun</li></ul>"
+        "</body></html>"
+    )
     text = html_to_text(html)
     assert "alert" not in text and "color" not in text
     assert "Hello team," in text and "drivers & cooks" in text

@@ -1,9 +1,11 @@
 """Raw bytes to `ParsedMail`: the one pure function between the mail sources and everything else.
 
-The stdlib `email` package (compat32, the fastest policy) builds the MIME tree once; mail-parser
-helps where mail is broken (address recovery, a UTF-8 view of raw MIME headers). Bodies of
+The stdlib `email` package (compat32, the fastest policy) builds the MIME tree once, and
+mail-parser's structural recovery re-reads the address headers the stdlib misreads. A full
+mail-parser parse is not used: it is about 2.5x slower and raises on some real mail. Bodies of
 attached messages (`message/*`) are kept as their original bytes instead of being parsed part
 by part: they are attachments here, and not re-parsing them keeps a forwarded 3 MB thread cheap.
+Charset fallbacks live in `charsets`, kinds in `kinds`, quote splitting in `quotes`.
 
 Damaged mail is parsed as far as it goes and the damage is listed in `defects`; only input
 that is not a mail at all raises `NotAMailError`. Nothing here logs or does I/O.
@@ -11,8 +13,6 @@ that is not a mail at all raises `NotAMailError`. Nothing here logs or does I/O.
 
 from __future__ import annotations
 
-import binascii
-import codecs
 import hashlib
 import re
 from datetime import UTC, datetime
@@ -21,10 +21,10 @@ from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
-from charset_normalizer import from_bytes
 from mailparser.utils import get_addresses
 
 from triage.ingest import htmltext, kinds, quotes
+from triage.ingest.charsets import decode_bytes, decode_words
 from triage.ingest.parsed import NotAMailError, ParsedAttachment, ParsedMail
 
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
@@ -39,25 +39,8 @@ _KNOWN_FIELDS = frozenset(
 )
 _KNOWN_PREFIXES = (b"x-", b"list-", b"content-", b"resent-", b"arc-")
 _FOLD = re.compile(r"[\r\n]+(?=[ \t])")
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
-_WORD_GAP = re.compile(r"(\?=)[ \t\r\n]+(?==\?)")
 _MSG_ID = re.compile(r"<[^<>]+>")
 _AT_IN_NAME = re.compile(r"@[^,<>\"]*<")
-_CHARSET_SUPERSETS = {
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "x-gbk": "gb18030",
-    "shift_jis": "cp932",
-    "x-sjis": "cp932",
-    "sjis": "cp932",
-    "euc-kr": "cp949",
-    "ks_c_5601-1987": "cp949",
-    "iso-8859-1": "cp1252",
-    "iso-8859-8-i": "iso-8859-8",
-    "iso-2022-jp": "iso2022_jp_ext",
-    "tis-620": "cp874",
-}
-_UNSAFE_CODECS = frozenset({"idna", "punycode", "undefined", "unicode_escape", "raw_unicode_escape", "mbcs"})
 _BODY_TYPES = ("text/plain", "text/html")
 _NAME_HEADERS = frozenset({"content-type", "content-disposition"})
 
@@ -114,7 +97,7 @@ def _build(raw: bytes, msg: Message, defects: list[str], oversize: bool) -> Pars
     from_name, from_addr = senders[0] if senders else (None, None)
     if not senders:
         defects.append("missing-from")
-    subject = _decode_words(_first(headers, "subject") or "", defects).strip() or None
+    subject = decode_words(_first(headers, "subject") or "", defects).strip() or None
     body = _BodyWalk(msg, defects)
     if not oversize and "nesting-too-deep" not in defects:
         body.walk(msg)
@@ -277,116 +260,6 @@ def _first(headers: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
-def decode_bytes(data: bytes, declared: str | None, defects: list[str], *, utf8_first: bool = False) -> str:
-    """Text from bytes: declared charset, then UTF-8, then a charset-normalizer guess, then Latin-1.
-
-    `utf8_first` is for raw 8-bit header bytes, which RFC 6532 says are UTF-8; there
-    `declared` is only the body's charset, the guess that old mailers make right.
-    """
-    if utf8_first:
-        text = _utf8(data)
-        if text is not None:
-            return _clean(text, defects)
-    if declared:
-        codec = _codec(declared)
-        if codec is None:
-            defects.append(f"unknown-charset:{declared[:40]}")
-        else:
-            try:
-                return _clean(data.decode(codec), defects)
-            except UnicodeError:
-                defects.append(f"bad-charset:{declared[:40]}")
-    text = None if utf8_first else _utf8(data)
-    if text is not None:
-        return _clean(text, defects)
-    guess = from_bytes(data[:65536]).best()
-    if guess is not None and guess.encoding:
-        return _clean(data.decode(guess.encoding, "replace"), defects)
-    return _clean(data.decode("latin-1"), defects)
-
-
-def _utf8(data: bytes) -> str | None:
-    """UTF-8 text, also with a few broken sequences (a name cut mid-character); else None.
-
-    Mostly-valid means at least four well-formed non-ASCII characters per broken one, which
-    Latin-1 or Cyrillic single-byte text practically never produces by chance.
-    """
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", "replace")
-    broken = text.count("\ufffd")
-    wellformed = sum(1 for char in text if char > "\x7f") - broken
-    return text if wellformed >= 4 * broken else None
-
-
-def _codec(charset: str) -> str | None:
-    """A Python text codec for a mail charset name, preferring the superset real senders mean."""
-    name = charset.strip().strip("\"'").lower()
-    name = _CHARSET_SUPERSETS.get(name, name)
-    try:
-        info = codecs.lookup(name)
-    except (LookupError, ValueError):
-        return None
-    if info.name in _UNSAFE_CODECS or not getattr(info, "_is_text_encoding", True):
-        return None
-    return info.name
-
-
-def _clean(text: str, defects: list[str]) -> str:
-    """Drop what no database or JSON sink accepts: NUL characters and lone surrogates."""
-    if "\x00" in text:
-        defects.append("nul-in-text")
-        text = text.replace("\x00", "")
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
-def _decode_words(value: str, defects: list[str]) -> str:
-    """RFC 2047 encoded words, also the common broken forms (inside quotes, split multibyte chars)."""
-    if "=?" not in value:
-        return _clean(value, defects)
-    value = _WORD_GAP.sub(r"\1", value)
-    out: list[str] = []
-    pending = bytearray()
-    pending_charset: str | None = None
-    pos = 0
-    for match in _ENCODED_WORD.finditer(value):
-        charset = match.group(1).split("*", 1)[0].lower()
-        data = _word_bytes(match.group(2).lower(), match.group(3))
-        if data is None:
-            defects.append("bad-encoded-word")
-            continue
-        if match.start() > pos or charset != pending_charset:
-            if pending_charset is not None:
-                out.append(decode_bytes(bytes(pending), pending_charset, defects))
-            pending, pending_charset = bytearray(), charset
-            out.append(value[pos : match.start()])
-        pending += data
-        pos = match.end()
-    if pending_charset is not None:
-        out.append(decode_bytes(bytes(pending), pending_charset, defects))
-    out.append(value[pos:])
-    return _clean("".join(out), defects)
-
-
-def _word_bytes(encoding: str, text: str) -> bytes | None:
-    data = text.encode("ascii", "ignore")
-    try:
-        if encoding == "q":
-            return binascii.a2b_qp(data, header=True)
-        data = data.rstrip(b"=")
-        if len(data) % 4 == 1:
-            data = data[:-1]
-        return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
-    except (binascii.Error, ValueError):
-        return None
-
-
 def _addresses(values: list[str], field: str, defects: list[str]) -> list[tuple[str | None, str]]:
     """(display name, lower-case address) pairs; mail-parser recovers what the stdlib misreads."""
     if not values:
@@ -405,7 +278,7 @@ def _addresses(values: list[str], field: str, defects: list[str]) -> list[tuple[
         addr = addr.strip().lower()
         if "@" not in addr:
             continue
-        decoded = _decode_words(name, defects).strip().strip('"').strip() if name else ""
+        decoded = decode_words(name, defects).strip().strip('"').strip() if name else ""
         out.append((decoded or None, addr))
     return out
 
@@ -526,7 +399,7 @@ class _BodyWalk:
         name = source.get_filename()
         if not isinstance(name, str):
             return None
-        return _decode_words(self._text(name), self.defects).strip() or None
+        return decode_words(self._text(name), self.defects).strip() or None
 
     def _text(self, value: str) -> str:
         """Header text that may carry raw 8-bit bytes (as surrogates): UTF-8, else the mail's charset."""

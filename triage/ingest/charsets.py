@@ -1,0 +1,143 @@
+"""Bytes and header words to text, whatever charset the sender claimed or forgot.
+
+Order of trust: the declared charset (through the superset real senders mean, e.g. GB2312 ->
+GB18030), then UTF-8, then charset-normalizer's guess, then Latin-1, which never fails. Every
+fallback is recorded as a short defect ("unknown-charset:x", "bad-charset:x") so the liaison
+can see why a mail looks odd. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import re
+
+from charset_normalizer import from_bytes
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_WORD_GAP = re.compile(r"(\?=)[ \t\r\n]+(?==\?)")
+_CHARSET_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "shift_jis": "cp932",
+    "x-sjis": "cp932",
+    "sjis": "cp932",
+    "euc-kr": "cp949",
+    "ks_c_5601-1987": "cp949",
+    "iso-8859-1": "cp1252",
+    "iso-8859-8-i": "iso-8859-8",
+    "iso-2022-jp": "iso2022_jp_ext",
+    "tis-620": "cp874",
+}
+_UNSAFE_CODECS = frozenset({"idna", "punycode", "undefined", "unicode_escape", "raw_unicode_escape", "mbcs"})
+
+
+def decode_bytes(data: bytes, declared: str | None, defects: list[str], *, utf8_first: bool = False) -> str:
+    """Text from bytes: declared charset, then UTF-8, then a charset-normalizer guess, then Latin-1.
+
+    `utf8_first` is for raw 8-bit header bytes, which RFC 6532 says are UTF-8; there
+    `declared` is only the body's charset, the guess that old mailers make right.
+    """
+    if utf8_first:
+        text = _utf8(data)
+        if text is not None:
+            return clean_text(text, defects)
+    if declared:
+        codec = _codec(declared)
+        if codec is None:
+            defects.append(f"unknown-charset:{declared[:40]}")
+        else:
+            try:
+                return clean_text(data.decode(codec), defects)
+            except UnicodeError:
+                defects.append(f"bad-charset:{declared[:40]}")
+    text = None if utf8_first else _utf8(data)
+    if text is not None:
+        return clean_text(text, defects)
+    guess = from_bytes(data[:65536]).best()
+    if guess is not None and guess.encoding:
+        return clean_text(data.decode(guess.encoding, "replace"), defects)
+    return clean_text(data.decode("latin-1"), defects)
+
+
+def _utf8(data: bytes) -> str | None:
+    """UTF-8 text, also with a few broken sequences (a name cut mid-character); else None.
+
+    Mostly-valid means at least four well-formed non-ASCII characters per broken one, which
+    Latin-1 or Cyrillic single-byte text practically never produces by chance.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", "replace")
+    broken = text.count("\ufffd")
+    wellformed = sum(1 for char in text if char > "\x7f") - broken
+    return text if wellformed >= 4 * broken else None
+
+
+def _codec(charset: str) -> str | None:
+    """A Python text codec for a mail charset name, preferring the superset real senders mean."""
+    name = charset.strip().strip("\"'").lower()
+    name = _CHARSET_SUPERSETS.get(name, name)
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):
+        return None
+    if info.name in _UNSAFE_CODECS or not getattr(info, "_is_text_encoding", True):
+        return None
+    return info.name
+
+
+def clean_text(text: str, defects: list[str]) -> str:
+    """Drop what no database or JSON sink accepts: NUL characters and lone surrogates."""
+    if "\x00" in text:
+        defects.append("nul-in-text")
+        text = text.replace("\x00", "")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def decode_words(value: str, defects: list[str]) -> str:
+    """RFC 2047 encoded words, also the common broken forms (inside quotes, split multibyte chars)."""
+    if "=?" not in value:
+        return clean_text(value, defects)
+    value = _WORD_GAP.sub(r"\1", value)
+    out: list[str] = []
+    pending = bytearray()
+    pending_charset: str | None = None
+    pos = 0
+    for match in _ENCODED_WORD.finditer(value):
+        charset = match.group(1).split("*", 1)[0].lower()
+        data = _word_bytes(match.group(2).lower(), match.group(3))
+        if data is None:
+            defects.append("bad-encoded-word")
+            continue
+        if match.start() > pos or charset != pending_charset:
+            if pending_charset is not None:
+                out.append(decode_bytes(bytes(pending), pending_charset, defects))
+            pending, pending_charset = bytearray(), charset
+            out.append(value[pos : match.start()])
+        pending += data
+        pos = match.end()
+    if pending_charset is not None:
+        out.append(decode_bytes(bytes(pending), pending_charset, defects))
+    out.append(value[pos:])
+    return clean_text("".join(out), defects)
+
+
+def _word_bytes(encoding: str, text: str) -> bytes | None:
+    data = text.encode("ascii", "ignore")
+    try:
+        if encoding == "q":
+            return binascii.a2b_qp(data, header=True)
+        data = data.rstrip(b"=")
+        if len(data) % 4 == 1:
+            data = data[:-1]
+        return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+    except (binascii.Error, ValueError):
+        return None
