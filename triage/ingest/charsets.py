@@ -15,7 +15,7 @@ import re
 from charset_normalizer import from_bytes
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
-_WORD_GAP = re.compile(r"(\?=)[ \t\r\n]+(?==\?)")
+_WORD_GAP = re.compile(r"\?=[ \t\r\n]+(?==\?)")
 _CHARSET_SUPERSETS = {
     "gb2312": "gb18030",
     "gbk": "gb18030",
@@ -30,6 +30,31 @@ _CHARSET_SUPERSETS = {
     "iso-2022-jp": "iso2022_jp_ext",
     "tis-620": "cp874",
 }
+# The legacy charsets mail is actually written in; guessing among all ~90 codecs is 10x slower
+# and on short text picks exotic ones (UTF-16-BE, Johab) that no mailer sends.
+_GUESS_CANDIDATES = [
+    "cp1252",
+    "iso8859_15",
+    "cp1250",
+    "iso8859_2",
+    "cp1251",
+    "koi8_r",
+    "koi8_u",
+    "cp1253",
+    "iso8859_7",
+    "cp1254",
+    "cp1255",
+    "cp1256",
+    "cp1257",
+    "cp1258",
+    "cp874",
+    "mac_roman",
+    "gb18030",
+    "big5",
+    "cp932",
+    "euc_jp",
+    "cp949",
+]
 _UNSAFE_CODECS = frozenset({"idna", "punycode", "undefined", "unicode_escape", "raw_unicode_escape", "mbcs"})
 
 
@@ -55,7 +80,7 @@ def decode_bytes(data: bytes, declared: str | None, defects: list[str], *, utf8_
     text = None if utf8_first else _utf8(data)
     if text is not None:
         return clean_text(text, defects)
-    guess = from_bytes(data[:65536]).best()
+    guess = from_bytes(data[:65536], cp_isolation=_GUESS_CANDIDATES).best()
     if guess is not None and guess.encoding:
         return clean_text(data.decode(guess.encoding, "replace"), defects)
     return clean_text(data.decode("latin-1"), defects)
@@ -106,7 +131,7 @@ def decode_words(value: str, defects: list[str]) -> str:
     """RFC 2047 encoded words, also the common broken forms (inside quotes, split multibyte chars)."""
     if "=?" not in value:
         return clean_text(value, defects)
-    value = _WORD_GAP.sub(r"\1", value)
+    value = _WORD_GAP.sub("?=", value)
     out: list[str] = []
     pending = bytearray()
     pending_charset: str | None = None

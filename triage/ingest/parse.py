@@ -40,8 +40,27 @@ _KNOWN_FIELDS = frozenset(
 _KNOWN_PREFIXES = (b"x-", b"list-", b"content-", b"resent-", b"arc-")
 _FOLD = re.compile(r"[\r\n]+(?=[ \t])")
 _MSG_ID = re.compile(r"<[^<>]+>")
+_SIMPLE_ADDRESS = re.compile(r"\s*(?:([^<>@]*?)\s*<([^<>\s@]+@[^<>\s@]+)>|([^<>\s@]+@[^<>\s@]+))\s*")
 _AT_IN_NAME = re.compile(r"@[^,<>\"]*<")
 _BODY_TYPES = ("text/plain", "text/html")
+_READ_HEADERS = (
+    frozenset(
+        [
+            "from",
+            "to",
+            "cc",
+            "reply-to",
+            "subject",
+            "date",
+            "message-id",
+            "in-reply-to",
+            "references",
+            "list-id",
+            "return-path",
+        ]
+    )
+    | kinds.HEADERS
+)
 _NAME_HEADERS = frozenset({"content-type", "content-disposition"})
 
 
@@ -49,17 +68,13 @@ class _ShallowMessage(Message):
     """A compat32 message whose `message/*` bodies the parser leaves unparsed.
 
     The feed parser recurses into a part whenever `get_content_type()` says `message/...`;
-    answering "application/octet-stream" while `shallow` is set keeps the body as raw text.
-    `_finish` clears the flag on every part once parsing is done.
+    answering "application/octet-stream" instead keeps the body as raw text. Once parsing is
+    done `_finish` turns every part back into a plain `Message`, with its real content type.
     """
-
-    shallow = True
 
     def get_content_type(self) -> str:
         ctype = super().get_content_type()
-        if self.shallow and ctype.startswith("message/"):
-            return "application/octet-stream"
-        return ctype
+        return "application/octet-stream" if ctype.startswith("message/") else ctype
 
 
 def parse_mail(raw: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> ParsedMail:
@@ -107,10 +122,11 @@ def _build(raw: bytes, msg: Message, defects: list[str], oversize: bool) -> Pars
     if not body_text.strip() and body_html:
         body_text = htmltext.html_to_text(body_html)
     reply = quotes.split_reply(body_text)
+    content_type = msg.get_content_type()
     verdict = kinds.detect_kind(
         headers,
-        content_type=msg.get_content_type(),
-        report_type=_report_type(msg),
+        content_type=content_type,
+        report_type=_report_type(msg) if content_type == "multipart/report" else None,
         subject=subject or "",
         from_addr=from_addr,
         body_text=body_text,
@@ -147,7 +163,7 @@ def _build(raw: bytes, msg: Message, defects: list[str], oversize: bool) -> Pars
 
 def _check_is_mail(raw: bytes) -> int:
     """Offset of the header block; refuses empty, binary, or prose input without `Name: value` lines."""
-    lines = raw[:65536].splitlines(keepends=True)
+    lines = raw[:16384].splitlines(keepends=True)
     start = offset = 0
     while start < len(lines) and not lines[start].strip():
         offset += len(lines[start])
@@ -156,7 +172,6 @@ def _check_is_mail(raw: bytes) -> int:
         raise NotAMailError("empty input: a mail starts with header lines such as 'From: ...'")
     if lines[start].startswith((b"From ", b">From ")):
         start += 1
-    known = False
     for number, line in enumerate(lines[start : start + 400]):
         if not line.strip():
             break
@@ -170,12 +185,9 @@ def _check_is_mail(raw: bytes) -> int:
                 raise NotAMailError("no header block: the first line is not a 'Name: value' header field")
             break
         name = match.group(1).lower()
-        known = known or name in _KNOWN_FIELDS or name.startswith(_KNOWN_PREFIXES)
-    if not known:
-        raise NotAMailError(
-            "no known mail header (From, To, Subject, Date, Received, ...) in the header block"
-        )
-    return offset
+        if name in _KNOWN_FIELDS or name.startswith(_KNOWN_PREFIXES):
+            return offset
+    raise NotAMailError("no known mail header (From, To, Subject, Date, Received, ...) in the header block")
 
 
 def _parse_tree(raw: bytes) -> Message:
@@ -189,7 +201,7 @@ def _repair_header_line(raw: bytes) -> bytes | None:
     line above From/Subject would hide them all. The bytes stay; only a space is added.
     """
     offset = 0
-    lines = raw[:65536].splitlines(keepends=True)
+    lines = raw[:16384].splitlines(keepends=True)
     for number, line in enumerate(lines):
         if not line.strip():
             return None
@@ -216,7 +228,7 @@ def _finish(msg: Message, defects: list[str]) -> None:
     while stack:
         part = stack.pop()
         if isinstance(part, _ShallowMessage):
-            part.shallow = False
+            part.__class__ = Message
         defects.extend(type(defect).__name__ for defect in part.defects)
         payload = part.get_payload() if part.is_multipart() else None
         if isinstance(payload, list):
@@ -224,21 +236,25 @@ def _finish(msg: Message, defects: list[str]) -> None:
 
 
 def _header_map(msg: Message, defects: list[str]) -> dict[str, list[str]]:
-    """Lower-case name -> unfolded values, with raw 8-bit bytes decoded.
+    """Lower-case name -> unfolded values of the headers triage reads, raw 8-bit bytes decoded.
 
     RFC 6532 says raw header bytes are UTF-8; older mailers used the body's charset, so that
-    is the next guess before charset-normalizer, which is unreliable on a few words.
+    is the next guess before charset-normalizer, which is unreliable on a few words. Trace and
+    signature headers (Received, DKIM-Signature, ...) are skipped: nothing here reads them.
     """
     out: dict[str, list[str]] = {}
-    for name, value in msg.raw_items():
-        if not isinstance(value, str):
-            value = str(value)
-        value = _FOLD.sub("", value).replace("\r", "").replace("\n", "")
+    for raw_name, raw_value in msg.raw_items():
+        name = raw_name.strip().lower()
+        if name not in _READ_HEADERS:
+            continue
+        value = raw_value if isinstance(raw_value, str) else str(raw_value)
+        if "\n" in value or "\r" in value:
+            value = _FOLD.sub("", value).replace("\r", "").replace("\n", "")
         if not value.isascii():
             value = decode_bytes(
                 value.encode("utf-8", "surrogateescape"), _charset_hint(msg), defects, utf8_first=True
             )
-        out.setdefault(name.strip().lower(), []).append(value)
+        out.setdefault(name, []).append(value)
     return out
 
 
@@ -265,7 +281,7 @@ def _addresses(values: list[str], field: str, defects: list[str]) -> list[tuple[
     if not values:
         return []
     text = ", ".join(values)
-    pairs = getaddresses([text])
+    pairs = _simple_addresses(text) or getaddresses([text])
     # The stdlib silently misreads an unquoted '@' in a display name ("a@b <c@d>") as an
     # address of its own; mail-parser's structural recovery reads such headers right.
     if _AT_IN_NAME.search(text) or any(addr and addr.count("@") != 1 for _, addr in pairs):
@@ -281,6 +297,27 @@ def _addresses(values: list[str], field: str, defects: list[str]) -> list[tuple[
         decoded = decode_words(name, defects).strip().strip('"').strip() if name else ""
         out.append((decoded or None, addr))
     return out
+
+
+def _simple_addresses(text: str) -> list[tuple[str, str]] | None:
+    """Fast path for the plain 'Name <a@b>, c@d' lists most mail has; None sends it to the full parser.
+
+    Quotes, comments, groups, escapes and encoded words all go to `getaddresses`, which is
+    exact but pure Python and the costliest step of parsing an ordinary mail.
+    """
+    if any(char in text for char in '"()\\;:='):
+        return None
+    pairs: list[tuple[str, str]] = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        match = _SIMPLE_ADDRESS.fullmatch(item)
+        if match is None:
+            return None
+        pairs.append(
+            (" ".join(match.group(1).split()) if match.group(1) else "", match.group(2) or match.group(3))
+        )
+    return pairs
 
 
 def _message_id(value: str | None, defects: list[str]) -> str | None:
@@ -327,6 +364,10 @@ def _report_type(msg: Message) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _named(part: Message) -> bool:
+    return bool(part.get_param("filename", header="content-disposition") or part.get_param("name"))
+
+
 class _BodyWalk:
     """Sorts the MIME tree into body text, body HTML and attachments (RFC 2046, RFC 2183)."""
 
@@ -355,10 +396,12 @@ class _BodyWalk:
         if ctype.startswith("multipart/"):
             ctype = "text/plain"  # a multipart without usable boundaries: its raw text is all we have
         disposition = part.get_content_disposition()
-        named = part.get_param("filename", header="content-disposition") or part.get_param("name")
         # Explicitly inline text is body even with a file name (RFC 2183: shown in place).
-        body_like = disposition == "inline" or (disposition is None and not named)
-        if not attached and body_like and ctype in _BODY_TYPES:
+        if (
+            ctype in _BODY_TYPES
+            and not attached
+            and (disposition == "inline" or (disposition is None and not _named(part)))
+        ):
             data = part.get_payload(decode=True)
             text = (
                 decode_bytes(data, part.get_content_charset(), self.defects)
@@ -366,7 +409,7 @@ class _BodyWalk:
                 else ""
             )
             (self.plain if ctype == "text/plain" else self.html).append(text)
-        elif alternative and not named and ctype.startswith("text/") and ctype != "text/calendar":
+        elif alternative and ctype.startswith("text/") and ctype != "text/calendar" and not _named(part):
             return  # another rendition of the same body (text/enriched and the like)
         else:
             self.attachments.append(self._attachment(part, ctype, disposition))
