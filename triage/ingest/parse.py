@@ -228,7 +228,7 @@ def _finish(msg: Message, defects: list[str]) -> None:
     while stack:
         part = stack.pop()
         if isinstance(part, _ShallowMessage):
-            part.__class__ = Message
+            part.__class__ = Message  # type: ignore[assignment]  # same layout, real types back
         defects.extend(type(defect).__name__ for defect in part.defects)
         payload = part.get_payload() if part.is_multipart() else None
         if isinstance(payload, list):
