@@ -72,7 +72,7 @@ def synthetic_mail(rng: random.Random, i: int, start: datetime, senders: list[st
     )
     kind = i % 10
     if kind in (0, 1):
-        msg.set_content(body + "\nMerci beaucoup, à bientôt — Zoë", charset="iso-8859-1")
+        msg.set_content(body + "\nMerci beaucoup, à bientôt - Zoë", charset="iso-8859-1")
     elif kind in (2, 3, 4):
         msg.set_content(body)
         msg.add_alternative(f"<html><body><p>{body}</p></body></html>", subtype="html")

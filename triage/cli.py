@@ -20,7 +20,8 @@ from triage.bootstrap import App, bootstrap
 from triage.config import ConfigError, Settings, example_toml, load_settings
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
-from triage.ingest.sources import SourceError, open_source
+from triage.ingest.pipeline import IncomingMail
+from triage.ingest.sources import SourceError, batches, open_source
 from triage.logging import configure_logging
 from triage.queries import NotFound, list_quarantine, list_tickets, ticket_detail
 from triage.store.schema import SchemaError, current_revision, head_revision, upgrade
@@ -126,8 +127,10 @@ def _print_mail(file: Path, mail: ParsedMail) -> None:
 
 @cli.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--batch-size", default=100, show_default=True, type=click.IntRange(1, 5000),
+              help="Mails per database transaction.")
 @pass_ctx
-def ingest(ctx: Context, path: Path) -> None:
+def ingest(ctx: Context, path: Path, batch_size: int) -> None:
     """Import a maildir, an mbox file, a folder of .eml files or one .eml file.
 
     Safe to run again on the same source: a mail already stored is counted as a duplicate.
@@ -137,9 +140,11 @@ def ingest(ctx: Context, path: Path) -> None:
     with ctx.app() as app:
         ingestor = app.ingestor()
         with tqdm(total=source.count, unit="mail", desc=f"ingest {source.kind}", disable=None) as bar:
-            for label, raw in source:
-                counts[ingestor.ingest(raw, source=label).status] += 1
-                bar.update(1)
+            for batch in batches(source, batch_size):
+                outcomes = ingestor.ingest_many([IncomingMail(raw, source=label) for label, raw in batch])
+                for outcome in outcomes:
+                    counts[outcome.status] += 1
+                bar.update(len(batch))
     click.echo(
         f"{source.count} mails from {path}: {counts['stored']} stored, "
         f"{counts['duplicate']} duplicates, {counts['quarantined']} quarantined"

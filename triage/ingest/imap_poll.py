@@ -12,7 +12,7 @@ Nothing is ever deleted.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.config import ImapSettings
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
-from triage.ingest.pipeline import IngestOutcome, Ingestor
+from triage.ingest.sources import batches
+from triage.ingest.pipeline import IncomingMail, IngestOutcome, Ingestor
 from triage.store.db import utcnow
 from triage.store.models import ImapFolderState, ImapLedgerEntry, Message
 
@@ -67,11 +68,6 @@ def parse_in_worker(item: tuple[bytes, int]) -> ParsedMail | RuntimeError:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 class FolderPoller:
     """One pass at a time over the folders of one account, on a connection the caller opened."""
 
@@ -108,7 +104,7 @@ class FolderPoller:
         last_uid = self._position(client, folder, uidvalidity, uidnext, result)
         self._sweep_unmarked(client, folder, uidvalidity, result)
         pending = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
-        for batch in _chunks(pending, self.settings.batch_size):
+        for batch in batches(pending, self.settings.batch_size):
             self._ingest_batch(client, folder, uidvalidity, batch, result)
             self._mark(client, folder, uidvalidity, list(batch), result)
             if self._stop.is_set():
@@ -198,18 +194,20 @@ class FolderPoller:
                 present, self._pool.map(parse_in_worker, [(raw, self._max_size) for _, raw in present])
             ):
                 parsed[i] = outcome
+        incoming = []
         for uid, raw, pre in zip(batch, raws, parsed):
             if raw is None:  # expunged between SEARCH and FETCH: nothing to keep, move past it
                 self._record_vanished(folder, uidvalidity, uid)
                 result.count("vanished")
                 continue
-            result.fetched += 1
-            outcome = self._ingestor.ingest(
+            incoming.append(IncomingMail(
                 raw,
                 source=f"imap:{self.account}/{folder};UIDVALIDITY={uidvalidity};UID={uid}",
                 parsed=pre,
                 also=self._ledger_writer(folder, uidvalidity, uid),
-            )
+            ))
+        result.fetched += len(incoming)
+        for outcome in self._ingestor.ingest_many(incoming):
             result.count(outcome.status)
 
     def _ledger_writer(self, folder: str, uidvalidity: int, uid: int) -> Callable[[Session, IngestOutcome], None]:

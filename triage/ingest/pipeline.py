@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
@@ -52,18 +52,17 @@ class IngestOutcome:
     raw_sha256: str | None = None
 
 
-def _existing_message(session: Session, parsed: ParsedMail | None, digest: str) -> Message | None:
-    if parsed is not None and parsed.message_id:
-        found = session.scalar(select(Message).where(Message.message_id == parsed.message_id))
-        if found is not None:
-            return found
-    return session.scalar(select(Message).where(Message.raw_sha256 == digest))
+def _existing_message(session: Session, parsed: ParsedMail, digest: str) -> Message | None:
+    match = Message.raw_sha256 == digest
+    if parsed.message_id:
+        match = or_(Message.message_id == parsed.message_id, match)
+    return session.scalars(select(Message).where(match).limit(1)).first()
 
 
 def _ticket_facts(session: Session, ticket: Ticket) -> threading.TicketFacts:
     participants: set[str] = set()
-    if ticket.contact is not None:
-        participants.add(ticket.contact.address)
+    if ticket.contact_id is not None:
+        participants.add(session.get_one(Contact, ticket.contact_id).address)
     rows = session.execute(
         select(Message.direction, Message.from_addr, Message.to_addrs, Message.cc_addrs).where(
             Message.ticket_id == ticket.id
@@ -83,31 +82,33 @@ def _ticket_facts(session: Session, ticket: Ticket) -> threading.TicketFacts:
     )
 
 
-def _upsert_contact(session: Session, parsed: ParsedMail, now: datetime) -> Contact | None:
+def _upsert_contact(session: Session, parsed: ParsedMail, now: datetime) -> int | None:
+    """Create or touch the sender's contact in one statement (safe when workers race); return its id."""
     if not parsed.from_addr:
         return None
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(
-        insert(Contact)
-        .values(address=parsed.from_addr, name=parsed.from_name, first_seen=now, last_seen=now, bouncing=False)
-        .on_conflict_do_nothing(index_elements=["address"])
+    postgres = session.get_bind().dialect.name == "postgresql"
+    insert = postgresql.insert(Contact) if postgres else sqlite.insert(Contact)
+    latest = func.greatest if postgres else func.max
+    statement = (
+        insert.values(address=parsed.from_addr, name=parsed.from_name, first_seen=now, last_seen=now, bouncing=False)
+        .on_conflict_do_update(
+            index_elements=["address"],
+            set_={
+                "last_seen": latest(Contact.last_seen, insert.excluded.last_seen),
+                "name": func.coalesce(Contact.name, insert.excluded.name),
+            },
+        )
+        .returning(Contact.id)
     )
-    contact = session.scalars(select(Contact).where(Contact.address == parsed.from_addr)).one()
-    contact.last_seen = max(contact.last_seen, now)
-    if parsed.from_name and not contact.name:
-        contact.name = parsed.from_name
-    return contact
+    return int(session.execute(statement).scalar_one())
 
 
-def _new_ticket(
-    session: Session, parsed: ParsedMail, contact: Contact | None, now: datetime, prefix: str
-) -> Ticket:
+def _new_ticket(session: Session, parsed: ParsedMail, contact_id: int | None, now: datetime, prefix: str) -> Ticket:
     ticket = Ticket(
         reference=f"~{uuid.uuid4().hex[:24]}",  # placeholder until the id is known
         subject=parsed.subject,
         status=TicketStatus.new,
-        contact=contact,
+        contact_id=contact_id,
         created_at=now,
         updated_at=now,
     )
@@ -145,7 +146,7 @@ def store_mail(
         return IngestOutcome("duplicate", "Message-ID or bytes already stored", reference, existing.id, digest)
 
     put_blob(session, raw, digest)
-    contact = _upsert_contact(session, parsed, now)
+    contact_id = _upsert_contact(session, parsed, now)
 
     reference = threading.subject_reference(parsed.subject, settings.reference_prefix)
     by_reference = None
@@ -153,13 +154,18 @@ def store_mail(
         ref_ticket = session.scalar(select(Ticket).where(Ticket.reference == reference))
         by_reference = _ticket_facts(session, ref_ticket) if ref_ticket is not None else None
     by_header = None
-    for header_id in threading.header_candidates(parsed):
-        hit = session.scalar(
-            select(Message.ticket_id).where(Message.message_id == header_id, Message.ticket_id.is_not(None))
+    candidates = threading.header_candidates(parsed)
+    if candidates:
+        rows = session.execute(
+            select(Message.message_id, Message.ticket_id).where(
+                Message.message_id.in_(candidates), Message.ticket_id.is_not(None)
+            )
         )
-        if hit is not None:
-            by_header = (header_id, _ticket_facts(session, session.get_one(Ticket, hit)))
-            break
+        hits = {message_id: ticket_id for message_id, ticket_id in rows}
+        for header_id in candidates:
+            if header_id in hits:
+                by_header = (header_id, _ticket_facts(session, session.get_one(Ticket, hits[header_id])))
+                break
 
     decision = threading.decide(parsed, reference=reference, by_reference=by_reference, by_header=by_header)
     ticket: Ticket | None = None
@@ -174,7 +180,7 @@ def store_mail(
             ticket.status = TicketStatus.open
             _event(session, ticket, now, "status", old="waiting", new="open", why="volunteer replied")
     elif decision.placement in (threading.Placement.new, threading.Placement.new_linked):
-        ticket = _new_ticket(session, parsed, contact, now, settings.reference_prefix)
+        ticket = _new_ticket(session, parsed, contact_id, now, settings.reference_prefix)
         _event(session, ticket, now, "created", by=parsed.from_addr)
         if decision.placement == threading.Placement.new_linked:
             assert decision.ticket is not None
@@ -265,8 +271,24 @@ def _short_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+@dataclass(frozen=True, slots=True)
+class IncomingMail:
+    """One mail to ingest. `parsed` if it was parsed elsewhere (an exception there means
+    quarantine); `also` runs in the mail's transaction with its outcome, so a caller's own
+    bookkeeping (the IMAP ledger) commits or rolls back with the mail."""
+
+    raw: bytes
+    source: str | None = None
+    parsed: ParsedMail | BaseException | None = None
+    also: Callable[[Session, IngestOutcome], None] | None = None
+
+
 class Ingestor:
-    """Ingest raw mails one at a time, each in its own transaction."""
+    """Ingest raw mails: a batch per transaction, each mail in its own savepoint.
+
+    A mail that fails rolls back only its savepoint and is quarantined in the same
+    transaction, so one bad mail never stops the others; the batch commits once.
+    """
 
     def __init__(
         self,
@@ -300,57 +322,65 @@ class Ingestor:
         parsed: ParsedMail | BaseException | None = None,
         also: Callable[[Session, IngestOutcome], None] | None = None,
     ) -> IngestOutcome:
-        """Store one mail (or quarantine it) in one transaction and return what happened.
+        """Store one mail (or quarantine it) in its own transaction and return what happened."""
+        return self.ingest_many([IncomingMail(raw, source, parsed, also)])[0]
 
-        `parsed` lets a caller parse elsewhere (a process pool); an exception there means
-        quarantine. `also` runs inside the same transaction with the outcome, so a caller's
-        own bookkeeping (the IMAP ledger) commits or rolls back with the mail.
-        """
-        digest = sha256_hex(raw)
-        if parsed is None:
-            try:
-                parsed = self.parse(raw)
-            except Exception as exc:  # noqa: BLE001 - any parse failure is quarantined, never raised
-                parsed = exc
-        if isinstance(parsed, BaseException):
-            return self._quarantine(raw, "parse", _short_error(parsed), source, digest, also)
-        for attempt in range(2):
-            try:
-                with self._sessions.begin() as session:
-                    outcome = store_mail(
-                        session, raw, parsed, settings=self._settings, now=self._clock(),
-                        source=source, digest=digest,
-                    )
-                    if also is not None:
-                        also(session, outcome)
-                log.debug(
-                    "mail.ingested", status=outcome.status, ticket=outcome.ticket_reference,
-                    kind=parsed.kind, sha256=digest[:12], source=source,
-                )
-                return outcome
-            except IntegrityError as exc:
-                if attempt == 0:
-                    continue  # another worker stored the same mail or contact first; look again
-                return self._quarantine(raw, "store", _short_error(exc), source, digest, also)
-            except Exception as exc:  # noqa: BLE001 - one bad mail never stops the line
-                return self._quarantine(raw, "store", _short_error(exc), source, digest, also)
-        raise AssertionError("unreachable")
-
-    def _quarantine(
-        self,
-        raw: bytes,
-        stage: str,
-        error: str,
-        source: str | None,
-        digest: str,
-        also: Callable[[Session, IngestOutcome], None] | None = None,
-    ) -> IngestOutcome:
-        outcome = IngestOutcome("quarantined", error, raw_sha256=digest)
+    def ingest_many(self, mails: Sequence[IncomingMail]) -> list[IngestOutcome]:
+        """Store a batch in one transaction; if the commit fails, nothing of the batch is kept."""
+        prepared = []
+        for mail in mails:
+            parsed = mail.parsed
+            if parsed is None:
+                try:
+                    parsed = self.parse(mail.raw)
+                except Exception as exc:  # noqa: BLE001 - any parse failure is quarantined, never raised
+                    parsed = exc
+            prepared.append((mail, sha256_hex(mail.raw), parsed))
         with self._sessions.begin() as session:
-            quarantine(session, raw, stage=stage, error=error, source=source, now=self._clock())
-            if also is not None:
-                also(session, outcome)
-        log.warning("mail.quarantined", stage=stage, error=error, sha256=digest[:12], source=source)
+            outcomes = [self._store_one(session, mail, digest, parsed) for mail, digest, parsed in prepared]
+        for (mail, digest, _), outcome in zip(prepared, outcomes):
+            if outcome.status == "quarantined":
+                log.warning("mail.quarantined", error=outcome.reason, sha256=digest[:12], source=mail.source)
+            else:
+                log.debug("mail.ingested", status=outcome.status, ticket=outcome.ticket_reference,
+                          sha256=digest[:12], source=mail.source)
+        return outcomes
+
+    def _store_one(
+        self, session: Session, mail: IncomingMail, digest: str, parsed: ParsedMail | BaseException
+    ) -> IngestOutcome:
+        stage, error = "parse", ""
+        if isinstance(parsed, BaseException):
+            error = _short_error(parsed)
+        else:
+            stage = "store"
+            for attempt in range(2):
+                savepoint = session.begin_nested()
+                try:
+                    with session.no_autoflush:
+                        outcome = store_mail(
+                            session, mail.raw, parsed, settings=self._settings, now=self._clock(),
+                            source=mail.source, digest=digest,
+                        )
+                    if mail.also is not None:
+                        mail.also(session, outcome)
+                    session.flush()
+                    savepoint.commit()
+                    return outcome
+                except IntegrityError as exc:
+                    savepoint.rollback()  # another worker stored the same mail or contact first
+                    error = _short_error(exc)
+                    if attempt == 0:
+                        continue
+                except Exception as exc:  # noqa: BLE001 - one bad mail never stops the line
+                    savepoint.rollback()
+                    error = _short_error(exc)
+                break
+        outcome = IngestOutcome("quarantined", error, raw_sha256=digest)
+        with session.begin_nested():
+            quarantine(session, mail.raw, stage=stage, error=error, source=mail.source, now=self._clock())
+            if mail.also is not None:
+                mail.also(session, outcome)
         return outcome
 
     def retry_quarantined(self, ids: list[int] | None = None) -> list[tuple[int, IngestOutcome]]:

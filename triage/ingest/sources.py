@@ -8,9 +8,12 @@ for quarantine, so an operator can find it again.
 from __future__ import annotations
 
 import mailbox
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class SourceError(Exception):
@@ -76,3 +79,15 @@ def open_source(path: str | Path) -> MailSource:
             mbox.close()
         return MailSource("mbox", path, len(keys), keys)
     return MailSource("eml", path.parent, 1, (str(path),))
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of at most `size` items (itertools.batched arrives only in Python 3.12)."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
