@@ -22,6 +22,7 @@ import structlog
 from imapclient import IMAPClient
 from imapclient.imapclient import SEEN
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,7 +32,7 @@ from triage.ingest.parsed import ParsedMail
 from triage.ingest.sources import batches
 from triage.ingest.pipeline import IncomingMail, IngestOutcome, Ingestor
 from triage.store.db import utcnow
-from triage.store.models import ImapFolderState, ImapLedgerEntry, Message
+from triage.store.models import ImapFolderState, ImapLedgerEntry
 
 log = structlog.get_logger(__name__)
 
@@ -194,60 +195,59 @@ class FolderPoller:
                 present, self._pool.map(parse_in_worker, [(raw, self._max_size) for _, raw in present])
             ):
                 parsed[i] = outcome
-        incoming = []
+        incoming, uids, vanished = [], [], []
         for uid, raw, pre in zip(batch, raws, parsed):
             if raw is None:  # expunged between SEARCH and FETCH: nothing to keep, move past it
-                self._record_vanished(folder, uidvalidity, uid)
-                result.count("vanished")
+                vanished.append(uid)
                 continue
+            uids.append(uid)
             incoming.append(IncomingMail(
-                raw,
-                source=f"imap:{self.account}/{folder};UIDVALIDITY={uidvalidity};UID={uid}",
-                parsed=pre,
-                also=self._ledger_writer(folder, uidvalidity, uid),
+                raw, source=f"imap:{self.account}/{folder};UIDVALIDITY={uidvalidity};UID={uid}", parsed=pre
             ))
         result.fetched += len(incoming)
-        for outcome in self._ingestor.ingest_many(incoming):
+        result.vanished += len(vanished)
+
+        def write_ledger(session: Session, outcomes: list[IngestOutcome]) -> None:
+            done: list[tuple[int, IngestOutcome | None]] = [*zip(uids, outcomes), *((u, None) for u in vanished)]
+            if done:
+                self._write_ledger(session, folder, uidvalidity, done)
+
+        for outcome in self._ingestor.ingest_many(incoming, after=write_ledger):
             result.count(outcome.status)
 
-    def _ledger_writer(self, folder: str, uidvalidity: int, uid: int) -> Callable[[Session, IngestOutcome], None]:
-        def write(session: Session, outcome: IngestOutcome) -> None:
-            self._write_ledger(session, folder, uidvalidity, uid, outcome)
-
-        return write
-
     def _write_ledger(
-        self, session: Session, folder: str, uidvalidity: int, uid: int, outcome: IngestOutcome | None
+        self, session: Session, folder: str, uidvalidity: int, done: list[tuple[int, IngestOutcome | None]]
     ) -> None:
-        """Ledger row and folder position, in the transaction that stored the mail."""
-        exists = session.scalar(
-            select(ImapLedgerEntry.id).where(
-                ImapLedgerEntry.account == self.account, ImapLedgerEntry.folder == folder,
-                ImapLedgerEntry.uidvalidity == uidvalidity, ImapLedgerEntry.uid == uid,
-            )
+        """Ledger rows and the folder position, in the transaction that stored the mails.
+
+        ON CONFLICT DO NOTHING: a second poller racing on the same UIDs leaves the first's rows.
+        """
+        now = self._clock()
+        dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        session.execute(
+            dialect_insert(ImapLedgerEntry).on_conflict_do_nothing(
+                index_elements=["account", "folder", "uidvalidity", "uid"]
+            ),
+            [
+                {
+                    "account": self.account, "folder": folder, "uidvalidity": uidvalidity, "uid": uid,
+                    "message_id": outcome.message_id if outcome else None,
+                    "raw_sha256": outcome.raw_sha256 if outcome else None,
+                    "outcome": outcome.status if outcome else "vanished",
+                    "message_pk": outcome.message_pk if outcome else None,
+                    "seen_at": now, "marked_at": None,
+                }
+                for uid, outcome in done
+            ],
         )
-        if exists is None:
-            message_id = None
-            if outcome is not None and outcome.message_pk is not None:
-                message_id = session.scalar(select(Message.message_id).where(Message.id == outcome.message_pk))
-            session.add(ImapLedgerEntry(
-                account=self.account, folder=folder, uidvalidity=uidvalidity, uid=uid,
-                message_id=message_id, raw_sha256=outcome.raw_sha256 if outcome else None,
-                outcome=outcome.status if outcome else "vanished",
-                message_pk=outcome.message_pk if outcome else None, seen_at=self._clock(),
-            ))
         session.execute(
             update(ImapFolderState)
             .where(
                 ImapFolderState.account == self.account, ImapFolderState.folder == folder,
-                ImapFolderState.uidvalidity == uidvalidity, ImapFolderState.last_uid < uid,
+                ImapFolderState.uidvalidity == uidvalidity, ImapFolderState.last_uid < max(u for u, _ in done),
             )
-            .values(last_uid=uid, updated_at=self._clock())
+            .values(last_uid=max(u for u, _ in done), updated_at=now)
         )
-
-    def _record_vanished(self, folder: str, uidvalidity: int, uid: int) -> None:
-        with self._sessions.begin() as session:
-            self._write_ledger(session, folder, uidvalidity, uid, None)
 
     # -- marking on the server, after the commit ----------------------------------------------
 

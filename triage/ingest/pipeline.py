@@ -25,6 +25,7 @@ from triage.config import MailSettings
 from triage.ingest import threading
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
+from triage.ingest.store_batch import message_values, store_batch
 from triage.store.blobs import get_blob, put_blob, sha256_hex
 from triage.store.db import utcnow
 from triage.store.models import (
@@ -50,6 +51,7 @@ class IngestOutcome:
     ticket_reference: str | None = None
     message_pk: int | None = None
     raw_sha256: str | None = None
+    message_id: str | None = None
 
 
 def _existing_message(session: Session, parsed: ParsedMail, digest: str) -> Message | None:
@@ -143,7 +145,9 @@ def store_mail(
                 message_id=parsed.message_id, raw_sha256=digest, source=source,
             )
         reference = existing.ticket.reference if existing.ticket else None
-        return IngestOutcome("duplicate", "Message-ID or bytes already stored", reference, existing.id, digest)
+        return IngestOutcome(
+            "duplicate", "Message-ID or bytes already stored", reference, existing.id, digest, parsed.message_id
+        )
 
     put_blob(session, raw, digest)
     contact_id = _upsert_contact(session, parsed, now)
@@ -188,35 +192,9 @@ def store_mail(
             ticket.flag = decision.flag
             _event(session, ticket, now, "flagged", flag=decision.flag, linked=decision.ticket.reference)
 
-    message = Message(
-        ticket=ticket,
-        direction=Direction.inbound,
-        message_id=parsed.message_id,
-        in_reply_to=parsed.in_reply_to,
-        references=parsed.references,
-        from_addr=parsed.from_addr,
-        from_name=parsed.from_name,
-        to_addrs=parsed.to,
-        cc_addrs=parsed.cc,
-        subject=parsed.subject,
-        date=parsed.date,
-        received_at=now,
-        body_text=parsed.body_text,
-        new_text=parsed.new_text,
-        quoted_text=parsed.quoted_text,
-        signature=parsed.signature,
-        body_html=parsed.body_html,
-        kind=parsed.kind,
-        kind_reason=parsed.kind_reason,
-        list_id=parsed.list_id,
-        defects=parsed.defects,
-        size=parsed.size,
-        oversize=parsed.oversize,
-        raw_sha256=digest,
-        source=source,
-        thread_reason=decision.reason,
-        extra={"bounced_recipients": parsed.bounced_recipients} if parsed.bounced_recipients else {},
-    )
+    values = message_values(parsed, digest, ticket_id=None, now=now, source=source, reason=decision.reason)
+    del values["ticket_id"]  # set through the relationship, which knows a new ticket's id at flush
+    message = Message(ticket=ticket, **values)
     session.add(message)
     for part in parsed.attachments:
         put_blob(session, part.content, part.sha256)
@@ -234,7 +212,7 @@ def store_mail(
     if ticket is not None:
         _event(session, ticket, now, "message", message=message.id, kind=parsed.kind, reason=decision.reason)
     return IngestOutcome(
-        "stored", decision.reason, ticket.reference if ticket else None, message.id, digest
+        "stored", decision.reason, ticket.reference if ticket else None, message.id, digest, parsed.message_id
     )
 
 
@@ -273,21 +251,24 @@ def _short_error(exc: BaseException) -> str:
 
 @dataclass(frozen=True, slots=True)
 class IncomingMail:
-    """One mail to ingest. `parsed` if it was parsed elsewhere (an exception there means
-    quarantine); `also` runs in the mail's transaction with its outcome, so a caller's own
-    bookkeeping (the IMAP ledger) commits or rolls back with the mail."""
+    """One mail to ingest; `parsed` if it was parsed elsewhere (an exception there: quarantine)."""
 
     raw: bytes
     source: str | None = None
     parsed: ParsedMail | BaseException | None = None
-    also: Callable[[Session, IngestOutcome], None] | None = None
+
+
+AfterBatch = Callable[[Session, list[IngestOutcome]], None]
 
 
 class Ingestor:
-    """Ingest raw mails: a batch per transaction, each mail in its own savepoint.
+    """Ingest raw mails, a batch per transaction.
 
-    A mail that fails rolls back only its savepoint and is quarantined in the same
-    transaction, so one bad mail never stops the others; the batch commits once.
+    The batch is first stored set-based (`store_batch`, a fixed number of statements). If
+    that fails, its savepoint is rolled back and each mail is stored in a savepoint of its
+    own (`store_mail`), so the mail at fault is quarantined in the same transaction and the
+    others go on. `after` runs in the transaction with the outcomes, so a caller's own
+    bookkeeping (the IMAP ledger) commits or rolls back with the mails.
     """
 
     def __init__(
@@ -297,7 +278,9 @@ class Ingestor:
         *,
         clock: Callable[[], datetime] = utcnow,
         parser: Callable[..., ParsedMail] = parse_mail,
+        set_based: bool = True,
     ) -> None:
+        self._set_based = set_based
         self._sessions = session_factory
         self._settings = settings
         self._clock = clock
@@ -314,20 +297,13 @@ class Ingestor:
     def parse(self, raw: bytes) -> ParsedMail:
         return self._parse(raw, max_size=self._settings.max_size_bytes)
 
-    def ingest(
-        self,
-        raw: bytes,
-        *,
-        source: str | None = None,
-        parsed: ParsedMail | BaseException | None = None,
-        also: Callable[[Session, IngestOutcome], None] | None = None,
-    ) -> IngestOutcome:
+    def ingest(self, raw: bytes, *, source: str | None = None) -> IngestOutcome:
         """Store one mail (or quarantine it) in its own transaction and return what happened."""
-        return self.ingest_many([IncomingMail(raw, source, parsed, also)])[0]
+        return self.ingest_many([IncomingMail(raw, source)])[0]
 
-    def ingest_many(self, mails: Sequence[IncomingMail]) -> list[IngestOutcome]:
+    def ingest_many(self, mails: Sequence[IncomingMail], *, after: AfterBatch | None = None) -> list[IngestOutcome]:
         """Store a batch in one transaction; if the commit fails, nothing of the batch is kept."""
-        prepared = []
+        prepared: list[tuple[IncomingMail, str, ParsedMail | BaseException]] = []
         for mail in mails:
             parsed = mail.parsed
             if parsed is None:
@@ -337,7 +313,11 @@ class Ingestor:
                     parsed = exc
             prepared.append((mail, sha256_hex(mail.raw), parsed))
         with self._sessions.begin() as session:
-            outcomes = [self._store_one(session, mail, digest, parsed) for mail, digest, parsed in prepared]
+            outcomes = self._store_set_based(session, prepared) if self._set_based else None
+            if outcomes is None:
+                outcomes = [self._store_one(session, mail, digest, parsed) for mail, digest, parsed in prepared]
+            if after is not None:
+                after(session, outcomes)
         for (mail, digest, _), outcome in zip(prepared, outcomes):
             if outcome.status == "quarantined":
                 log.warning("mail.quarantined", error=outcome.reason, sha256=digest[:12], source=mail.source)
@@ -346,42 +326,65 @@ class Ingestor:
                           sha256=digest[:12], source=mail.source)
         return outcomes
 
+    def _store_set_based(
+        self, session: Session, prepared: list[tuple[IncomingMail, str, ParsedMail | BaseException]]
+    ) -> list[IngestOutcome] | None:
+        good = [(m.raw, d, p, m.source) for m, d, p in prepared if not isinstance(p, BaseException)]
+        savepoint = session.begin_nested()
+        try:
+            stored = iter(store_batch(session, good, settings=self._settings, now=self._clock()))
+            outcomes = []
+            for mail, digest, parsed in prepared:
+                if isinstance(parsed, BaseException):
+                    outcomes.append(self._quarantine_in(session, mail, digest, "parse", _short_error(parsed)))
+                    continue
+                done = next(stored)
+                outcomes.append(IngestOutcome(
+                    done.status, done.reason, done.ticket_reference, done.message_pk, digest,  # type: ignore[arg-type]
+                    parsed.message_id,
+                ))
+            session.flush()
+            savepoint.commit()
+            return outcomes
+        except Exception as exc:  # noqa: BLE001 - the per-mail path finds and isolates the mail at fault
+            savepoint.rollback()
+            log.info("ingest.batch_fallback", mails=len(prepared), error=_short_error(exc))
+            return None
+
     def _store_one(
         self, session: Session, mail: IncomingMail, digest: str, parsed: ParsedMail | BaseException
     ) -> IngestOutcome:
-        stage, error = "parse", ""
         if isinstance(parsed, BaseException):
-            error = _short_error(parsed)
-        else:
-            stage = "store"
-            for attempt in range(2):
-                savepoint = session.begin_nested()
-                try:
-                    with session.no_autoflush:
-                        outcome = store_mail(
-                            session, mail.raw, parsed, settings=self._settings, now=self._clock(),
-                            source=mail.source, digest=digest,
-                        )
-                    if mail.also is not None:
-                        mail.also(session, outcome)
-                    session.flush()
-                    savepoint.commit()
-                    return outcome
-                except IntegrityError as exc:
-                    savepoint.rollback()  # another worker stored the same mail or contact first
-                    error = _short_error(exc)
-                    if attempt == 0:
-                        continue
-                except Exception as exc:  # noqa: BLE001 - one bad mail never stops the line
-                    savepoint.rollback()
-                    error = _short_error(exc)
-                break
-        outcome = IngestOutcome("quarantined", error, raw_sha256=digest)
+            return self._quarantine_in(session, mail, digest, "parse", _short_error(parsed))
+        error = ""
+        for attempt in range(2):
+            savepoint = session.begin_nested()
+            try:
+                with session.no_autoflush:
+                    outcome = store_mail(
+                        session, mail.raw, parsed, settings=self._settings, now=self._clock(),
+                        source=mail.source, digest=digest,
+                    )
+                session.flush()
+                savepoint.commit()
+                return outcome
+            except IntegrityError as exc:
+                savepoint.rollback()  # another worker stored the same mail or contact first: look again
+                error = _short_error(exc)
+                if attempt == 0:
+                    continue
+            except Exception as exc:  # noqa: BLE001 - one bad mail never stops the line
+                savepoint.rollback()
+                error = _short_error(exc)
+            break
+        return self._quarantine_in(session, mail, digest, "store", error)
+
+    def _quarantine_in(
+        self, session: Session, mail: IncomingMail, digest: str, stage: str, error: str
+    ) -> IngestOutcome:
         with session.begin_nested():
             quarantine(session, mail.raw, stage=stage, error=error, source=mail.source, now=self._clock())
-            if mail.also is not None:
-                mail.also(session, outcome)
-        return outcome
+        return IngestOutcome("quarantined", error, raw_sha256=digest)
 
     def retry_quarantined(self, ids: list[int] | None = None) -> list[tuple[int, IngestOutcome]]:
         """Re-run quarantined mails (after a fix); those that now store are released."""
