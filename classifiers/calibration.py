@@ -1,0 +1,89 @@
+"""From raw scores to probabilities a liaison can trust, and from probabilities to a threshold.
+
+Both are fitted on held-out scores (cross-validated on the training set), never on the
+scores of the data the model was fitted on, which are over-confident.
+
+- Calibration is temperature scaling (Guo et al. 2017): `p = softmax(scores / T)` with the one
+  parameter `T` chosen to minimise the log-loss. It keeps the ranking and costs nothing at
+  prediction time.
+- The threshold is the lowest confidence at which the suggestions above it still reach the
+  target precision; the share of mail above it is the coverage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import minimize_scalar
+
+NEVER = 1.01
+"""The threshold when no confidence level reaches the target precision: above any probability."""
+
+
+def softmax(scores: NDArray[np.float64], temperature: float) -> NDArray[np.float64]:
+    z = scores / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    out: NDArray[np.float64] = e / e.sum(axis=-1, keepdims=True)
+    return out
+
+
+def fit_temperature(scores: NDArray[np.float64], y: NDArray[np.int64]) -> float:
+    """The temperature minimising the mean negative log-likelihood of the true labels."""
+    rows = np.arange(len(y))
+
+    def nll(log_t: float) -> float:
+        z = scores / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        log_p = z[rows, y] - np.log(np.exp(z).sum(axis=1))
+        return float(-log_p.mean())
+
+    result = minimize_scalar(nll, bounds=(-6.0, 4.0), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(result.x))
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """A confidence threshold with what it buys on the held-out data it was chosen on."""
+
+    value: float
+    target_precision: float
+    precision: float
+    coverage: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "value": self.value, "target_precision": self.target_precision,
+            "precision": self.precision, "coverage": self.coverage,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Threshold:
+        return cls(
+            float(data["value"]), float(data["target_precision"]), float(data["precision"]),
+            float(data["coverage"]),
+        )
+
+
+def choose_threshold(
+    confidence: NDArray[np.float64], correct: NDArray[np.bool_], target_precision: float
+) -> Threshold:
+    """The threshold with the largest coverage whose suggestions are at least `target_precision` right.
+
+    Ties in confidence are kept together: a threshold takes all mail at or above it.
+    """
+    n = len(confidence)
+    if n == 0:
+        return Threshold(NEVER, target_precision, 0.0, 0.0)
+    order = np.argsort(-confidence, kind="stable")
+    conf, hits = confidence[order], correct[order].astype(np.float64)
+    precision = np.cumsum(hits) / np.arange(1, n + 1)
+    group_end = np.append(conf[1:] < conf[:-1], True)
+    ok = np.flatnonzero(group_end & (precision >= target_precision))
+    if ok.size == 0:
+        return Threshold(NEVER, target_precision, 0.0, 0.0)
+    i = int(ok[-1])
+    return Threshold(float(conf[i]), target_precision, float(precision[i]), (i + 1) / n)
