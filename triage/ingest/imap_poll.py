@@ -192,7 +192,9 @@ class FolderPoller:
         if self._pool is not None:
             present = [(i, raw) for i, raw in enumerate(raws) if raw is not None]
             for (i, _), outcome in zip(
-                present, self._pool.map(parse_in_worker, [(raw, self._max_size) for _, raw in present])
+                present,
+                self._pool.map(parse_in_worker, [(raw, self._max_size) for _, raw in present],
+                               chunksize=max(1, len(present) // 8)),
             ):
                 parsed[i] = outcome
         incoming, uids, vanished = [], [], []
