@@ -95,8 +95,9 @@ def test_quarantine_lists_and_retries(tmp_path: Path, run) -> None:  # type: ign
     assert retry.exit_code == 1 and "0 of 1 released" in retry.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["parse"], ["ingest"], ["tickets"], ["show"], ["quarantine"],
-                                     ["db"], ["db", "upgrade"], ["config", "check"]])
+@pytest.mark.parametrize("command", [[], ["parse"], ["ingest"], ["tickets"], ["show"], ["quarantine"], ["poll"],
+                                     ["db"], ["db", "upgrade"], ["db", "current"], ["config", "check"],
+                                     ["config", "example"]])
 def test_every_command_has_help(command: list[str]) -> None:
     """--help works on every command, through the installed console script's module."""
     result = subprocess.run(
@@ -104,3 +105,15 @@ def test_every_command_has_help(command: list[str]) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
+
+
+def test_config_check_hides_secrets() -> None:
+    """`config check` prints effective values but never a password, in [imap] or in the database URL."""
+    runner = CliRunner()
+    result = runner.invoke(cli, ["config", "check"], env={
+        "TRIAGE_CONFIG": "", "TRIAGE_IMAP_HOST": "imap.example.org", "TRIAGE_IMAP_USER": "liaison",
+        "TRIAGE_IMAP_PASSWORD": "hunter2-secret", "TRIAGE_DATABASE_URL": "postgresql+psycopg://u:dbpass99@h/db",
+    })
+    assert result.exit_code == 0, result.stderr
+    assert "imap.host = 'imap.example.org'" in result.stdout
+    assert "hunter2-secret" not in result.stdout and "dbpass99" not in result.stdout

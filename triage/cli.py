@@ -330,11 +330,23 @@ def config_group() -> None:
 @pass_ctx
 def config_check(ctx: Context) -> None:
     """Validate the configuration and print the effective values (secrets hidden)."""
-    settings = ctx.settings
-    for section, values in settings.model_dump().items():
+    from pydantic import SecretStr
+    from sqlalchemy.engine import make_url
+
+    def shown(key: str, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return "***" if value.get_secret_value() else ""
+        if key == "url" and isinstance(value, str):
+            return make_url(value).render_as_string(hide_password=True)
+        return value
+
+    for section, values in ctx.settings.model_dump().items():
         for key, value in values.items():
-            shown = "***" if any(w in key for w in ("password", "secret", "token")) and value else value
-            click.echo(f"{section}.{key} = {shown!r}")
+            if isinstance(value, dict) and section == "imap_accounts":
+                for field, item in value.items():
+                    click.echo(f"{section}.{key}.{field} = {shown(field, item)!r}")
+            else:
+                click.echo(f"{section}.{key} = {shown(key, value)!r}")
 
 
 @config_group.command("example")
