@@ -10,7 +10,7 @@ model peek at the future of every thread.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -62,7 +62,7 @@ def _when(example: Example) -> datetime:
     """The example's date, naive dates read as UTC so that all dates compare."""
     assert example.date is not None
     date = example.date
-    return date if date.tzinfo else date.replace(tzinfo=timezone.utc)
+    return date if date.tzinfo else date.replace(tzinfo=UTC)
 
 
 def timeline(

@@ -10,10 +10,8 @@ scores, fitted on cross-validated scores; the same scores pick the abstention th
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +46,7 @@ def thread_key(subject: str) -> str:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class LinearRouter:
@@ -62,7 +60,6 @@ class LinearRouter:
         class_weight: str | None = "balanced",
         target_precision: float = 0.90,
         folds: int = 3,
-        n_jobs: int = 2,
         progress: bool = False,
         clock: Callable[[], datetime] = _utcnow,
         random_state: int = 0,
@@ -74,7 +71,6 @@ class LinearRouter:
         self.class_weight = class_weight
         self.target_precision = target_precision
         self.folds = folds
-        self.n_jobs = n_jobs
         self.progress = progress
         self.clock = clock
         self.random_state = random_state
@@ -116,7 +112,7 @@ class LinearRouter:
         self._labels, self._space = labels, space
         self._coef_t, self._intercept = np.ascontiguousarray(coef.T), intercept
         self.temperature, self.threshold = temperature, threshold
-        created = self.clock().astimezone(timezone.utc).replace(microsecond=0)
+        created = self.clock().astimezone(UTC).replace(microsecond=0)
         sha = training_set_sha256(examples)
         self.card = {
             "version": f"{created:%Y%m%dT%H%M%SZ}-{sha[:8]}",
@@ -280,7 +276,6 @@ class LinearRouter:
                 fold[:, absent] = fold[:, present].min(axis=1, keepdims=True) - 1.0
             scores[test] = fold
 
-        with ThreadPoolExecutor(max_workers=max(1, self.n_jobs)) as pool:
-            list(tqdm(pool.map(run, folds), total=self._n_folds(len(y)), desc="cross-validation",
-                      unit="fold", disable=not self.progress, leave=False))
+        for split in tqdm(list(folds), desc="cross-validation", unit="fold", disable=not self.progress, leave=False):
+            run(split)
         return scores

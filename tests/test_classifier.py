@@ -6,8 +6,9 @@ import json
 import pickle
 import random
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -32,8 +33,8 @@ TOPICS = {
     "press": "journalist interview newspaper statement reporter article podcast deadline",
     "tech": "password login server outage bug account reset crash",
 }
-FILLER = "hello thanks please question chapter volunteer regards team week today help".split()
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+FILLER = ["hello", "thanks", "please", "question", "chapter", "volunteer", "regards", "team", "week", "today", "help"]
+START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def synthetic(per_team: int = 30, seed: int = 0, teams: Sequence[str] = tuple(TOPICS)) -> list[Example]:
@@ -54,7 +55,7 @@ def synthetic(per_team: int = 30, seed: int = 0, teams: Sequence[str] = tuple(TO
 
 
 def fixed_clock() -> datetime:
-    return datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc)
+    return datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +240,7 @@ def test_evaluation_report_keys(router: LinearRouter) -> None:
 class _Recorder:
     """A stand-in classifier that records what it was trained on and always answers its first label."""
 
-    trained_on: list[list[Example]] = []
+    trained_on: ClassVar[list[list[Example]]] = []
 
     def __init__(self) -> None:
         self._labels: list[str] = []

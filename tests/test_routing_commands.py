@@ -7,7 +7,7 @@ import json
 import mailbox
 import pickle
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,12 +23,12 @@ TOPICS = {
     "press": "journalist interview newspaper statement reporter article podcast deadline",
     "tech": "password login server outage bug account reset crash",
 }
-FILLER = "hello thanks please question chapter volunteer regards team week today help".split()
+FILLER = ["hello", "thanks", "please", "question", "chapter", "volunteer", "regards", "team", "week", "today", "help"]
 
 
 def rows(per_team: int, seed: int = 0) -> list[dict[str, str]]:
     rng = random.Random(seed)
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     out = []
     for i in range(per_team):
         for team, topic in TOPICS.items():
@@ -144,7 +144,7 @@ def test_csv_without_team_column_is_refused(tmp_path: Path, invoke) -> None:  # 
 
 def _mail(team: str, i: int) -> bytes:
     return make_mail(subject=f"{team} question {i}", body=f"{TOPICS[team]}\n",
-                     date=datetime(2026, 3, 1, tzinfo=timezone.utc) + timedelta(days=i))
+                     date=datetime(2026, 3, 1, tzinfo=UTC) + timedelta(days=i))
 
 
 def test_loads_one_mbox_per_team(tmp_path: Path) -> None:
@@ -159,7 +159,7 @@ def test_loads_one_mbox_per_team(tmp_path: Path) -> None:
     first = data.examples[0]
     assert first.label == "legal" and first.subject == "legal question 0"
     assert first.sender == "ada@volunteers.example" and first.headers["to"] == "liaison@example.org"
-    assert first.date == datetime(2026, 3, 1, tzinfo=timezone.utc)
+    assert first.date == datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def test_loads_subfolders_of_eml_and_maildir(tmp_path: Path) -> None:

@@ -19,8 +19,8 @@ import click
 from classifiers import ClassifierError, LinearRouter, TrainingDataError, load_model
 from classifiers.evaluation import evaluate as evaluate_model
 from classifiers.evaluation import timeline as timeline_protocol
-from triage.routing.training_data import TrainingSet, example_from_mail, load_examples
 from triage.ingest.parsed import NotAMailError
+from triage.routing.training_data import TrainingSet, example_from_mail, load_examples
 
 DEFAULT_MODEL = Path("data/model")
 SEED_DATA = Path("data/seed/seed.csv")
