@@ -87,3 +87,20 @@ def choose_threshold(
         return Threshold(NEVER, target_precision, 0.0, 0.0)
     i = int(ok[-1])
     return Threshold(float(conf[i]), target_precision, float(precision[i]), (i + 1) / n)
+
+
+def expected_calibration_error(
+    confidence: NDArray[np.float64], correct: NDArray[np.bool_], bins: int = 10
+) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by the bins' sizes.
+
+    0 means "80% confident" is right 80% of the time; it is how calibration is checked.
+    """
+    if len(confidence) == 0:
+        return 0.0
+    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    total = 0.0
+    for b in np.unique(which):
+        members = which == b
+        total += members.sum() * abs(float(correct[members].mean()) - float(confidence[members].mean()))
+    return total / len(confidence)

@@ -18,13 +18,15 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from tqdm import tqdm
 
 from classifiers.base import Classifier, Example, Suggestion, TrainingDataError
+from classifiers.calibration import expected_calibration_error
 
 
 def report(truth: Sequence[str], suggestions: Sequence[Suggestion]) -> dict[str, Any]:
     """Metrics of suggestions against the true teams.
 
     Accuracy, macro-F1, per-team figures and the confusion matrix judge the top-ranked team
-    (what the liaison sees first); coverage is the share of mail with a suggested team at the
+    (what the liaison sees first); calibration_error is the expected calibration error of the
+    top team's probability (0 is perfect); coverage is the share of mail with a suggested team at the
     model's threshold, and precision_at_threshold how often those suggestions were right.
     """
     top = [s.ranked[0][0] for s in suggestions]
@@ -41,6 +43,9 @@ def report(truth: Sequence[str], suggestions: Sequence[Suggestion]) -> dict[str,
         "coverage": len(suggested) / n if n else 0.0,
         "precision_at_threshold": (sum(a == b for a, b in suggested) / len(suggested)) if suggested else None,
         "threshold": suggestions[0].threshold if suggestions else None,
+        "calibration_error": expected_calibration_error(
+            np.array([s.confidence for s in suggestions]), np.array([a == b for a, b in zip(top, truth, strict=True)])
+        ),
         "per_team": {
             label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)

@@ -25,7 +25,13 @@ from tqdm import tqdm
 
 from classifiers.artefact import read_artefact, training_set_sha256, write_artefact
 from classifiers.base import Example, ModelFileError, NotFittedError, Suggestion, TrainingDataError
-from classifiers.calibration import Threshold, choose_threshold, fit_temperature, softmax
+from classifiers.calibration import (
+    Threshold,
+    choose_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    softmax,
+)
 from classifiers.features import Block, BlockSpec, FeatureSpace
 
 KIND = "linear-router"
@@ -126,6 +132,7 @@ class LinearRouter:
                 "macro_f1": float(f1_score(y, cv_pred, average="macro", zero_division=0)),
                 "coverage_at_threshold": threshold.coverage,
                 "precision_at_threshold": threshold.precision,
+                "calibration_error": expected_calibration_error(cv_probs.max(axis=1), cv_pred == y),
             },
         }
 

@@ -25,7 +25,7 @@ from classifiers import (
     load_model,
 )
 from classifiers.artefact import training_set_sha256
-from classifiers.calibration import NEVER, choose_threshold
+from classifiers.calibration import NEVER, choose_threshold, expected_calibration_error
 from classifiers.evaluation import evaluate, timeline
 
 TOPICS = {
@@ -119,6 +119,13 @@ def test_threshold_reaches_target_precision() -> None:
     assert choose_threshold(confidence, correct, 0.6).value == 0.5
     never = choose_threshold(np.array([0.9, 0.8]), np.array([False, True]), 0.9)
     assert never.value == NEVER and never.coverage == 0.0
+
+
+def test_calibration_error_measures_overconfidence() -> None:
+    """ECE is 0 when confidence matches the hit rate and grows with over-confidence."""
+    hits = np.array([True, True, True, False] * 25)
+    assert expected_calibration_error(np.full(100, 0.75), hits) == pytest.approx(0.0)
+    assert expected_calibration_error(np.full(100, 0.95), hits) == pytest.approx(0.2)
 
 
 def test_explain_names_features_of_the_top_team(router: LinearRouter) -> None:
@@ -231,7 +238,7 @@ def test_evaluation_report_keys(router: LinearRouter) -> None:
     """Evaluation reports accuracy, macro-F1, per-team precision/recall, coverage and the confusion matrix."""
     result = evaluate(router, synthetic(per_team=5, seed=11))
     assert set(result) >= {"n", "accuracy", "macro_f1", "coverage", "precision_at_threshold", "threshold",
-                           "per_team", "labels", "confusion"}
+                           "per_team", "labels", "confusion", "calibration_error"}
     assert set(result["per_team"]["legal"]) == {"precision", "recall", "f1", "support"}
     assert len(result["confusion"]) == len(result["labels"]) == 3
     assert sum(map(sum, result["confusion"])) == result["n"] == 15

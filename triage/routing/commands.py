@@ -89,7 +89,7 @@ def train(data_path: str, out: str, target_precision: float) -> None:
     click.echo(f"model {router.version} saved to {out}")
     click.echo(f"trained on {len(data.examples)} mails, {len(router.labels)} teams: {', '.join(router.labels)}")
     click.echo(f"held-out ({metrics['protocol']}): accuracy {metrics['accuracy']:.3f}, "
-               f"macro-F1 {metrics['macro_f1']:.3f}")
+               f"macro-F1 {metrics['macro_f1']:.3f}, calibration error {metrics['calibration_error']:.3f}")
     click.echo(_threshold_line(router.threshold.value, metrics["coverage_at_threshold"],
                                metrics["precision_at_threshold"], target_precision))
 
@@ -132,7 +132,8 @@ def evaluate(model: str | None, data_path: str, timeline: bool, step: int, as_js
 
 def _print_report(result: dict[str, Any]) -> None:
     click.echo(f"model {result['model'].get('version')} on {result['n']} mails")
-    click.echo(f"accuracy {result['accuracy']:.3f}   macro-F1 {result['macro_f1']:.3f}")
+    click.echo(f"accuracy {result['accuracy']:.3f}   macro-F1 {result['macro_f1']:.3f}   "
+               f"calibration error {result['calibration_error']:.3f}")
     click.echo(_threshold_line(result["threshold"], result["coverage"], result["precision_at_threshold"]))
     labels: Sequence[str] = result["labels"]
     width = max(len("team"), *(len(label) for label in labels))
