@@ -10,13 +10,13 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+import triage.runners.poll as poll_module
 from tests.conftest import make_mail
 from tests.servers.dovecot import Dovecot, fixture_dovecot_server, fixture_make_dovecot  # noqa: F401
 from triage.bootstrap import App, bootstrap
 from triage.config import Settings, load_settings
-from triage.ingest.imap_poll import FolderPass
-import triage.runners.poll as poll_module
 from triage.ingest.imap_connect import connect
+from triage.ingest.imap_poll import FolderPass
 from triage.runners.poll import PollRunner
 from triage.store.models import ImapFolderState, ImapLedgerEntry, Message, Quarantine, Ticket
 

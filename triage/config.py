@@ -7,16 +7,23 @@ value stops the program with a message that names the key and how to fix it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-import ipaddress
-from datetime import date
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_CONFIG_NAME = "triage.toml"
 ENV_PREFIX = "TRIAGE"
@@ -240,9 +247,11 @@ def load_settings(
         try:
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"config file {str(file)!r} does not exist; pass --config or unset TRIAGE_CONFIG")
+            raise ConfigError(
+                f"config file {str(file)!r} does not exist; pass --config or unset TRIAGE_CONFIG"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {str(file)!r} is not valid TOML: {exc}")
+            raise ConfigError(f"config file {str(file)!r} is not valid TOML: {exc}") from None
         for section, values in data.items():
             if isinstance(values, dict):
                 for key in values:

@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.config import ImapSettings
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
+from triage.ingest.pipeline import IncomingMail, Ingestor, IngestOutcome
 from triage.ingest.sources import batches
-from triage.ingest.pipeline import IncomingMail, IngestOutcome, Ingestor
 from triage.store.db import utcnow
 from triage.store.models import ImapFolderState, ImapLedgerEntry
 
@@ -194,11 +194,11 @@ class FolderPoller:
             for (i, _), outcome in zip(
                 present,
                 self._pool.map(parse_in_worker, [(raw, self._max_size) for _, raw in present],
-                               chunksize=max(1, len(present) // 8)),
+                               chunksize=max(1, len(present) // 8)), strict=True,
             ):
                 parsed[i] = outcome
         incoming, uids, vanished = [], [], []
-        for uid, raw, pre in zip(batch, raws, parsed):
+        for uid, raw, pre in zip(batch, raws, parsed, strict=True):
             if raw is None:  # expunged between SEARCH and FETCH: nothing to keep, move past it
                 vanished.append(uid)
                 continue
@@ -210,7 +210,7 @@ class FolderPoller:
         result.vanished += len(vanished)
 
         def write_ledger(session: Session, outcomes: list[IngestOutcome]) -> None:
-            done: list[tuple[int, IngestOutcome | None]] = [*zip(uids, outcomes), *((u, None) for u in vanished)]
+            done: list[tuple[int, IngestOutcome | None]] = [*zip(uids, outcomes, strict=True), *((u, None) for u in vanished)]
             if done:
                 self._write_ledger(session, folder, uidvalidity, done)
 

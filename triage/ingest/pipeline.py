@@ -318,7 +318,7 @@ class Ingestor:
                 outcomes = [self._store_one(session, mail, digest, parsed) for mail, digest, parsed in prepared]
             if after is not None:
                 after(session, outcomes)
-        for (mail, digest, _), outcome in zip(prepared, outcomes):
+        for (mail, digest, _), outcome in zip(prepared, outcomes, strict=True):
             if outcome.status == "quarantined":
                 log.warning("mail.quarantined", error=outcome.reason, sha256=digest[:12], source=mail.source)
             else:

@@ -62,7 +62,7 @@ def open_source(path: str | Path) -> MailSource:
         raise SourceError(f"{path} does not exist")
     if _is_maildir(path):
         box = mailbox.Maildir(path, factory=None, create=False)
-        keys = tuple(sorted(k for k in box.keys() if not k.startswith(".")))  # .gitkeep and the like
+        keys = tuple(sorted(k for k in box.keys() if not k.startswith(".")))  # noqa: SIM118 - keys, not mails; skip .gitkeep
         return MailSource("maildir", path, len(keys), keys)
     if path.is_dir():
         files = tuple(
@@ -74,7 +74,7 @@ def open_source(path: str | Path) -> MailSource:
     if _looks_like_mbox(path):
         mbox = mailbox.mbox(path, factory=None, create=False)
         try:
-            keys = tuple(str(k) for k in mbox.keys())
+            keys = tuple(str(k) for k in mbox.keys())  # noqa: SIM118 - iterating a mailbox yields mails
         finally:
             mbox.close()
         return MailSource("mbox", path, len(keys), keys)

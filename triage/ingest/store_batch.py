@@ -205,7 +205,7 @@ def store_batch(
         new_ids = session.execute(
             insert(Ticket).returning(Ticket.id, sort_by_parameter_order=True), [row for _, row in waiting]
         ).scalars().all()
-        for (state, _), ticket_id in zip(waiting, new_ids):
+        for (state, _), ticket_id in zip(waiting, new_ids, strict=True):
             state.id, state.reference = ticket_id, f"{prefix}-{now.year}-{ticket_id:05d}"
             tickets[ticket_id] = state
             by_reference[state.reference] = state
@@ -299,7 +299,7 @@ def store_batch(
             [values for _, values, _, _, _ in pending_messages],
         ).scalars().all()
         attachments = []
-        for (index, _, parsed, state, reason), pk in zip(pending_messages, message_pks):
+        for (index, _, parsed, state, reason), pk in zip(pending_messages, message_pks, strict=True):
             results[index] = StoredMail("stored", reason, state.reference if state else None, pk)
             attachments.extend(
                 {"message_pk": pk, "blob_sha256": a.sha256, "filename": a.filename, "content_type": a.content_type,

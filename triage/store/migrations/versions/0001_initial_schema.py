@@ -1,7 +1,7 @@
 """Initial schema: contacts, tickets, messages, attachments, blobs, events, quarantine.
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-24
 """
 
