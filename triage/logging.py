@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -12,7 +14,7 @@ from triage.config import LogSettings
 _REDACT = ("password", "secret", "token", "body", "text", "html")
 
 
-def _redact(_logger: object, _name: str, event: dict[str, object]) -> dict[str, object]:
+def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """A last line of defence: any field whose name suggests a secret or content is blanked."""
     for key in list(event):
         if key != "event" and any(word in key.lower() for word in _REDACT):

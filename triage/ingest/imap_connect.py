@@ -18,7 +18,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from triage.config import ImapSettings
 
 
-class ImapSecurityError(IMAPClientError):
+class ImapSecurityError(IMAPClientError):  # type: ignore[misc]
     """The server cannot give us the security the configuration asks for."""
 
 

@@ -191,12 +191,11 @@ class FolderPoller:
         parsed: list[ParsedMail | BaseException | None] = [None] * len(batch)
         if self._pool is not None:
             present = [(i, raw) for i, raw in enumerate(raws) if raw is not None]
-            for (i, _), outcome in zip(
-                present,
-                self._pool.map(parse_in_worker, [(raw, self._max_size) for _, raw in present],
-                               chunksize=max(1, len(present) // 8)), strict=True,
-            ):
-                parsed[i] = outcome
+            results = self._pool.map(
+                parse_in_worker, [(raw, self._max_size) for _, raw in present], chunksize=max(1, len(present) // 8)
+            )
+            for (i, _), parsed_or_error in zip(present, results, strict=True):
+                parsed[i] = parsed_or_error
         incoming, uids, vanished = [], [], []
         for uid, raw, pre in zip(batch, raws, parsed, strict=True):
             if raw is None:  # expunged between SEARCH and FETCH: nothing to keep, move past it
@@ -210,7 +209,8 @@ class FolderPoller:
         result.vanished += len(vanished)
 
         def write_ledger(session: Session, outcomes: list[IngestOutcome]) -> None:
-            done: list[tuple[int, IngestOutcome | None]] = [*zip(uids, outcomes, strict=True), *((u, None) for u in vanished)]
+            done: list[tuple[int, IngestOutcome | None]] = [*zip(uids, outcomes, strict=True)]
+            done += [(uid, None) for uid in vanished]
             if done:
                 self._write_ledger(session, folder, uidvalidity, done)
 

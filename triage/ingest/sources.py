@@ -11,7 +11,7 @@ import mailbox
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -39,7 +39,7 @@ class MailSource:
                 if box is None:
                     yield f"{self.kind}:{key}", Path(key).read_bytes()
                 else:
-                    box_key: str | int = int(key) if self.kind == "mbox" else key
+                    box_key: Any = int(key) if self.kind == "mbox" else key  # mbox keys are ints
                     yield f"{self.kind}:{self.path}#{key}", box.get_bytes(box_key)
         finally:
             if box is not None:

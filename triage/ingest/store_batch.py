@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -145,6 +145,8 @@ def _load_tickets(session: Session, ticket_ids: set[int], references: set[str]) 
             select(Message.ticket_id, Message.direction, Message.from_addr, Message.to_addrs, Message.cc_addrs)
             .where(Message.ticket_id.in_(list(states)))
         ):
+            if tid is None:
+                continue
             if direction == Direction.inbound and from_addr:
                 states[tid].participants.add(from_addr)
             elif direction == Direction.outbound:
@@ -181,7 +183,8 @@ def store_batch(
             select(Message.message_id, Message.ticket_id)
             .where(Message.message_id.in_(candidates), Message.ticket_id.is_not(None))
         ):
-            by_header_id[message_id] = ticket_id
+            if message_id is not None and ticket_id is not None:
+                by_header_id[message_id] = ticket_id
     tickets = _load_tickets(
         session, {t for _, _, t in known.values() if t} | set(by_header_id.values()), references
     )
@@ -190,6 +193,7 @@ def store_batch(
     contact_ids = _upsert_contacts(session, fresh, now)
 
     results: list[StoredMail | None] = [None] * len(mails)
+    copies: dict[int, int] = {}  # index of a second copy -> index of the first, both in this batch
     pending_messages: list[tuple[int, dict[str, Any], ParsedMail, _TicketState | None, str]] = []
     events: list[tuple[_TicketState | int | None, dict[str, Any]]] = []
     opened: list[tuple[_TicketState, dict[str, Any]]] = []
@@ -228,7 +232,7 @@ def store_batch(
                 blobs[digest] = raw
                 events.append(_event(first_state, now, "duplicate-delivery",
                                      message_id=parsed.message_id, raw_sha256=digest, source=source))
-            results[index] = ("duplicate-in-batch", first_index)  # type: ignore[assignment]  # resolved below
+            copies[index] = first_index
             continue
 
         reference = threading.subject_reference(parsed.subject, prefix)
@@ -298,7 +302,7 @@ def store_batch(
             insert(Message).returning(Message.id, sort_by_parameter_order=True),
             [values for _, values, _, _, _ in pending_messages],
         ).scalars().all()
-        attachments = []
+        attachments: list[dict[str, Any]] = []
         for (index, _, parsed, state, reason), pk in zip(pending_messages, message_pks, strict=True):
             results[index] = StoredMail("stored", reason, state.reference if state else None, pk)
             attachments.extend(
@@ -312,26 +316,25 @@ def store_batch(
             session.execute(insert(Attachment), attachments)
     changed = [s for s in tickets.values() if s.changed]
     if changed:
+        tickets_table = Ticket.__table__
+        assert isinstance(tickets_table, Table)
         session.execute(
-            update(Ticket.__table__)
-            .where(Ticket.__table__.c.id == bindparam("tid"))
+            update(tickets_table)
+            .where(tickets_table.c.id == bindparam("tid"))
             .values(reference=bindparam("ref"), status=bindparam("st"), updated_at=bindparam("at")),
             [{"tid": s.id, "ref": s.reference, "st": s.status, "at": now} for s in changed],
         )
     if events:
         session.execute(insert(Event), [{"ticket_id": _ticket_id(t), **row} for t, row in events])
 
-    final: list[StoredMail] = []
-    for item in results:
-        if isinstance(item, tuple):  # a second copy of a mail stored earlier in this batch
-            first = results[item[1]]
-            assert isinstance(first, StoredMail)
-            final.append(StoredMail("duplicate", "Message-ID or bytes already stored", first.ticket_reference,
-                                    first.message_pk))
-        else:
-            assert item is not None
-            final.append(item)
-    return final
+    for index, first_index in copies.items():
+        first = results[first_index]
+        assert first is not None
+        results[index] = StoredMail(
+            "duplicate", "Message-ID or bytes already stored", first.ticket_reference, first.message_pk
+        )
+    assert all(item is not None for item in results)
+    return [item for item in results if item is not None]
 
 
 def _event(

@@ -47,8 +47,8 @@ class Runner:
 
     def retry_delay(self, exc: BaseException, failures: int) -> float:
         """Seconds to wait after the `failures`-th failure in a row: capped exponential, jittered."""
-        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (failures - 1))
-        return ceiling * (0.5 + self._jitter() / 2)
+        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** (failures - 1))
+        return float(ceiling * (0.5 + self._jitter() / 2))
 
     def close(self) -> None:
         """Release connections; called once when the loop ends."""

@@ -57,7 +57,7 @@ def ensure_schema(engine: Engine, *, auto_migrate: bool) -> str:
     script = ScriptDirectory.from_config(_config())
     head = script.get_current_head()
     current = current_revision(engine)
-    if current == head:
+    if current is not None and current == head:
         return current
     known = {rev.revision for rev in script.walk_revisions()}
     if current is not None and current not in known:
