@@ -208,8 +208,40 @@ class ImapLedgerEntry(Base):
     marked_at: Mapped[utc | None]
 
 
+class Suggestion(Base):
+    """A routing proposal for a ticket: the team (None when the model abstained), its confidence
+    and the evidence the liaison sees. One per ticket and model version."""
+
+    __tablename__ = "suggestions"
+    __table_args__ = (UniqueConstraint("ticket_id", "model_version"),)
+
+    id: Mapped[intpk]
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    team: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[float]
+    model_version: Mapped[str] = mapped_column(String(100))
+    ranked: Mapped[jsonlist]
+    evidence: Mapped[jsonlist]
+    created_at: Mapped[utc]
+
+
+class Decision(Base):
+    """The liaison's routing decision: accepted or corrected. Every one is a labelled example."""
+
+    __tablename__ = "decisions"
+
+    id: Mapped[intpk]
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    suggestion_id: Mapped[int | None] = mapped_column(ForeignKey("suggestions.id"))
+    suggested_team: Mapped[str | None] = mapped_column(String(64))
+    team: Mapped[str] = mapped_column(String(64))
+    agreed: Mapped[bool]
+    actor: Mapped[str] = mapped_column(String(200))
+    decided_at: Mapped[utc] = mapped_column(index=True)
+
+
 Index("ix_tickets_status_team", Ticket.status, Ticket.team)
 
 __all__: list[Any] = [
-    "Attachment", "Blob", "ImapFolderState", "ImapLedgerEntry", "Contact", "Direction", "Event", "Message", "Quarantine", "Ticket", "TicketStatus",
+    "Attachment", "Blob", "Decision", "ImapFolderState", "ImapLedgerEntry", "Suggestion", "Contact", "Direction", "Event", "Message", "Quarantine", "Ticket", "TicketStatus",
 ]
