@@ -132,6 +132,18 @@ def test_non_text_codec_names_are_refused() -> None:
     assert "unknown-charset:rot13" in mail.defects
 
 
+def test_rfc2231_charset_on_an_8bit_body() -> None:
+    """An RFC 2231 charset parameter (charset*=) over 8-bit bytes decodes; it used to raise TypeError."""
+    raw = with_body(
+        "héllo, Grüße".encode(),
+        b"Content-Type: text/plain; charset*=utf-8''utf-8",
+        b"Content-Transfer-Encoding: 8bit",
+        "Reply-To: Zoë <zoe@example.org>".encode(),
+    )
+    mail = parse_mail(raw)
+    assert mail.body_text == "héllo, Grüße" and mail.reply_to == ["zoe@example.org"]
+
+
 def test_nul_bytes_are_removed_from_text() -> None:
     """NUL characters, which no database text column takes, are dropped and noted."""
     mail = parse_mail(with_body(b"a\x00b"))

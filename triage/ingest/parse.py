@@ -264,9 +264,9 @@ def _charset_hint(msg: Message) -> str | None:
     for _ in range(MAX_DEPTH):
         if not isinstance(part, Message):
             return None
-        payload = part.get_payload()
-        if not isinstance(payload, list):
+        if not part.is_multipart():
             return part.get_content_charset()
+        payload = part.get_payload()
         part = payload[0] if payload else None
     return None
 
@@ -384,8 +384,10 @@ class _BodyWalk:
         if depth > MAX_DEPTH:
             self.defects.append("nesting-too-deep")
             return
-        payload = part.get_payload()
-        if isinstance(payload, list):
+        # Not `get_payload()` to test for a list: on a leaf with 8-bit bytes it decodes the whole
+        # body with the declared charset, and raises TypeError when that is RFC 2231 encoded.
+        if part.is_multipart():
+            payload = part.get_payload()
             attached = attached or part.get_content_disposition() == "attachment"
             inner_alternative = part.get_content_subtype() == "alternative"
             for child in payload:
