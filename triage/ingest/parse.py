@@ -13,8 +13,10 @@ that is not a mail at all raises `NotAMailError`. Nothing here logs or does I/O.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
@@ -267,7 +269,7 @@ def _charset_hint(msg: Message) -> str | None:
         if not part.is_multipart():
             return part.get_content_charset()
         payload = part.get_payload()
-        part = payload[0] if payload else None
+        part = payload[0] if isinstance(payload, list) and payload else None
     return None
 
 
@@ -364,8 +366,81 @@ def _report_type(msg: Message) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _named(part: Message) -> bool:
-    return bool(part.get_param("filename", header="content-disposition") or part.get_param("name"))
+@functools.lru_cache(maxsize=512)
+def _ascii_params(value: str) -> tuple[tuple[str, object], ...]:
+    """`get_params()` of an ASCII header value: a pure function of it, and most parts share a few."""
+    probe = Message()
+    probe["Content-Type"] = value
+    return tuple(probe.get_params([]))
+
+
+class _Head:
+    """A part's Content-Type and Content-Disposition, each header found and parsed once.
+
+    Every stdlib getter scans all of a part's headers again (a top-level part has dozens),
+    and `get_param` parses the parameters again on each call; the walk asks up to six such
+    questions per part. ASCII values, which all but broken mail has, are read here the way
+    compat32 reads them; anything else is left to the stdlib getters.
+    """
+
+    __slots__ = ("_disposition_value", "_type_value", "ctype", "disposition", "part")
+
+    def __init__(self, part: Message) -> None:
+        self.part = part
+        type_value: object = None
+        disposition_value: object = None
+        for name, value in part.raw_items():
+            lower = name.lower()
+            if lower == "content-type":
+                if type_value is None:
+                    type_value = value
+            elif lower == "content-disposition" and disposition_value is None:
+                disposition_value = value
+        self._type_value = type_value
+        self._disposition_value = disposition_value
+        if type_value is None:
+            self.ctype = part.get_default_type()
+        elif isinstance(type_value, str) and type_value.isascii():
+            ctype = type_value.partition(";")[0].strip().lower()
+            self.ctype = ctype if ctype.count("/") == 1 else "text/plain"  # RFC 2045 5.2
+        else:
+            self.ctype = part.get_content_type()
+        if disposition_value is None:
+            self.disposition: str | None = None
+        elif isinstance(disposition_value, str) and disposition_value.isascii():
+            self.disposition = disposition_value.partition(";")[0].strip().lower()
+        else:
+            self.disposition = part.get_content_disposition()
+
+    def param(self, name: str, *, disposition: bool = False) -> object:
+        """`get_param(name)` of Content-Type, or of Content-Disposition; None when absent."""
+        value = self._disposition_value if disposition else self._type_value
+        if value is None:
+            return None
+        params: Iterable[tuple[str, object]]
+        if isinstance(value, str) and value.isascii():
+            if name not in value.lower():  # every parameter name is a piece of the value
+                return None
+            params = _ascii_params(value)
+        else:
+            header = "content-disposition" if disposition else "content-type"
+            params = self.part.get_params((), header=header)
+        for key, found in params:
+            if key.lower() == name:
+                return found
+        return None
+
+    def named(self) -> bool:
+        return bool(self.param("filename", disposition=True) or self.param("name"))
+
+    def charset(self) -> str | None:
+        """`get_content_charset()`."""
+        value = self.param("charset")
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return value.lower() if value.isascii() else None
+        return self.part.get_content_charset()  # RFC 2231 (charset*=): the stdlib decodes it
 
 
 class _BodyWalk:
@@ -384,34 +459,30 @@ class _BodyWalk:
         if depth > MAX_DEPTH:
             self.defects.append("nesting-too-deep")
             return
+        head = _Head(part)
         # Not `get_payload()` to test for a list: on a leaf with 8-bit bytes it decodes the whole
         # body with the declared charset, and raises TypeError when that is RFC 2231 encoded.
         if part.is_multipart():
-            payload = part.get_payload()
-            attached = attached or part.get_content_disposition() == "attachment"
-            inner_alternative = part.get_content_subtype() == "alternative"
-            for child in payload:
+            attached = attached or head.disposition == "attachment"
+            inner_alternative = head.ctype.split("/")[1] == "alternative"
+            for child in part.get_payload():
                 if isinstance(child, Message):
                     self.walk(child, attached=attached, alternative=inner_alternative, depth=depth + 1)
             return
-        ctype = part.get_content_type()
+        ctype = head.ctype
         if ctype.startswith("multipart/"):
             ctype = "text/plain"  # a multipart without usable boundaries: its raw text is all we have
-        disposition = part.get_content_disposition()
+        disposition = head.disposition
         # Explicitly inline text is body even with a file name (RFC 2183: shown in place).
         if (
             ctype in _BODY_TYPES
             and not attached
-            and (disposition == "inline" or (disposition is None and not _named(part)))
+            and (disposition == "inline" or (disposition is None and not head.named()))
         ):
             data = part.get_payload(decode=True)
-            text = (
-                decode_bytes(data, part.get_content_charset(), self.defects)
-                if isinstance(data, bytes)
-                else ""
-            )
+            text = decode_bytes(data, head.charset(), self.defects) if isinstance(data, bytes) else ""
             (self.plain if ctype == "text/plain" else self.html).append(text)
-        elif alternative and ctype.startswith("text/") and ctype != "text/calendar" and not _named(part):
+        elif alternative and ctype.startswith("text/") and ctype != "text/calendar" and not head.named():
             return  # another rendition of the same body (text/enriched and the like)
         else:
             self.attachments.append(self._attachment(part, ctype, disposition))
