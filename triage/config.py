@@ -166,6 +166,75 @@ class LogSettings(_Section):
     format: Literal["console", "json"] = Field("console", description="console for people, json for collectors.")
 
 
+class SmtpSettings(_Section):
+    """Where outgoing mail goes. Empty host: mail is queued in the outbox and not sent."""
+
+    host: str = Field("", description="SMTP submission server. Empty: the outbox queues mail but nothing is sent.")
+    port: int = Field(0, ge=0, le=65535, description="Port; 0 means 465 for tls, 587 for starttls, 25 for none.")
+    security: Literal["tls", "starttls", "none"] = Field(
+        "starttls", description="tls (implicit, SMTPS), starttls, or none (plain text; loopback hosts only)."
+    )
+    ca_file: str = Field("", description="PEM file of CAs to trust instead of the system store (self-signed servers).")
+    user: str = Field("", description="Login name; empty: no AUTH.")
+    password: SecretStr = Field(SecretStr(""), description="Password (prefer password_file or $TRIAGE_SMTP_PASSWORD).")
+    password_file: str = Field("", description="File whose first line is the password (e.g. a mounted secret).")
+    helo_name: str = Field("", description="Name sent in EHLO; empty: this machine's fully qualified name.")
+    timeout_seconds: float = Field(60.0, gt=0, description="Network timeout for one SMTP command.")
+    max_attempts: int = Field(8, ge=1, le=100, description="Give up on a mail (status failed) after this many temporary failures.")
+    backoff_base_seconds: float = Field(60.0, gt=0, description="Wait after the first temporary failure; doubled after each.")
+    backoff_max_seconds: float = Field(3600.0, gt=0, description="Longest wait between two attempts of one mail.")
+    poll_seconds: float = Field(10.0, gt=0, description="Seconds between outbox passes when nothing was due.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SmtpSettings":
+        if not self.host:
+            return self
+        if self.security == "none" and not _is_loopback(self.host):
+            raise ValueError(
+                f"security = none sends mail and password in plain text; it is allowed only to a loopback "
+                f"address, not {self.host!r}: use tls or starttls"
+            )
+        if self.user and not (self.password.get_secret_value() or self.password_file):
+            raise ValueError("set password, password_file or $TRIAGE_SMTP_PASSWORD when user is set")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"tls": 465, "starttls": 587, "none": 25}[self.security]
+
+
+class OutboxSettings(_Section):
+    """What triage answers on its own, and how the outbox keeps mail exactly once."""
+
+    auto_acknowledge: bool = Field(
+        False, description="Answer each new ticket from a normal mail with the acknowledgment (loop-protected)."
+    )
+    acknowledge_max_age_hours: float = Field(
+        72.0, gt=0, description="Never acknowledge a mail dated longer ago than this (an imported archive)."
+    )
+    auto_handoff: bool = Field(
+        True, description="On the liaison's routing approval, mail the team and tell the volunteer who has it."
+    )
+    rate_limit_per_hour: int = Field(
+        3, ge=0, description="At most this many automatic mails to one address per hour; 0: no automatic mail."
+    )
+    templates_dir: str = Field("templates", description="Folder holding email/<name>/ templates.")
+    desk_name: str = Field("Community Liaison", description="Display name on the From header and in signatures.")
+    signature: str = Field("The Community Liaison desk", description="Signature of mail that no team signs.")
+    default_language: str = Field("en", pattern=r"^[a-z]{2}$", description="Language when none is known or translated.")
+    sent_folder: str = Field(
+        "", description="IMAP folder of the [imap] account to append a copy of each sent mail to. Empty: off."
+    )
+    confirm_folder: str = Field(
+        "",
+        description="IMAP folder of the [imap] account where the mail server files its own copy of what we "
+        "submit (e.g. a provider's Sent folder); after a crash a mail in doubt is looked up there. Empty: off.",
+    )
+    lease_seconds: float = Field(
+        600.0, gt=0, description="A mail claimed by a worker on another host is taken back after this long."
+    )
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     mail: MailSettings = MailSettings()
@@ -173,6 +242,8 @@ class Settings(_Section):
     imap: ImapSettings = ImapSettings()
     imap_accounts: dict[str, ImapSettings] = Field(default_factory=dict)
     log: LogSettings = LogSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    outbox: OutboxSettings = OutboxSettings()
 
     @property
     def imap_all(self) -> list[ImapSettings]:

@@ -316,6 +316,13 @@ class Ingestor:
             outcomes = self._store_set_based(session, prepared) if self._set_based else None
             if outcomes is None:
                 outcomes = [self._store_one(session, mail, digest, parsed) for mail, digest, parsed in prepared]
+            # -- outbox hooks (issue 5), in this transaction: bounces of our mail, acknowledgments of new tickets
+            from triage.outbox.bounces import handle_bounces
+            from triage.outbox.queue import acknowledge_new_tickets
+
+            handle_bounces(session, [parsed for _, _, parsed in prepared], outcomes, now=self._clock())
+            acknowledge_new_tickets(session, outcomes, now=self._clock(), mail=self._settings)
+            # -- end outbox hooks
             if after is not None:
                 after(session, outcomes)
         for (mail, digest, _), outcome in zip(prepared, outcomes, strict=True):

@@ -245,3 +245,4 @@ Index("ix_tickets_status_team", Ticket.status, Ticket.team)
 __all__: list[Any] = [
     "Attachment", "Blob", "Decision", "ImapFolderState", "ImapLedgerEntry", "Suggestion", "Contact", "Direction", "Event", "Message", "Quarantine", "Ticket", "TicketStatus",
 ]
+from triage.store import outbox_models  # noqa: E402,F401

@@ -1,0 +1,111 @@
+"""The data a mail template sees, read from a ticket: plain strings, numbers and dicts only.
+
+Templates never receive ORM objects or anything with methods worth calling: the sandbox
+stops a template from reaching Python internals, and the context gives it nothing to reach.
+Every key every template uses is always present (StrictUndefined makes a missing one an error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from triage.config import Settings
+from triage.outbox.compose import Party, ThreadInfo
+from triage.outbox.wiring import TeamInfo
+from triage.store.models import Contact, Direction, Message, Ticket
+
+HISTORY_LIMIT = 20
+QUOTE_LIMIT = 4000
+
+
+def one_line(value: str | None) -> str | None:
+    """A volunteer's subject as it may appear inside ours: whitespace (line breaks too) collapsed."""
+    return " ".join(value.split()) if value else value
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat(timespec="minutes") if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class TicketView:
+    """What mails about one ticket are built from."""
+
+    ticket: Ticket
+    contact: Contact | None
+    last_inbound: Message | None
+    messages: list[Message]
+
+    @property
+    def volunteer(self) -> Party | None:
+        if self.contact is not None:
+            return Party(self.contact.address, one_line(self.contact.name))
+        if self.last_inbound is not None and self.last_inbound.from_addr:
+            return Party(self.last_inbound.from_addr, one_line(self.last_inbound.from_name))
+        return None
+
+    def thread(self) -> ThreadInfo:
+        """Answer the volunteer's latest mail, chaining its References."""
+        last = self.last_inbound
+        if last is None or not last.message_id:
+            return ThreadInfo(self.ticket.reference)
+        return ThreadInfo(self.ticket.reference, last.message_id, tuple(last.references or ()))
+
+
+def load_view(session: Session, ticket: Ticket) -> TicketView:
+    messages = list(session.scalars(select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id)))
+    inbound = [m for m in messages if m.direction == Direction.inbound and m.kind == "normal"]
+    contact = session.get(Contact, ticket.contact_id) if ticket.contact_id is not None else None
+    return TicketView(ticket, contact, inbound[-1] if inbound else None, messages)
+
+
+def context(
+    view: TicketView,
+    settings: Settings,
+    *,
+    team: TeamInfo | None = None,
+    language: str = "en",
+    **extra: Any,
+) -> dict[str, Any]:
+    """The template context for a mail about `view.ticket` (extra keys: body, actor, waiting_days...)."""
+    ticket, volunteer, last = view.ticket, view.volunteer, view.last_inbound
+    signature = (team.signature if team is not None and team.signature else None) or settings.outbox.signature
+    data: dict[str, Any] = {
+        "desk": {"name": settings.outbox.desk_name, "address": settings.mail.liaison_address},
+        "ticket": {
+            "reference": ticket.reference,
+            "subject": one_line(ticket.subject),
+            "status": ticket.status.value,
+            "team": ticket.team,
+            "created_at": _iso(ticket.created_at),
+        },
+        "volunteer": {"name": volunteer.name if volunteer else None,
+                      "address": volunteer.address if volunteer else None},
+        "team": {"key": team.key, "name": team.name, "address": team.address} if team is not None else None,
+        "signature": signature,
+        "language": language,
+        "message": {
+            "subject": one_line(last.subject),
+            "text": (last.new_text or last.body_text or "")[:QUOTE_LIMIT],
+            "date": _iso(last.date or last.received_at),
+            "from_addr": last.from_addr,
+        } if last is not None else None,
+        "history": [
+            {"direction": m.direction.value, "date": _iso(m.date or m.received_at), "from_addr": m.from_addr,
+             "subject": one_line(m.subject), "kind": m.kind}
+            for m in view.messages[-HISTORY_LIMIT:]
+        ],
+        "body": None,
+        "actor": None,
+        "recipient_name": None,
+        "waiting_days": None,
+    }
+    data.update(extra)
+    return data
+
+
+__all__ = ["TicketView", "context", "load_view", "one_line"]

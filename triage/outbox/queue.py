@@ -1,0 +1,345 @@
+"""Queue outgoing mail: an `outbox` row and an outbound `messages` row, in the caller's transaction.
+
+Every mail triage sends is decided somewhere (a new ticket, the liaison's routing approval,
+the liaison's reply) and is queued in the same transaction as that decision: if the
+decision rolls back, no mail is left behind, and if it commits, the mail will be delivered
+(see `triage.outbox.sender`). The outbound `messages` row carries our Message-ID, so a
+volunteer's reply to it threads onto the same ticket by In-Reply-To.
+
+The use cases here:
+- `acknowledge_new_tickets` (called by the ingest pipeline with a batch's outcomes);
+- `enqueue_handoff` (called by the routing desk when the liaison approves a team);
+- `build_reply` / `enqueue_reply` (the liaison's `triage reply`).
+Automatic mail is asked of `loops` first; a refusal is recorded on the ticket with its reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from triage.config import MailSettings
+from triage.outbox import loops
+from triage.outbox.compose import AutoSubmitted, ComposeError, Party, compose, to_bytes
+from triage.outbox.language import choose_language
+from triage.outbox.mails import TicketView, context, load_view
+from triage.outbox.render import Rendered, TemplateError
+from triage.outbox.wiring import Wiring, current
+from triage.store.blobs import put_blob
+from triage.store.models import Contact, Direction, Event, Message, Ticket, TicketStatus
+from triage.store.outbox_models import Outbox, OutboxStatus
+
+log = structlog.get_logger(__name__)
+
+ACTOR = "system:outbox"
+
+
+class OutboxError(Exception):
+    """A mail cannot be queued; the message says why (unknown template, no recipient, bad header)."""
+
+
+class _Outcome(Protocol):
+    status: str
+    ticket_reference: str | None
+    message_pk: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    template: str
+    to: str
+    message_id: str
+    outbox_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    template: str
+    to: str | None
+    reason: str
+
+
+# -- the primitive -------------------------------------------------------------------------------
+
+
+def _addresses(message: EmailMessage, header: str) -> list[str]:
+    value = message[header]
+    return [a.addr_spec.lower() for a in value.addresses] if value is not None else []
+
+
+def enqueue(
+    session: Session,
+    message: EmailMessage,
+    *,
+    template: str,
+    actor: str,
+    now: datetime,
+    ticket_id: int | None,
+    auto_submitted: AutoSubmitted | None = None,
+) -> Outbox:
+    """Store `message` as an outbox row (pending) and an outbound messages row; no commit here."""
+    raw = to_bytes(message)
+    message_id = str(message["Message-ID"]).strip()
+    sender = message["From"].addresses[0]
+    to, cc = _addresses(message, "To"), _addresses(message, "Cc")
+    recipients = list(dict.fromkeys(to + cc))
+    if not recipients:
+        raise OutboxError(f"{template}: the mail has no recipient")
+    digest = put_blob(session, raw)
+    plain = message.get_body(("plain",))
+    body_text = plain.get_content() if isinstance(plain, EmailMessage) else ""
+    references = str(message["References"]).split() if message["References"] else []
+    stored = Message(
+        ticket_id=ticket_id, direction=Direction.outbound, message_id=message_id,
+        in_reply_to=str(message["In-Reply-To"]).strip() if message["In-Reply-To"] else None,
+        references=references, from_addr=sender.addr_spec.lower(), from_name=sender.display_name or None,
+        to_addrs=to, cc_addrs=cc, subject=str(message["Subject"]), date=now, received_at=now,
+        body_text=body_text, new_text=body_text, quoted_text="", signature="", body_html=None,
+        kind="normal", kind_reason=None, list_id=None, defects=[], size=len(raw), oversize=False,
+        raw_sha256=digest, source=f"outbox:{template}", thread_reason=f"sent by triage ({template})",
+        extra={"template": template, "auto_submitted": auto_submitted},
+    )
+    session.add(stored)
+    session.flush()
+    row = Outbox(
+        message_id=message_id, ticket_id=ticket_id, message_pk=stored.id, template=template,
+        auto_submitted=auto_submitted, envelope_from=sender.addr_spec.lower(), recipients=recipients,
+        to_addr=recipients[0], subject=str(message["Subject"]), raw=raw, status=OutboxStatus.pending,
+        attempts=0, next_attempt_at=now, refused=[], actor=actor, created_at=now, updated_at=now,
+    )
+    session.add(row)
+    session.flush()
+    session.add(Event(ticket_id=ticket_id, at=now, actor=actor, action="mail-queued", detail={
+        "template": template, "to": recipients, "message_id": message_id, "outbox": row.id,
+        "auto_submitted": auto_submitted,
+    }))
+    return row
+
+
+def automatic_last_hour(session: Session, address: str, now: datetime) -> int:
+    """Automatic mails queued to `address` within the rate window before `now`."""
+    return int(session.scalar(
+        select(func.count(Outbox.id)).where(
+            Outbox.to_addr == address.lower(), Outbox.auto_submitted.is_not(None),
+            Outbox.created_at > now - loops.RATE_WINDOW,
+        )
+    ) or 0)
+
+
+def _recipient_facts(session: Session, party: Party, contact: Contact | None, now: datetime) -> loops.RecipientFacts:
+    bouncing = contact.bouncing if contact is not None else bool(session.scalar(
+        select(Contact.bouncing).where(func.lower(Contact.address) == party.address.lower())
+    ))
+    return loops.RecipientFacts(party.address.lower(), bouncing, automatic_last_hour(session, party.address, now))
+
+
+def _skip(session: Session, ticket_id: int | None, now: datetime, template: str, to: str | None,
+          reason: str, codes: Sequence[str] = ()) -> Skipped:
+    session.add(Event(ticket_id=ticket_id, at=now, actor=ACTOR, action="mail-skipped",
+                      detail={"template": template, "to": to, "reasons": list(codes), "why": reason}))
+    log.info("outbox.skipped", template=template, reasons=list(codes) or reason)
+    return Skipped(template, to, reason)
+
+
+def _render_compose(
+    wiring: Wiring, name: str, data: dict[str, Any], *, language: str, to: Party, view: TicketView,
+    auto_submitted: AutoSubmitted | None, now: datetime,
+) -> tuple[Rendered, EmailMessage]:
+    settings = wiring.settings
+    rendered = wiring.renderer.render(name, data, language)
+    message = compose(
+        rendered, sender=Party(settings.mail.liaison_address, settings.outbox.desk_name), to=[to],
+        reply_to=Party(settings.mail.liaison_address, settings.outbox.desk_name), thread=view.thread(),
+        own_domain=settings.mail.own_domain, date=now, auto_submitted=auto_submitted,
+    )
+    return rendered, message
+
+
+def _language(wiring: Wiring, name: str, contact: Contact | None, text: str) -> tuple[str, str]:
+    return choose_language(
+        contact_language=contact.language if contact is not None else None, text=text,
+        available=wiring.renderer.languages(name), default=wiring.settings.outbox.default_language,
+    )
+
+
+# -- acknowledgment ------------------------------------------------------------------------------
+
+
+def acknowledge_new_tickets(
+    session: Session, outcomes: Sequence[_Outcome], *, now: datetime, mail: MailSettings | None = None
+) -> list[Queued | Skipped]:
+    """Queue the acknowledgment for each ticket a normal mail of this batch opened (outbox.auto_acknowledge).
+
+    Runs in the ingest transaction. A mail that may not be answered (autoreply, bounce, list
+    mail, our own mail back, a bouncing or rate-limited address, an old mail) gets a
+    `mail-skipped` event with the reasons instead. A failure to build one acknowledgment is
+    logged and recorded on its ticket; it never fails the ingest.
+    """
+    wiring = current(mail)
+    if not wiring.settings.outbox.auto_acknowledge:
+        return []
+    pks = [o.message_pk for o in outcomes if o.status == "stored" and o.ticket_reference and o.message_pk]
+    if not pks:
+        return []
+    pairs = list(session.execute(
+        select(Message, Ticket).join(Ticket, Ticket.id == Message.ticket_id).where(Message.id.in_(pks))
+    ).tuples())
+    firsts = dict(session.execute(
+        select(Message.ticket_id, func.min(Message.id))
+        .where(Message.ticket_id.in_({t.id for _, t in pairs})).group_by(Message.ticket_id)
+    ).tuples())
+    results: list[Queued | Skipped] = []
+    for message, ticket in sorted(pairs, key=lambda pair: pair[0].id):
+        if firsts.get(ticket.id) != message.id:
+            continue  # a follow-up on an existing ticket: acknowledged when the ticket was opened
+        savepoint = session.begin_nested()
+        try:
+            results.append(_acknowledge(session, wiring, message, ticket, now))
+            savepoint.commit()
+        except (ComposeError, TemplateError, OutboxError) as exc:
+            savepoint.rollback()
+            results.append(_skip(session, ticket.id, now, "acknowledgment", message.from_addr,
+                                 f"could not build the acknowledgment: {exc}", ["error"]))
+    return results
+
+
+def _acknowledge(session: Session, wiring: Wiring, message: Message, ticket: Ticket, now: datetime) -> Queued | Skipped:
+    settings = wiring.settings
+    contact = session.get(Contact, ticket.contact_id) if ticket.contact_id is not None else None
+    view = TicketView(ticket, contact, message, [message])
+    volunteer = view.volunteer
+    facts = _recipient_facts(session, volunteer, contact, now) if volunteer is not None else None
+    verdict = loops.may_auto_answer(
+        loops.InboundFacts(message.kind, message.from_addr, message.message_id, message.list_id, message.date),
+        facts, own_domain=settings.mail.own_domain, liaison_address=settings.mail.liaison_address,
+        rate_limit_per_hour=settings.outbox.rate_limit_per_hour, now=now,
+        max_age=timedelta(hours=settings.outbox.acknowledge_max_age_hours),
+    )
+    if not verdict.allowed or volunteer is None:
+        return _skip(session, ticket.id, now, "acknowledgment", message.from_addr, verdict.describe(), verdict.codes)
+    language, why = _language(wiring, "acknowledgment", contact, f"{message.subject or ''}\n{message.new_text}")
+    _, composed = _render_compose(
+        wiring, "acknowledgment", context(view, settings, language=language), language=language, to=volunteer,
+        view=view, auto_submitted="auto-replied", now=now,
+    )
+    row = enqueue(session, composed, template="acknowledgment", actor=ACTOR, now=now, ticket_id=ticket.id,
+                  auto_submitted="auto-replied")
+    session.add(Event(ticket_id=ticket.id, at=now, actor=ACTOR, action="language",
+                      detail={"language": language, "why": why, "mail": "acknowledgment"}))
+    return Queued("acknowledgment", volunteer.address, row.message_id, row.id)
+
+
+# -- hand-off ------------------------------------------------------------------------------------
+
+
+def enqueue_handoff(session: Session, ticket: Ticket, team: str, actor: str, now: datetime) -> list[Queued | Skipped]:
+    """The routing approval's mails, in its transaction: the introduction to `team` and the volunteer's notice.
+
+    Called by the routing desk (its `on_routed` hook) with the team's key. With
+    outbox.auto_handoff off, or a team without an address, nothing is queued and the ticket's
+    log says why. The notice to the volunteer is automatic mail: loop-protected and rate-limited.
+    """
+    wiring = current()
+    if not wiring.settings.outbox.auto_handoff:
+        return [_skip(session, ticket.id, now, "handoff-team", None, "outbox.auto_handoff is off", ["off"])]
+    info = wiring.teams.get(team)
+    if info is None:
+        return [_skip(session, ticket.id, now, "handoff-team", None,
+                      f"team {team!r} has no address in the teams file", ["unknown-team"])]
+    view = load_view(session, ticket)
+    results: list[Queued | Skipped] = []
+    savepoint = session.begin_nested()
+    try:
+        _, composed = _render_compose(
+            wiring, "handoff-team", context(view, wiring.settings, team=info, actor=actor),
+            language="en", to=Party(info.address, info.name), view=view, auto_submitted="auto-generated", now=now,
+        )
+        row = enqueue(session, composed, template="handoff-team", actor=actor, now=now, ticket_id=ticket.id,
+                      auto_submitted="auto-generated")
+        savepoint.commit()
+        results.append(Queued("handoff-team", info.address, row.message_id, row.id))
+    except (ComposeError, TemplateError, OutboxError) as exc:
+        savepoint.rollback()
+        results.append(_skip(session, ticket.id, now, "handoff-team", info.address, str(exc), ["error"]))
+
+    volunteer = view.volunteer
+    if volunteer is None:
+        results.append(_skip(session, ticket.id, now, "handoff-volunteer", None, "the ticket has no sender", ["no-sender"]))
+        return results
+    verdict = loops.may_send_automatic(
+        _recipient_facts(session, volunteer, view.contact, now),
+        rate_limit_per_hour=wiring.settings.outbox.rate_limit_per_hour,
+        liaison_address=wiring.settings.mail.liaison_address,
+    )
+    if not verdict.allowed:
+        results.append(_skip(session, ticket.id, now, "handoff-volunteer", volunteer.address, verdict.describe(),
+                             verdict.codes))
+        return results
+    last_text = view.last_inbound.new_text if view.last_inbound is not None else ""
+    language, _ = _language(wiring, "handoff-volunteer", view.contact, last_text)
+    savepoint = session.begin_nested()
+    try:
+        _, composed = _render_compose(
+            wiring, "handoff-volunteer", context(view, wiring.settings, team=info, language=language, actor=actor),
+            language=language, to=volunteer, view=view, auto_submitted="auto-generated", now=now,
+        )
+        row = enqueue(session, composed, template="handoff-volunteer", actor=actor, now=now, ticket_id=ticket.id,
+                      auto_submitted="auto-generated")
+        savepoint.commit()
+        results.append(Queued("handoff-volunteer", volunteer.address, row.message_id, row.id))
+    except (ComposeError, TemplateError, OutboxError) as exc:
+        savepoint.rollback()
+        results.append(_skip(session, ticket.id, now, "handoff-volunteer", volunteer.address, str(exc), ["error"]))
+    return results
+
+
+# -- the liaison's reply -------------------------------------------------------------------------
+
+STATUS_AFTER = {"resolution": TicketStatus.resolved}
+
+
+def build_reply(
+    session: Session, ticket: Ticket, *, template: str, body: str, now: datetime, wiring: Wiring | None = None,
+) -> tuple[Rendered, EmailMessage]:
+    """Render and compose the liaison's mail on `ticket` (for a preview or to queue); raises on bad input."""
+    wiring = wiring or current()
+    view = load_view(session, ticket)
+    volunteer = view.volunteer
+    if volunteer is None:
+        raise OutboxError(f"{ticket.reference} has no sender address to reply to")
+    team = wiring.teams.get(ticket.team) if ticket.team else None
+    last_text = view.last_inbound.new_text if view.last_inbound is not None else ""
+    language, _ = _language(wiring, template, view.contact, last_text)
+    return _render_compose(
+        wiring, template, context(view, wiring.settings, team=team, language=language, body=body),
+        language=language, to=volunteer, view=view, auto_submitted=None, now=now,
+    )
+
+
+def enqueue_reply(
+    session: Session, ticket: Ticket, *, template: str, body: str, actor: str, now: datetime,
+    wiring: Wiring | None = None,
+) -> Outbox:
+    """Queue the liaison's mail (a person's mail: no Auto-Submitted, no rate limit) and update the status."""
+    _, message = build_reply(session, ticket, template=template, body=body, now=now, wiring=wiring)
+    row = enqueue(session, message, template=template, actor=actor, now=now, ticket_id=ticket.id)
+    new_status = STATUS_AFTER.get(template, TicketStatus.waiting)
+    if ticket.status != new_status:
+        session.add(Event(ticket_id=ticket.id, at=now, actor=actor, action="status",
+                          detail={"old": ticket.status.value, "new": new_status.value, "why": f"{template} sent"}))
+        ticket.status = new_status
+    ticket.updated_at = now
+    return row
+
+
+__all__ = [
+    "ACTOR", "OutboxError", "Queued", "Skipped", "acknowledge_new_tickets", "automatic_last_hour",
+    "build_reply", "enqueue", "enqueue_handoff", "enqueue_reply",
+]

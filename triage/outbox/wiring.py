@@ -1,0 +1,120 @@
+"""The outbox's settings, templates and teams for code that is called without them.
+
+The ingest pipeline calls `acknowledge_new_tickets` and the routing desk calls
+`enqueue_handoff` with a session and little else. They find the configuration here:
+whatever the process installed (`install(settings)`: the worker, the outbox commands and
+tests do), else the configuration read the standard way (`$TRIAGE_CONFIG` or ./triage.toml,
+then `TRIAGE_*` variables), read once. Nothing connects or reads at import time.
+"""
+
+from __future__ import annotations
+
+import threading
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from triage.config import ConfigError, MailSettings, Settings, load_settings
+from triage.outbox.render import Renderer, resolve_templates_dir
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TeamInfo:
+    key: str
+    name: str
+    address: str
+    signature: str | None
+
+
+@dataclass(frozen=True)
+class Wiring:
+    settings: Settings
+    renderer: Renderer
+    teams: dict[str, TeamInfo]
+
+
+_lock = threading.Lock()
+_installed: Settings | None = None
+_renderers: dict[Path, Renderer] = {}
+_teams: dict[tuple[Path, int], dict[str, TeamInfo]] = {}
+_fallback: Settings | None = None
+
+
+def install(settings: Settings) -> None:
+    """Use these settings for the outbox in this process."""
+    global _installed
+    with _lock:
+        _installed = settings
+
+
+def uninstall() -> None:
+    global _installed, _fallback
+    with _lock:
+        _installed = None
+        _fallback = None
+        _renderers.clear()
+        _teams.clear()
+
+
+def load_teams(path: str | Path) -> dict[str, TeamInfo]:
+    """`[teams.<key>]` tables (name, address, optional signature); a missing file means no teams."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    teams = {}
+    for key, table in data.get("teams", {}).items():
+        if isinstance(table, dict) and table.get("address"):
+            teams[key] = TeamInfo(key, str(table.get("name") or key), str(table["address"]),
+                                  str(table["signature"]) if table.get("signature") else None)
+    return teams
+
+
+def _settings(mail: MailSettings | None) -> Settings:
+    global _fallback
+    with _lock:
+        settings = _installed
+        if settings is None:
+            if _fallback is None:
+                try:
+                    _fallback = load_settings()
+                except ConfigError as exc:
+                    log.warning("outbox.config_unreadable", error=str(exc))
+                    _fallback = Settings()
+            settings = _fallback
+    if mail is not None and settings.mail != mail:
+        settings = settings.model_copy(update={"mail": mail})
+    return settings
+
+
+def current(mail: MailSettings | None = None) -> Wiring:
+    """The outbox's wiring; `mail` (the caller's own mail settings) wins over the loaded ones."""
+    return wiring_for(_settings(mail))
+
+
+def wiring_for(settings: Settings) -> Wiring:
+    """Settings with their renderer (one per templates folder, so templates compile once) and teams."""
+    folder = resolve_templates_dir(settings.outbox.templates_dir)
+    routing = getattr(settings, "routing", None)  # the routing section names the teams file
+    teams_file = Path(getattr(routing, "teams_file", None) or "data/teams.toml")
+    try:
+        stamp = teams_file.stat().st_mtime_ns
+    except OSError:
+        stamp = -1
+    with _lock:
+        renderer = _renderers.get(folder)
+        if renderer is None:
+            renderer = _renderers[folder] = Renderer(folder)
+        teams = _teams.get((teams_file, stamp))
+    if teams is None:
+        teams = load_teams(teams_file)
+        with _lock:
+            _teams[(teams_file, stamp)] = teams
+    return Wiring(settings, renderer, teams)
+
+
+__all__ = ["TeamInfo", "Wiring", "current", "install", "load_teams", "uninstall", "wiring_for"]
