@@ -220,3 +220,22 @@ def test_mail_from_postmaster_about_something_else_is_normal() -> None:
         )
     )
     assert parsed.kind == "normal"
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        ("A permanently fatal error occurred.", "bounce"),
+        ("The recipient's Mailbox is full.", "bounce"),
+        ("Status: 5.2.2", "bounce"),
+        ("This message is not deliverable.", "bounce"),
+        ("Release notes for version 15.2.3 and 5.1.10b are attached.", "normal"),
+        ("The mail server will be down for an hour on Saturday.", "normal"),
+    ],
+)
+def test_bounce_text_from_a_daemon(body: str, kind: str) -> None:
+    """A daemon sender with bounce phrases or an RFC 3463 5.x.x status (a whole token) is a bounce."""
+    parsed = parse_mail(mail("From: MAILER-DAEMON@example.net", "Subject: Notice", body=body))
+    assert parsed.kind == kind, parsed.kind_reason
+    if kind == "bounce":
+        assert parsed.kind_reason == "non-standard bounce: sender mailer-daemon@example.net with bounce text"
