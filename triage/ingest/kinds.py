@@ -270,17 +270,16 @@ def _bounce_details(
     original_id: str | None = None
     recipients: list[str] = []
     feedback = False
-    embedded_to: list[str] = []
+    returned_head = b""  # the returned message's header block: its To is read only for a complaint
     for attachment in attachments:
         ctype = attachment.content_type
         if ctype in ("message/delivery-status", "message/global-delivery-status", "message/feedback-report"):
             recipients.extend(_report_recipients(attachment.content))
             feedback = feedback or ctype == "message/feedback-report"
         elif original_id is None and ctype in _RETURNED_TYPES:
-            head = _header_block(attachment.content)
-            found = _EMBEDDED_ID.search(head)
+            returned_head = _header_block(attachment.content)
+            found = _EMBEDDED_ID.search(returned_head)
             original_id = found.group(1).decode("ascii", "replace") if found else None
-            embedded_to = [m.decode("ascii", "replace") for m in _EMBEDDED_TO.findall(head)]
     for value in headers.get("x-failed-recipients", []):
         recipients.extend(a.strip() for a in value.split(",") if "@" in a)
     if original_id is None:
@@ -288,7 +287,10 @@ def _bounce_details(
         original_id = match.group(1) if match else None
     if not recipients:
         # A complaint names no failed recipient; the complainer is whom the mail was sent to.
-        recipients = embedded_to if feedback else _text_recipients(body_text)
+        if feedback:
+            recipients = [m.decode("ascii", "replace") for m in _EMBEDDED_TO.findall(returned_head)]
+        else:
+            recipients = _text_recipients(body_text)
     return original_id, _unique_lower(r for r in recipients if not _DAEMON.match(r))
 
 
