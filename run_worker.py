@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """The long-running worker: args -> settings -> bootstrap() -> run the configured runners.
 
-Runners: one IMAP poller per configured account ([imap], [imap_accounts.*]) and, if set,
-the maildir spool (`ingest.spool_maildir`). SIGTERM and SIGINT stop it cleanly: the batch
-in progress is finished and committed, connections are logged out.
+Runners: one IMAP poller per configured account ([imap], [imap_accounts.*]), if set the
+maildir spool (`ingest.spool_maildir`), and if `smtp.host` is set the outbox sender. SIGTERM
+and SIGINT stop it cleanly: the batch in progress is finished and committed, connections are logged out.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from triage.bootstrap import bootstrap
 from triage.config import ConfigError, load_settings
 from triage.logging import configure_logging
 from triage.runners.base import Runner
+from triage.runners.outbound import outbound_runners
 from triage.runners.poll import PollRunner
 from triage.runners.spool import SpoolRunner
 from triage.runners.supervisor import run_until_signalled
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             runners.append(
                 SpoolRunner(app.ingestor(), Path(settings.ingest.spool_maildir), settings.ingest.poll_seconds)
             )
+        runners += outbound_runners(app)  # delivers the outbox when smtp.host is set
         if not runners:
             print("run_worker: nothing to run; set imap.host (TRIAGE_IMAP_HOST) or ingest.spool_maildir",
                   file=sys.stderr)

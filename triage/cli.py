@@ -357,3 +357,10 @@ def config_example() -> None:
 
 def main() -> None:
     cli(prog_name="triage")
+
+
+# -- the outbox's commands (issue 5)
+from triage.outbox.commands import outbox as _outbox_command, reply as _reply_command  # noqa: E402
+
+cli.add_command(_reply_command)
+cli.add_command(_outbox_command)

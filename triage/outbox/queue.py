@@ -190,11 +190,11 @@ def acknowledge_new_tickets(
         return []
     pairs = list(session.execute(
         select(Message, Ticket).join(Ticket, Ticket.id == Message.ticket_id).where(Message.id.in_(pks))
-    ).tuples())
-    firsts = dict(session.execute(
+    ))
+    firsts = {ticket_id: first for ticket_id, first in session.execute(
         select(Message.ticket_id, func.min(Message.id))
         .where(Message.ticket_id.in_({t.id for _, t in pairs})).group_by(Message.ticket_id)
-    ).tuples())
+    )}
     results: list[Queued | Skipped] = []
     for message, ticket in sorted(pairs, key=lambda pair: pair[0].id):
         if firsts.get(ticket.id) != message.id:

@@ -1,0 +1,354 @@
+"""Deliver the outbox over SMTP: retry what is temporary, give up on what is permanent, never send twice.
+
+Exactly once
+------------
+The Message-ID is the idempotency key: a row is one mail, sent under one Message-ID, and
+its bytes never change. Each delivery moves the row through states committed to the
+database *before* the step they announce:
+
+1. **claim** (commit): `pending -> sending`, `smtp_phase = claimed`, `claimed_by = host:pid:token`,
+   attempts + 1. Only one worker wins the conditional UPDATE.
+2. MAIL, RCPT, DATA, then the whole message except the terminating `.` line.
+3. **data_end** (commit): `smtp_phase = data_end`. Only now is the final dot written.
+4. The server's reply to the dot (commit): `sent` with the reply text, queue id and server
+   (the SMTP transaction record); or a 4xx (`pending` again, capped exponential backoff);
+   or a 5xx (`failed`, shown by `triage outbox`).
+
+An SMTP server accepts a message only when it has read the final dot (RFC 5321 4.1.1.4; a
+connection lost before it discards the transaction). So a row a dead worker left in
+`sending` with `smtp_phase = claimed` was certainly not accepted, and is retried at once.
+A row left with `smtp_phase = data_end` may or may not have been accepted: that is the
+**remaining window**, from writing the final dot to committing the server's answer, a
+single round trip plus one commit (milliseconds). The same window opens when the
+connection drops after the dot without a reply. Such a row is never resent blindly:
+
+- with `outbox.confirm_folder` set (a folder of the [imap] account where the server files
+  its own copy of submitted mail, such as a provider's Sent folder), it is looked up there
+  by Message-ID: found means `sent` (recorded as confirmed by that copy); not found means
+  `uncertain`;
+- otherwise it becomes `uncertain`: listed by `triage outbox`, never resent automatically;
+  the liaison confirms it (`triage outbox --mark-sent ID`) or resends it (`--retry ID`).
+
+A worker recognises a dead claim at once when the claimant ran on the same host and its
+process is gone (or is this process's earlier incarnation with the same pid); a claim from
+another host is taken back after `outbox.lease_seconds`.
+
+Optionally (`outbox.sent_folder`) a copy of each sent mail is appended to an IMAP folder after
+the `sent` commit; a crash between the two loses that copy, never the mail.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage.config import Settings
+from triage.outbox.smtp import Delivery, SmtpTransport, Transport
+from triage.outbox.smtp import Session as SmtpSession
+from triage.store.db import utcnow
+from triage.store.models import Event
+from triage.store.outbox_models import Outbox, OutboxStatus, SmtpPhase
+
+log = structlog.get_logger(__name__)
+
+ACTOR = "system:outbox"
+
+
+def worker_identity() -> str:
+    """host:pid:token, unique to this process incarnation."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_is_dead(claimed_by: str | None, claimed_at: datetime | None, *, me: str, now: datetime,
+                  lease: timedelta) -> bool:
+    """Is the worker that claimed a row gone? Same host: ask the OS. Elsewhere: after the lease."""
+    if not claimed_by or claimed_by == me:
+        return True  # ours: left by an earlier pass of this sender that stopped midway
+    host, _, rest = claimed_by.partition(":")
+    pid_text, _, token = rest.partition(":")
+    my_host, _, my_rest = me.partition(":")
+    my_pid, _, my_token = my_rest.partition(":")
+    if host == my_host and pid_text.isdigit():
+        if pid_text == my_pid:
+            return token != my_token  # our own pid, an earlier incarnation (a restarted container's pid 1)
+        return not _pid_alive(int(pid_text))
+    return claimed_at is None or now - claimed_at > lease
+
+
+@dataclass
+class PassReport:
+    """What one pass did; `rows` holds one line per mail touched (for --json)."""
+
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    recovered: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def touched(self) -> int:
+        return self.sent + self.deferred + self.failed + self.uncertain + self.recovered
+
+
+CopyFinder = Callable[[str], bool | None]  # Message-ID -> found (True/False) or None if it cannot tell
+
+
+class OutboxSender:
+    """Delivers due outbox rows over one SMTP session per pass."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        *,
+        transport: Transport | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        worker: str | None = None,
+        confirm_copy: CopyFinder | None = None,
+        append_copies: Callable[[Sequence[bytes]], list[str]] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self.settings = settings
+        self._transport = transport
+        self._clock = clock
+        self.worker = worker or worker_identity()
+        self._confirm_copy = confirm_copy
+        self._append_copies = append_copies
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = SmtpTransport(self.settings.smtp)
+        return self._transport
+
+    # -- one pass --------------------------------------------------------------------------
+
+    def send_due(self, *, limit: int = 100, stop: threading.Event | None = None) -> PassReport:
+        """Recover dead claims, then deliver what is due (at most `limit`). Raises SmtpUnavailable."""
+        report = PassReport()
+        self.recover(report)
+        due = self._due_ids(limit)
+        if not due:
+            return report
+        session = self.transport.open()
+        sent_raw: list[tuple[int, bytes]] = []
+        try:
+            for row_id in due:
+                if stop is not None and stop.is_set():
+                    break
+                result = self._deliver_one(session, row_id, report)
+                if result is None:
+                    continue
+                delivered, raw = result
+                if delivered.kind == "accepted":
+                    sent_raw.append((row_id, raw))
+                if delivered.kind in ("in-doubt",) or delivered.stage == "connection":
+                    break  # the session is unusable; the rest waits for the next pass
+        finally:
+            session.close()
+        if sent_raw and self._append_copies is not None:
+            self._record_copies(sent_raw)
+        return report
+
+    def _due_ids(self, limit: int) -> list[int]:
+        with self._sessions() as session:
+            return list(session.scalars(
+                select(Outbox.id).where(Outbox.status == OutboxStatus.pending, Outbox.next_attempt_at <= self._clock())
+                .order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
+            ))
+
+    def _claim(self, row_id: int) -> tuple[str, list[str], bytes, str, int] | None:
+        now = self._clock()
+        with self._sessions.begin() as session:
+            won = session.execute(
+                update(Outbox)
+                .where(Outbox.id == row_id, Outbox.status == OutboxStatus.pending, Outbox.next_attempt_at <= now)
+                .values(status=OutboxStatus.sending, smtp_phase=SmtpPhase.claimed, claimed_by=self.worker,
+                        claimed_at=now, attempts=Outbox.attempts + 1, updated_at=now)
+            ).rowcount
+            if won != 1:
+                return None  # another worker took it, or it is no longer due
+            row = session.get_one(Outbox, row_id)
+            return row.envelope_from, list(row.recipients), row.raw, row.message_id, row.attempts
+
+    def _mark_data_end(self, row_id: int) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Outbox).where(Outbox.id == row_id, Outbox.claimed_by == self.worker)
+                .values(smtp_phase=SmtpPhase.data_end, updated_at=self._clock())
+            )
+
+    def _deliver_one(self, smtp: SmtpSession, row_id: int, report: PassReport) -> tuple[Delivery, bytes] | None:
+        claimed = self._claim(row_id)
+        if claimed is None:
+            return None
+        envelope_from, recipients, raw, message_id, attempts = claimed
+        try:
+            delivery = smtp.transact(envelope_from, recipients, raw, lambda: self._mark_data_end(row_id))
+        except Exception as exc:  # noqa: BLE001 - before the final dot: the server cannot have accepted it
+            delivery = Delivery("temporary", None, f"{type(exc).__name__}: {exc}", "connection")
+        self._settle(row_id, delivery, attempts, smtp.server, report)
+        return delivery, raw
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def _settle(self, row_id: int, delivery: Delivery, attempts: int, server: str, report: PassReport) -> None:
+        if delivery.kind == "in-doubt":
+            self._resolve_in_doubt(row_id, delivery.describe(), report, server=server)
+            return
+        now = self._clock()
+        smtp = self.settings.smtp
+        with self._sessions.begin() as session:
+            row = session.get_one(Outbox, row_id)
+            row.claimed_by, row.updated_at, row.smtp_server = None, now, server
+            row.refused = [f"{a}: {r}" for a, r in delivery.refused.items()]
+            if delivery.kind == "accepted":
+                row.status, row.sent_at, row.smtp_reply, row.smtp_queue_id = (
+                    OutboxStatus.sent, now, f"{delivery.code} {delivery.reply}", delivery.queue_id)
+                row.last_error = f"refused: {'; '.join(row.refused)}" if row.refused else None
+                action, report.sent = "mail-sent", report.sent + 1
+            elif delivery.kind == "temporary" and attempts < smtp.max_attempts:
+                delay = min(smtp.backoff_max_seconds, smtp.backoff_base_seconds * 2.0 ** (attempts - 1))
+                row.status, row.next_attempt_at, row.smtp_phase = OutboxStatus.pending, now + timedelta(seconds=delay), None
+                row.last_error = f"temporary failure at {delivery.describe()}; attempt {attempts}, next in {delay:.0f} s"
+                action, report.deferred = "mail-deferred", report.deferred + 1
+            else:
+                row.status = OutboxStatus.failed
+                why = "permanent failure" if delivery.kind == "permanent" else f"gave up after {attempts} attempts"
+                row.last_error = f"{why} at {delivery.describe()}"
+                action, report.failed = "mail-failed", report.failed + 1
+            session.add(Event(ticket_id=row.ticket_id, at=now, actor=ACTOR, action=action, detail={
+                "outbox": row.id, "message_id": row.message_id, "to": row.recipients, "attempt": attempts,
+                "server": server, "reply": delivery.describe(), "queue_id": delivery.queue_id,
+            }))
+            report.rows.append(_line(row))
+        log.info("outbox." + action.removeprefix("mail-"), outbox=row_id, reply=delivery.describe())
+
+    def _resolve_in_doubt(self, row_id: int, why: str, report: PassReport, *, server: str | None) -> None:
+        """The server may have accepted it: confirm from its own copy if we can, else flag it `uncertain`."""
+        with self._sessions() as session:
+            message_id = session.get_one(Outbox, row_id).message_id
+        found: bool | None = None
+        if self._confirm_copy is not None:
+            try:
+                found = self._confirm_copy(message_id)
+            except Exception as exc:  # noqa: BLE001 - no answer from the copy: stay on the safe side
+                log.warning("outbox.confirm_failed", outbox=row_id, error=f"{type(exc).__name__}: {exc}")
+        now = self._clock()
+        with self._sessions.begin() as session:
+            row = session.get_one(Outbox, row_id)
+            row.claimed_by, row.updated_at = None, now
+            if server:
+                row.smtp_server = server
+            if found:
+                row.status, row.sent_at = OutboxStatus.sent, now
+                row.smtp_reply = f"no reply ({why}); confirmed by the server's copy in {self.settings.outbox.confirm_folder}"
+                row.last_error = None
+                action, report.sent = "mail-sent", report.sent + 1
+            else:
+                row.status = OutboxStatus.uncertain
+                row.last_error = (
+                    f"may have been sent: {why}. Not resent automatically; check the recipient's copy, then "
+                    f"`triage outbox --mark-sent {row.id}` or `--retry {row.id}`"
+                )
+                action, report.uncertain = "mail-uncertain", report.uncertain + 1
+            session.add(Event(ticket_id=row.ticket_id, at=now, actor=ACTOR, action=action,
+                              detail={"outbox": row.id, "message_id": row.message_id, "why": why,
+                                      "confirmed_by_copy": bool(found)}))
+            report.rows.append(_line(row))
+        log.warning("outbox." + action.removeprefix("mail-"), outbox=row_id, why=why)
+
+    # -- recovery --------------------------------------------------------------------------
+
+    def recover(self, report: PassReport | None = None) -> PassReport:
+        """Take back rows whose worker died: before the final dot, retry now; after it, resolve the doubt."""
+        report = report if report is not None else PassReport()
+        now = self._clock()
+        lease = timedelta(seconds=self.settings.outbox.lease_seconds)
+        in_doubt: list[int] = []
+        with self._sessions.begin() as session:
+            for row in session.scalars(select(Outbox).where(Outbox.status == OutboxStatus.sending)):
+                if not claim_is_dead(row.claimed_by, row.claimed_at, me=self.worker, now=now, lease=lease):
+                    continue
+                if row.smtp_phase == SmtpPhase.data_end:
+                    in_doubt.append(row.id)
+                    continue
+                row.status, row.next_attempt_at, row.updated_at = OutboxStatus.pending, now, now
+                row.last_error = (f"worker {row.claimed_by} stopped before the end of DATA: the server cannot "
+                                  "have accepted it; retrying")
+                row.claimed_by, row.smtp_phase = None, None
+                session.add(Event(ticket_id=row.ticket_id, at=now, actor=ACTOR, action="mail-recovered",
+                                  detail={"outbox": row.id, "message_id": row.message_id}))
+                report.recovered += 1
+                report.rows.append(_line(row))
+        for row_id in in_doubt:
+            self._resolve_in_doubt(row_id, "the worker stopped after sending the final dot, before recording "
+                                   "the server's reply", report, server=None)
+        return report
+
+    # -- the liaison's decisions -----------------------------------------------------------
+
+    def retry(self, ids: Sequence[int], *, actor: str) -> list[int]:
+        """Put failed or uncertain mails back in the queue, due now (the liaison's decision)."""
+        return self._decide(ids, actor, (OutboxStatus.failed, OutboxStatus.uncertain), OutboxStatus.pending,
+                            "mail-retry")
+
+    def mark_sent(self, ids: Sequence[int], *, actor: str) -> list[int]:
+        """The liaison confirms that uncertain mails did arrive."""
+        return self._decide(ids, actor, (OutboxStatus.uncertain,), OutboxStatus.sent, "mail-confirmed")
+
+    def _decide(self, ids: Sequence[int], actor: str, from_states: tuple[OutboxStatus, ...], to: OutboxStatus,
+                action: str) -> list[int]:
+        now = self._clock()
+        done = []
+        with self._sessions.begin() as session:
+            for row in session.scalars(select(Outbox).where(Outbox.id.in_(ids), Outbox.status.in_(from_states))):
+                row.status, row.updated_at, row.smtp_phase = to, now, None
+                if to == OutboxStatus.pending:
+                    row.next_attempt_at, row.attempts = now, 0
+                else:
+                    row.sent_at = row.sent_at or now
+                    row.smtp_reply = row.smtp_reply or f"confirmed by {actor}"
+                session.add(Event(ticket_id=row.ticket_id, at=now, actor=actor, action=action,
+                                  detail={"outbox": row.id, "message_id": row.message_id}))
+                done.append(row.id)
+        return sorted(done)
+
+    def _record_copies(self, sent: list[tuple[int, bytes]]) -> None:
+        assert self._append_copies is not None
+        try:
+            results = self._append_copies([raw for _, raw in sent])
+        except Exception as exc:  # noqa: BLE001 - the mail is sent; only the copy failed
+            results = [f"not appended: {type(exc).__name__}: {exc}"] * len(sent)
+        with self._sessions.begin() as session:
+            for (row_id, _), result in zip(sent, results, strict=True):
+                session.get_one(Outbox, row_id).sent_copy = result[:500]
+
+
+def _line(row: Outbox) -> dict[str, Any]:
+    return {"id": row.id, "status": row.status.value, "to": row.recipients, "message_id": row.message_id,
+            "attempts": row.attempts, "last_error": row.last_error}
+
+
+__all__ = ["OutboxSender", "PassReport", "claim_is_dead", "worker_identity"]
