@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
 
 from mailparser.utils import get_addresses
 
@@ -115,20 +115,21 @@ def _build(raw: bytes, msg: Message, defects: list[str], oversize: bool) -> Pars
     if not senders:
         defects.append("missing-from")
     subject = decode_words(_first(headers, "subject") or "", defects).strip() or None
+    root = _Head(msg)
     body = _BodyWalk(msg, defects)
     if not oversize and "nesting-too-deep" not in defects:
-        body.walk(msg)
+        body.walk(msg, head=root)
     attachments = body.attachments
     body_html = "\n".join(body.html) if body.html else None
     body_text = "\n".join(body.plain).replace("\r\n", "\n").replace("\r", "\n")
     if not body_text.strip() and body_html:
         body_text = htmltext.html_to_text(body_html)
     reply = quotes.split_reply(body_text)
-    content_type = msg.get_content_type()
+    content_type = root.ctype
     verdict = kinds.detect_kind(
         headers,
         content_type=content_type,
-        report_type=_report_type(msg) if content_type == "multipart/report" else None,
+        report_type=_report_type(root) if content_type == "multipart/report" else None,
         subject=subject or "",
         from_addr=from_addr,
         body_text=body_text,
@@ -361,8 +362,8 @@ def _list_id(value: str | None) -> str | None:
     return ident.strip() or None
 
 
-def _report_type(msg: Message) -> str | None:
-    value = msg.get_param("report-type")
+def _report_type(head: _Head) -> str | None:
+    value = head.param("report-type")
     return value if isinstance(value, str) else None
 
 
@@ -383,19 +384,25 @@ class _Head:
     compat32 reads them; anything else is left to the stdlib getters.
     """
 
-    __slots__ = ("_disposition_value", "_type_value", "ctype", "disposition", "part")
+    __slots__ = ("_disposition_value", "_type_value", "ascii", "ctype", "disposition", "part")
 
     def __init__(self, part: Message) -> None:
         self.part = part
         type_value: object = None
         disposition_value: object = None
+        self.ascii = True  # are all Content-Type and Content-Disposition values ASCII text?
         for name, value in part.raw_items():
             lower = name.lower()
             if lower == "content-type":
                 if type_value is None:
                     type_value = value
-            elif lower == "content-disposition" and disposition_value is None:
-                disposition_value = value
+            elif lower == "content-disposition":
+                if disposition_value is None:
+                    disposition_value = value
+            else:
+                continue
+            if not isinstance(value, str) or not value.isascii():
+                self.ascii = False
         self._type_value = type_value
         self._disposition_value = disposition_value
         if type_value is None:
@@ -430,6 +437,15 @@ class _Head:
                 return found
         return None
 
+    def filename(self) -> str | None:
+        """`get_filename()`: the filename parameter of Content-Disposition, else Content-Type's name."""
+        value = self.param("filename", disposition=True)
+        if value is None:
+            value = self.param("name")
+        if value is None:
+            return None
+        return collapse_rfc2231_value(value).strip()  # type: ignore[arg-type]  # str or RFC 2231 tuple
+
     def named(self) -> bool:
         return bool(self.param("filename", disposition=True) or self.param("name"))
 
@@ -454,12 +470,18 @@ class _BodyWalk:
         self.attachments: list[ParsedAttachment] = []
 
     def walk(
-        self, part: Message, *, attached: bool = False, alternative: bool = False, depth: int = 0
+        self,
+        part: Message,
+        *,
+        head: _Head | None = None,
+        attached: bool = False,
+        alternative: bool = False,
+        depth: int = 0,
     ) -> None:
         if depth > MAX_DEPTH:
             self.defects.append("nesting-too-deep")
             return
-        head = _Head(part)
+        head = head or _Head(part)
         # Not `get_payload()` to test for a list: on a leaf with 8-bit bytes it decodes the whole
         # body with the declared charset, and raises TypeError when that is RFC 2231 encoded.
         if part.is_multipart():
@@ -485,16 +507,17 @@ class _BodyWalk:
         elif alternative and ctype.startswith("text/") and ctype != "text/calendar" and not head.named():
             return  # another rendition of the same body (text/enriched and the like)
         else:
-            self.attachments.append(self._attachment(part, ctype, disposition))
+            self.attachments.append(self._attachment(head, ctype, disposition))
 
-    def _attachment(self, part: Message, ctype: str, disposition: str | None) -> ParsedAttachment:
+    def _attachment(self, head: _Head, ctype: str, disposition: str | None) -> ParsedAttachment:
+        part = head.part
         content = part.get_payload(decode=True)
         if not isinstance(content, bytes):
             content = b""
         cid = part.get("content-id")
         content_id = self._text(str(cid)).strip().strip("<>").strip() or None if cid is not None else None
         return ParsedAttachment(
-            filename=self._filename(part),
+            filename=self._filename(head),
             content_type=ctype,
             size=len(content),
             sha256=hashlib.sha256(content).hexdigest(),
@@ -503,16 +526,17 @@ class _BodyWalk:
             content_id=content_id,
         )
 
-    def _filename(self, part: Message) -> str | None:
+    def _filename(self, head: _Head) -> str | None:
         """The sender's file name: RFC 2231 (stdlib), RFC 2047 words (common, not allowed), raw 8-bit."""
-        source = part
-        mime_headers = [(k, v) for k, v in part.raw_items() if k.lower() in _NAME_HEADERS]
-        if any(not isinstance(v, str) or not v.isascii() for _, v in mime_headers):
+        if head.ascii:
+            name = head.filename()
+        else:
             # The stdlib turns raw 8-bit parameter bytes into U+FFFD; decode them first.
             source = Message()
-            for key, value in mime_headers:
-                source[key] = self._text(str(value))
-        name = source.get_filename()
+            for key, value in head.part.raw_items():
+                if key.lower() in _NAME_HEADERS:
+                    source[key] = self._text(str(value))
+            name = source.get_filename()
         if not isinstance(name, str):
             return None
         return decode_words(self._text(name), self.defects).strip() or None
