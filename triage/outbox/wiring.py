@@ -101,6 +101,8 @@ def wiring_for(settings: Settings) -> Wiring:
     folder = resolve_templates_dir(settings.outbox.templates_dir)
     routing = getattr(settings, "routing", None)  # the routing section names the teams file
     teams_file = Path(getattr(routing, "teams_file", None) or "data/teams.toml")
+    if not teams_file.is_absolute() and not teams_file.exists():
+        teams_file = Path(__file__).resolve().parents[2] / teams_file  # relative to the checkout
     try:
         stamp = teams_file.stat().st_mtime_ns
     except OSError:
