@@ -67,11 +67,17 @@ _MOBILE = re.compile(
     re.IGNORECASE,
 )
 _UNDERSCORES = re.compile(r"^_{10,}$")
+# A line of two or more dashes and a word: where "-----Original Message-----" and its kin begin.
+_DASHES_AND_WORD = re.compile(r"^[^\S\n]*-{2,}[^\S\n]*\w", re.MULTILINE)  # [^\S\n]: what strip() removes
 
 
 def split_reply(text: str) -> ReplyParts:
     """Return the new text, the quoted earlier mail and the signature of a plain-text body."""
     lines = text.split("\n")
+    if not _may_quote(text):
+        new_lines, signature_lines = _split_signature(lines, text)
+        new = _join(new_lines) if signature_lines else text.strip("\n").rstrip()
+        return ReplyParts(new, "", _join(signature_lines))
     stripped = [line.strip() for line in lines]
     cut, header_end = _quote_start(stripped)
     if cut is None:
@@ -86,8 +92,21 @@ def split_reply(text: str) -> ReplyParts:
             new_lines, quoted_lines = lines[:cut] + answers, lines[cut : header_end + 1] + quotes
         else:
             new_lines, quoted_lines = lines[:cut], lines[cut:]
-    new_lines, signature_lines = _split_signature(new_lines)
+    new_lines, signature_lines = _split_signature(new_lines, text)
     return ReplyParts(_join(new_lines), _join(quoted_lines), _join(signature_lines))
+
+
+def _may_quote(text: str) -> bool:
+    """Could any rule below find a quote? Without a '>' no line is quoted, and every reply
+    header has a ':' (each "wrote:", each Outlook field) or starts with dashes and a word or
+    with underscores; plain prose with none of these skips the line-by-line rules.
+    """
+    return (
+        ">" in text
+        or ":" in text
+        or "__________" in text
+        or ("--" in text and _DASHES_AND_WORD.search(text) is not None)
+    )
 
 
 def _join(lines: list[str]) -> str:
@@ -103,7 +122,8 @@ def _quote_start(stripped: list[str]) -> tuple[int | None, int | None]:
     for i, line in enumerate(stripped):
         if not line:
             continue
-        if line[0] in "-bBaA" and _FORWARD.match(line):
+        # A forward marker is dashes, or "Begin forwarded message:" and its German twin.
+        if (line[0] == "-" or (line[0] in "bBaA" and line[-1] == ":")) and _FORWARD.match(line):
             return None, None
         if line[0] in "-_" and (
             _ORIGINAL.match(line) or (_UNDERSCORES.match(line) and _is_field_block(stripped, i + 1))
@@ -179,11 +199,15 @@ def _split_interleaved(lines: list[str], stripped: list[str]) -> tuple[list[str]
     return new, [lines[i] for i in quoted_idx]
 
 
-def _split_signature(lines: list[str]) -> tuple[list[str], list[str]]:
-    """The last "-- " delimiter starts the signature; else a mobile "Sent from my ..." line near the end."""
-    for i in range(len(lines) - 1, -1, -1):
-        if lines[i].rstrip("\r") in ("-- ", "--"):
-            return lines[:i], lines[i:]
+def _split_signature(lines: list[str], text: str) -> tuple[list[str], list[str]]:
+    """The last "-- " delimiter starts the signature; else a mobile "Sent from my ..." line near the end.
+
+    `lines` are lines of `text`: without "--" in it, there is no delimiter to look for.
+    """
+    if "--" in text:
+        for i in range(len(lines) - 1, -1, -1):
+            if lines[i].rstrip("\r") in ("-- ", "--"):
+                return lines[:i], lines[i:]
     seen = 0
     for i in range(len(lines) - 1, -1, -1):
         line = lines[i].strip()
