@@ -4,7 +4,7 @@ Written here rather than taken from scikit-learn's vectorizers for two reasons: 
 be vectorised in well under a millisecond (the worker suggests one mail per call, and the
 scikit-learn vectorizers cost about 0.5 ms each per call), and the fitted state must be
 plain data (term lists and idf arrays) that can be saved without pickling. Training and
-prediction share `_weigh`, so a saved and reloaded model gives identical vectors.
+prediction share `Block.weigh`, so a saved and reloaded model gives identical vectors.
 
 The maths is the usual one: sublinear term frequency `1 + ln(tf)`, smoothed idf
 `ln((1 + n) / (1 + df)) + 1`, L2 normalisation per block, then the block's weight.
@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from email.utils import getaddresses
+from itertools import repeat
 from typing import Any, Literal
 
 import numpy as np
@@ -100,7 +102,7 @@ def address_terms(example: Example) -> list[str]:
         if "@" in addr:
             terms.append(f"to:{addr}")
             terms.extend(f"to-domain:{d}" for d in _domains(addr))
-    for addr in sorted({m.lower() for m in _ADDRESS.findall(example.body)}):
+    for addr in sorted({m.lower() for w in example.body.split() if "@" in w for m in _ADDRESS.findall(w)}):
         terms.append(f"mention:{addr}")
         terms.extend(f"mention-domain:{d}" for d in _domains(addr))
     return terms
@@ -124,7 +126,7 @@ def char_wb_terms(text: str, ngram: tuple[int, int]) -> list[str]:
     for word in text.lower().split():
         padded = f" {word[:_MAX_CHAR_WORD]} "
         for n in range(lo, min(hi, len(padded)) + 1):
-            terms.extend(padded[i : i + n] for i in range(len(padded) - n + 1))
+            terms += [padded[i : i + n] for i in range(len(padded) - n + 1)]
     return terms
 
 
@@ -147,19 +149,28 @@ class Block:
         self.index = {term: i for i, term in enumerate(terms)}
         self.analyze = analyzer_for(spec)
 
-    def ids(self, example: Example) -> NDArray[np.int64]:
-        get = self.index.get
-        found = [i for i in map(get, self.analyze(example)) if i is not None]
-        return np.fromiter(found, dtype=np.int64, count=len(found))
+    def counts(self, example: Example) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """The example's known terms as sorted unique ids and their counts."""
+        terms = Counter(self.analyze(example))
+        ids = np.fromiter(map(self.index.get, terms, repeat(-1)), dtype=np.int64, count=len(terms))
+        counts = np.fromiter(terms.values(), dtype=np.int64, count=len(terms))
+        known = ids >= 0
+        ids, counts = ids[known], counts[known]
+        order = np.argsort(ids, kind="stable")
+        return ids[order], counts[order]
 
-    def weigh(self, ids: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-        """Term ids of one document (repeats allowed) -> sorted unique ids and their TF-IDF values."""
+    def weigh(
+        self, ids: NDArray[np.int64], counts: NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """Sorted unique term ids and their counts -> the same ids and their TF-IDF values."""
         if ids.size == 0:
             return ids, np.zeros(0)
-        unique, counts = np.unique(ids, return_counts=True)
-        values = (1.0 + np.log(counts)) * self.idf[unique]
+        values = (1.0 + np.log(counts)) * self.idf[ids]
         norm = float(np.sqrt(values @ values))
-        return unique, values * (self.spec.weight / norm)
+        return ids, values * (self.spec.weight / norm)
+
+    def vector(self, example: Example) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        return self.weigh(*self.counts(example))
 
     def name(self, local_id: int) -> str:
         term = self.terms[local_id]
@@ -219,19 +230,22 @@ class FeatureSpace:
             per_block.append(docs)
         space = cls(blocks)
         rows = [
-            [block.weigh(docs[i]) for block, docs in zip(blocks, per_block, strict=True)]
+            [
+                block.weigh(*np.unique(docs[i], return_counts=True))
+                for block, docs in zip(blocks, per_block, strict=True)
+            ]
             for i in range(len(examples))
         ]
         return space, space._matrix(rows)
 
     def vector(self, example: Example) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """One example as (feature ids, values); the fast path for a single suggestion."""
-        parts = [block.weigh(block.ids(example)) for block in self.blocks]
+        parts = [block.vector(example) for block in self.blocks]
         ids = np.concatenate([p[0] + off for p, off in zip(parts, self.offsets, strict=True)])
         return ids, np.concatenate([p[1] for p in parts])
 
     def transform(self, examples: Sequence[Example]) -> sp.csr_matrix:
-        rows = [[block.weigh(block.ids(e)) for block in self.blocks] for e in examples]
+        rows = [[block.vector(e) for block in self.blocks] for e in examples]
         return self._matrix(rows)
 
     def _matrix(

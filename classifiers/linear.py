@@ -62,7 +62,7 @@ class LinearRouter:
         self,
         blocks: Sequence[BlockSpec] = DEFAULT_BLOCKS,
         *,
-        c: float = 1.0,
+        c: float = 0.5,
         class_weight: str | None = "balanced",
         target_precision: float = 0.90,
         folds: int = 3,
