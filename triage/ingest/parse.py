@@ -50,6 +50,13 @@ _CANONICAL_DATE = re.compile(
     r" ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})"
 )
 _SIMPLE_ADDRESS = re.compile(r"\s*(?:([^<>@]*?)\s*<([^<>\s@]+@[^<>\s@]+)>|([^<>\s@]+@[^<>\s@]+))\s*")
+_ATOM = r'[^\s"(),:;<>@\[\]\\]+'  # what getaddresses reads as one word ('.' included)
+_ADDR_SPEC = f"{_ATOM}@{_ATOM}"
+_PHRASE_ADDRESS = re.compile(
+    rf'[ \t,]*(?:"([^"\\\r\n]*)"[ \t]*<({_ADDR_SPEC})>'
+    rf"|({_ATOM}(?:[ \t]+{_ATOM})*)?[ \t]*<({_ADDR_SPEC})>"
+    rf"|({_ADDR_SPEC}))[ \t]*(?:,[ \t,]*|\Z)"
+)
 _AT_IN_NAME = re.compile(r"@[^,<>\"]*<")
 _BODY_TYPES = ("text/plain", "text/html")
 _READ_HEADERS = (
@@ -314,7 +321,7 @@ def _addresses(values: list[str], field: str, defects: list[str]) -> list[tuple[
     if not values:
         return []
     text = ", ".join(values)
-    pairs = _simple_addresses(text) or getaddresses([text])
+    pairs = _simple_addresses(text) or _phrase_addresses(text) or getaddresses([text])
     # The stdlib silently misreads an unquoted '@' in a display name ("a@b <c@d>") as an
     # address of its own; mail-parser's structural recovery reads such headers right.
     if _AT_IN_NAME.search(text) or any(addr and addr.count("@") != 1 for _, addr in pairs):
@@ -350,6 +357,33 @@ def _simple_addresses(text: str) -> list[tuple[str, str]] | None:
         pairs.append(
             (" ".join(match.group(1).split()) if match.group(1) else "", match.group(2) or match.group(3))
         )
+    return pairs
+
+
+def _phrase_addresses(text: str) -> list[tuple[str, str]] | None:
+    """The next fast path: one quoted name, or encoded words, before each '<a@b>'; else None.
+
+    It reads what `getaddresses` reads the same way (checked on generated lists against it):
+    items of `"Any, text" <a@b>`, `Name =?utf-8?q?...?= <a@b>`, `<a@b>` or `a@b`, with only
+    spaces and tabs between words, no backslash, comment, group or domain literal. Empty
+    items, which `getaddresses` returns as ('', ''), are left out: no address is read from them.
+    """
+    if not text.strip(" \t,"):
+        return None
+    pairs: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(text):
+        match = _PHRASE_ADDRESS.match(text, pos)
+        if match is None:
+            return None
+        quoted, quoted_addr, phrase, phrase_addr, bare = match.groups()
+        if quoted_addr is not None:
+            pairs.append((quoted, quoted_addr))
+        elif phrase_addr is not None:
+            pairs.append((" ".join(phrase.split()) if phrase else "", phrase_addr))
+        else:
+            pairs.append(("", bare))
+        pos = match.end()
     return pairs
 
 
