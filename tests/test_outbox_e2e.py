@@ -1,0 +1,279 @@
+"""The outbox against a real SMTP server (aiosmtpd on loopback): threading, retries, failures, TLS, and SIGKILL."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from tests.conftest import Clock, make_mail
+from tests.servers.smtp_sink import (  # noqa: F401 - fixtures, found by pytest under their names
+    SmtpSink,
+    fixture_make_smtp_sink,
+    fixture_smtp_sink,
+)
+from tests.test_outbox import MakeApp, make_app, outbox_rows  # noqa: F401 - make_app is a fixture
+from triage.bootstrap import App
+from triage.cli import cli
+from triage.ingest.pipeline import IncomingMail, Ingestor
+from triage.outbox.sender import OutboxSender
+from triage.outbox.smtp import SmtpSecurityError
+from triage.store.models import Message, Ticket
+from triage.store.outbox_models import OutboxStatus
+
+ROOT = Path(__file__).resolve().parents[1]
+MAILS = 40
+
+
+def smtp_env(sink: SmtpSink, **extra: str) -> dict[str, str]:
+    return {"TRIAGE_SMTP_HOST": sink.host, "TRIAGE_SMTP_PORT": str(sink.port), "TRIAGE_SMTP_SECURITY": "none",
+            **extra}
+
+
+def sender_for(app: App, clock: Clock) -> OutboxSender:
+    return OutboxSender(app.sessions, app.settings, clock=clock)
+
+
+def headers(raw: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
+
+
+def test_acknowledgment_arrives_threaded_and_the_answer_joins_the_ticket(
+    make_app: MakeApp, smtp_sink: SmtpSink, clock: Clock
+) -> None:
+    """Ingest, send: the sink gets one acknowledgment threaded to the mail; the volunteer's reply joins the ticket."""
+    app = make_app(**smtp_env(smtp_sink))
+    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    first = ingestor.ingest(make_mail(message_id="<e1@volunteers.example>", references=["<e0@volunteers.example>"]))
+    report = sender_for(app, clock).send_due()
+    assert report.sent == 1
+    [received] = smtp_sink.messages
+    assert received.mail_from == "liaison@example.org" and received.rcpt_tos == ("ada@volunteers.example",)
+    ack = headers(received.raw)
+    assert ack["In-Reply-To"] == "<e1@volunteers.example>"
+    assert str(ack["References"]).split() == ["<e0@volunteers.example>", "<e1@volunteers.example>"]
+    assert ack["Auto-Submitted"] == "auto-replied" and str(ack["Message-ID"]).endswith("@example.org>")
+    assert ack["Subject"] == f"[{first.ticket_reference}] Re: Question about the logo"
+    assert ack["From"].addresses[0].addr_spec == "liaison@example.org"
+    [row] = outbox_rows(app)
+    assert row.status is OutboxStatus.sent and row.smtp_reply == "250 2.0.0 Message accepted"
+    assert row.smtp_server == f"{smtp_sink.host}:{smtp_sink.port}" and row.attempts == 1
+
+    answer = ingestor.ingest(make_mail(message_id="<e2@volunteers.example>", subject="Re: thanks",
+                                       in_reply_to=str(ack["Message-ID"]),
+                                       references=[*str(ack["References"]).split(), str(ack["Message-ID"])]))
+    assert answer.ticket_reference == first.ticket_reference
+    assert sender_for(app, clock).send_due().sent == 0 and len(smtp_sink.messages) == 1
+
+
+def test_out_of_office_reply_is_stored_and_nothing_is_sent(
+    make_app: MakeApp, smtp_sink: SmtpSink, clock: Clock
+) -> None:
+    """An out-of-office answer to our acknowledgment threads onto the ticket; triage sends nothing back."""
+    app = make_app(**smtp_env(smtp_sink))
+    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    first = ingestor.ingest(make_mail(message_id="<f1@volunteers.example>"))
+    sender_for(app, clock).send_due()
+    ack_id = smtp_sink.message_ids()[0]
+    smtp_sink.clear()
+    ooo = ingestor.ingest(make_mail(message_id="<f2@volunteers.example>", subject="Out of office: Re: logo",
+                                    in_reply_to=ack_id, body="I am away until Monday.\n",
+                                    headers={"Auto-Submitted": "auto-replied", "X-Autoreply": "yes"}))
+    stray = ingestor.ingest(make_mail(sender="Bo <bo@volunteers.example>", message_id="<f3@volunteers.example>",
+                                      subject="Automatic reply: away", headers={"Auto-Submitted": "auto-replied"}))
+    assert ooo.ticket_reference == first.ticket_reference and stray.ticket_reference is None
+    with app.sessions() as session:
+        assert session.get_one(Message, ooo.message_pk).kind == "autoreply"
+    assert sender_for(app, clock).send_due().touched == 0
+    assert smtp_sink.messages == [] and smtp_sink.transactions == 0
+
+
+def test_temporary_failure_is_retried_with_backoff_and_delivered_once(
+    make_app: MakeApp, smtp_sink: SmtpSink, clock: Clock
+) -> None:
+    """A 451 defers the mail by the backoff; the next attempt after it delivers it, once."""
+    app = make_app(**smtp_env(smtp_sink))
+    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    smtp_sink.fail_next(451, stage="DATA")
+    sender = sender_for(app, clock)
+    assert sender.send_due().deferred == 1
+    [row] = outbox_rows(app)
+    assert row.status is OutboxStatus.pending and row.attempts == 1 and "451" in (row.last_error or "")
+    assert (row.next_attempt_at - clock.now).total_seconds() == app.settings.smtp.backoff_base_seconds
+    assert sender.send_due().touched == 0  # not due yet
+    clock.advance(seconds=61)
+    assert sender.send_due().sent == 1
+    assert len(smtp_sink.messages) == 1 and outbox_rows(app)[0].attempts == 2
+
+
+def test_temporary_failures_give_up_after_max_attempts(make_app: MakeApp, smtp_sink: SmtpSink, clock: Clock) -> None:
+    """Backoff doubles; after smtp.max_attempts temporary failures the mail is failed, not retried forever."""
+    app = make_app(**smtp_env(smtp_sink, TRIAGE_SMTP_MAX_ATTEMPTS="3"))
+    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    smtp_sink.fail_next(421, times=3, stage="MAIL")
+    sender = sender_for(app, clock)
+    waits = []
+    for _ in range(3):
+        sender.send_due()
+        row = outbox_rows(app)[0]
+        waits.append((row.next_attempt_at - clock.now).total_seconds())
+        clock.advance(hours=2)
+    assert waits[:2] == [60.0, 120.0]
+    assert row.status is OutboxStatus.failed and "gave up after 3 attempts" in (row.last_error or "")
+    assert smtp_sink.messages == []
+
+
+def test_permanent_failure_is_failed_and_visible(
+    make_app: MakeApp, smtp_sink: SmtpSink, clock: Clock, db_url: str
+) -> None:
+    """A 550 at RCPT fails the mail at once; `triage outbox --send` exits 1 and `triage outbox` shows why."""
+    app = make_app(**smtp_env(smtp_sink))
+    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    smtp_sink.fail_next(550, stage="RCPT")
+    runner = CliRunner()
+    env = {"TRIAGE_DATABASE_URL": db_url, **smtp_env(smtp_sink)}
+    sent = runner.invoke(cli, ["outbox", "--send"], env=env)
+    assert sent.exit_code == 1 and "1 failed" in sent.output
+    listed = runner.invoke(cli, ["outbox"], env=env)
+    assert "failed" in listed.output and "permanent failure at RCPT: 550" in listed.output
+    as_json = runner.invoke(cli, ["outbox", "--json"], env=env)
+    assert '"status": "failed"' in as_json.output
+    assert smtp_sink.messages == [] and outbox_rows(app)[0].attempts == 1
+
+
+@pytest.mark.parametrize("deliver", [True, False])
+def test_connection_lost_after_the_final_dot_is_flagged_not_resent(
+    make_app: MakeApp, smtp_sink: SmtpSink, clock: Clock, deliver: bool
+) -> None:
+    """No reply to the final dot: the mail may have arrived, so it is `uncertain` and never resent automatically."""
+    app = make_app(**smtp_env(smtp_sink))
+    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor.ingest(make_mail(message_id="<u1@volunteers.example>"))
+    ingestor.ingest(make_mail(sender="Bo <bo@volunteers.example>", message_id="<u2@volunteers.example>"))
+    smtp_sink.disconnect_next(deliver=deliver)
+    sender = sender_for(app, clock)
+    first = sender.send_due()
+    assert first.uncertain == 1 and first.sent == 0  # the session is gone: the second mail waits
+    second = sender.send_due()
+    assert second.sent == 1
+    clock.advance(days=1)
+    assert sender.send_due().touched == 0
+    doubtful, fine = outbox_rows(app)
+    assert doubtful.status is OutboxStatus.uncertain and fine.status is OutboxStatus.sent
+    assert Counter(smtp_sink.message_ids())[doubtful.message_id] == (1 if deliver else 0)
+    assert Counter(smtp_sink.message_ids())[fine.message_id] == 1
+
+
+def test_starttls_with_login(make_app: MakeApp, make_smtp_sink: Callable[..., SmtpSink], clock: Clock) -> None:
+    """security = starttls upgrades, verifies the server against ca_file, and logs in before sending."""
+    sink = make_smtp_sink(starttls=True, auth=("desk", "s3cret"))
+    app = make_app(**smtp_env(sink, TRIAGE_SMTP_SECURITY="starttls", TRIAGE_SMTP_CA_FILE=str(sink.ca_cert_path),
+                              TRIAGE_SMTP_USER="desk", TRIAGE_SMTP_PASSWORD="s3cret"))
+    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    assert sender_for(app, clock).send_due().sent == 1
+    [received] = sink.messages
+    assert received.over_tls and received.authenticated_as == "desk"
+
+
+def test_implicit_tls(make_app: MakeApp, make_smtp_sink: Callable[..., SmtpSink], clock: Clock) -> None:
+    """security = tls speaks TLS from the first byte (SMTPS)."""
+    sink = make_smtp_sink(implicit_tls=True)
+    app = make_app(**smtp_env(sink, TRIAGE_SMTP_SECURITY="tls", TRIAGE_SMTP_CA_FILE=str(sink.ca_cert_path)))
+    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    assert sender_for(app, clock).send_due().sent == 1 and sink.messages[0].over_tls
+
+
+def test_missing_starttls_is_an_error_never_a_plain_text_fallback(
+    make_app: MakeApp, smtp_sink: SmtpSink, clock: Clock
+) -> None:
+    """A server without STARTTLS gets nothing when starttls is configured; the mail stays queued, unclaimed."""
+    app = make_app(**smtp_env(smtp_sink, TRIAGE_SMTP_SECURITY="starttls"))
+    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    with pytest.raises(SmtpSecurityError, match="does not offer STARTTLS"):
+        sender_for(app, clock).send_due()
+    [row] = outbox_rows(app)
+    assert row.status is OutboxStatus.pending and row.attempts == 0 and smtp_sink.transactions == 0
+
+
+def _kill_at_acceptance(sink: SmtpSink, target: list[subprocess.Popen[bytes] | None]) -> None:
+    """Make the sink SIGKILL the sending process the moment it has accepted a mail, before it replies 250."""
+    record = sink._record
+
+    def record_then_kill(*args: Any) -> None:
+        record(*args)
+        proc = target[0]
+        if proc is not None:
+            target[0] = None
+            os.kill(proc.pid, signal.SIGKILL)
+
+    sink._record = record_then_kill  # type: ignore[method-assign]
+
+
+def test_sigkill_anywhere_in_the_send_path_never_sends_twice(
+    make_app: MakeApp, smtp_sink: SmtpSink, clock: Clock, db_url: str
+) -> None:
+    """`triage outbox --send` killed again and again: each mail arrives at most once, and every mail either
+    arrived exactly once (sent) or is flagged uncertain (the documented window), none is left pending."""
+    app = make_app(**smtp_env(smtp_sink))
+    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor.ingest_many([
+        IncomingMail(make_mail(sender=f"V{n} <v{n}@volunteers.example>", message_id=f"<c{n}@volunteers.example>"))
+        for n in range(MAILS)
+    ])
+    env = {**os.environ, "TRIAGE_DATABASE_URL": db_url, "TRIAGE_LOG_LEVEL": "error", **smtp_env(smtp_sink)}
+    env.pop("TRIAGE_CONFIG", None)
+    rng = random.Random(5)
+    at_acceptance: list[subprocess.Popen[bytes] | None] = [None]
+    _kill_at_acceptance(smtp_sink, at_acceptance)
+    kills = {"at-acceptance": 0, "in-send-path": 0}
+    for round_no in range(9):
+        if all(r.status in (OutboxStatus.sent, OutboxStatus.uncertain) for r in outbox_rows(app)):
+            break
+        before = smtp_sink.transactions
+        proc = subprocess.Popen([sys.executable, "-m", "triage", "outbox", "--send"], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        mode = "at-acceptance" if round_no == 0 else "in-send-path"
+        if mode == "at-acceptance":
+            at_acceptance[0] = proc
+            proc.wait(timeout=30)
+            kills[mode] += at_acceptance[0] is None
+            at_acceptance[0] = None
+            continue
+        deadline = time.monotonic() + 30
+        while smtp_sink.transactions == before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        threading.Event().wait(rng.uniform(0, 0.04))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills[mode] += 1
+        proc.wait(timeout=30)
+    done = subprocess.run([sys.executable, "run_worker.py", "--once"], cwd=ROOT, env=env, timeout=60,
+                          capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+
+    received = Counter(smtp_sink.message_ids())
+    assert all(count == 1 for count in received.values()), received
+    rows = outbox_rows(app)
+    for row in rows:
+        assert row.status in (OutboxStatus.sent, OutboxStatus.uncertain), (row.id, row.status, row.last_error)
+        if row.status is OutboxStatus.sent:
+            assert received[row.message_id] == 1
+    uncertain = [r for r in rows if r.status is OutboxStatus.uncertain]
+    assert kills["at-acceptance"] >= 1 and len(uncertain) >= kills["at-acceptance"]
+    assert kills["in-send-path"] >= 1
+    with app.sessions() as session:
+        assert len(session.scalars(select(Ticket)).all()) == MAILS
