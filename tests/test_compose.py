@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -18,7 +18,7 @@ from triage.outbox.compose import (
 )
 from triage.outbox.render import Rendered
 
-NOW = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 LIAISON = Party("liaison@example.org", "Community Liaison")
 ADA = Party("ada@volunteers.example", "Ada Lovelace")
 
@@ -28,10 +28,10 @@ def rendered(subject: str = "Re: Logo", text: str = "Thank you.\n", html: str | 
 
 
 def build(**kwargs: object) -> email.message.EmailMessage:
-    args: dict[str, object] = dict(
-        sender=LIAISON, to=[ADA], thread=ThreadInfo("T-2026-00001", "<a2@v.example>", ("<a1@v.example>",)),
-        own_domain="example.org", date=NOW,
-    )
+    args: dict[str, object] = {
+        "sender": LIAISON, "to": [ADA], "thread": ThreadInfo("T-2026-00001", "<a2@v.example>", ("<a1@v.example>",)),
+        "own_domain": "example.org", "date": NOW,
+    }
     args.update(kwargs)
     return compose(args.pop("rendered", rendered()), **args)  # type: ignore[arg-type]
 

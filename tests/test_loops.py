@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from triage.outbox.loops import InboundFacts, RecipientFacts, may_auto_answer, may_send_automatic
 
-NOW = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
 def verdict(*, kind: str = "normal", from_addr: str | None = "ada@volunteers.example",

@@ -25,8 +25,8 @@ from triage.store.outbox_models import Outbox, OutboxStatus, SmtpPhase
 MakeApp = Callable[..., App]
 
 
-@pytest.fixture
-def make_app(db_url: str) -> Iterator[MakeApp]:
+@pytest.fixture(name="make_app")
+def fixture_make_app(db_url: str) -> Iterator[MakeApp]:
     """Apps on the test database with the outbox wired to their settings (auto_acknowledge on unless told)."""
     made: list[App] = []
 

@@ -28,8 +28,10 @@ ACTOR = "system:outbox"
 
 
 class _Outcome(Protocol):
-    status: str
-    message_pk: int | None
+    @property
+    def status(self) -> str: ...
+    @property
+    def message_pk(self) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)

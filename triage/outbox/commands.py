@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy import select
 
-from triage.cli import Context, _echo_json, pass_ctx
 from triage.outbox.compose import ComposeError, to_bytes
 from triage.outbox.queue import OutboxError, build_reply, enqueue_reply
 from triage.outbox.render import TemplateError
@@ -19,6 +19,15 @@ from triage.outbox.wiring import install
 from triage.queries import find_ticket
 from triage.store.db import utcnow
 from triage.store.outbox_models import Outbox, OutboxStatus
+
+if TYPE_CHECKING:
+    from triage.cli import Context  # the group's context object; imported by triage.cli, so not at run time
+
+pass_ctx = click.pass_obj
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, default=str))
 
 NEEDS_BODY = {"reply"}
 EDITOR_HINT = "# Write the reply above. Lines starting with '#' are dropped; an empty text cancels.\n"

@@ -9,7 +9,7 @@ the Message-ID up there (see `triage.outbox.sender`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from triage.config import ImapSettings
 from triage.ingest.imap_connect import connect
@@ -22,7 +22,7 @@ def append_copies(settings: ImapSettings, folder: str, raws: Sequence[bytes]) ->
     try:
         for raw in raws:
             try:
-                client.append(folder, raw, flags=[b"\\Seen"], msg_time=datetime.now(timezone.utc))
+                client.append(folder, raw, flags=[b"\\Seen"], msg_time=datetime.now(UTC))
                 results.append(f"appended to {folder}")
             except Exception as exc:  # noqa: BLE001 - reported per mail; the mail itself is sent
                 results.append(f"not appended to {folder}: {type(exc).__name__}: {exc}")

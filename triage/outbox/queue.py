@@ -46,9 +46,12 @@ class OutboxError(Exception):
 
 
 class _Outcome(Protocol):
-    status: str
-    ticket_reference: str | None
-    message_pk: int | None
+    @property
+    def status(self) -> str: ...
+    @property
+    def ticket_reference(self) -> str | None: ...
+    @property
+    def message_pk(self) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,10 +46,10 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
@@ -181,12 +181,12 @@ class OutboxSender:
     def _claim(self, row_id: int) -> tuple[str, list[str], bytes, str, int] | None:
         now = self._clock()
         with self._sessions.begin() as session:
-            won = session.execute(
+            won = cast("CursorResult[Any]", session.execute(
                 update(Outbox)
                 .where(Outbox.id == row_id, Outbox.status == OutboxStatus.pending, Outbox.next_attempt_at <= now)
                 .values(status=OutboxStatus.sending, smtp_phase=SmtpPhase.claimed, claimed_by=self.worker,
                         claimed_at=now, attempts=Outbox.attempts + 1, updated_at=now)
-            ).rowcount
+            )).rowcount
             if won != 1:
                 return None  # another worker took it, or it is no longer due
             row = session.get_one(Outbox, row_id)
@@ -203,7 +203,7 @@ class OutboxSender:
         claimed = self._claim(row_id)
         if claimed is None:
             return None
-        envelope_from, recipients, raw, message_id, attempts = claimed
+        envelope_from, recipients, raw, _message_id, attempts = claimed
         try:
             delivery = smtp.transact(envelope_from, recipients, raw, lambda: self._mark_data_end(row_id))
         except Exception as exc:  # noqa: BLE001 - before the final dot: the server cannot have accepted it
