@@ -45,7 +45,7 @@ class Baseline:
 
     def __init__(self) -> None:
         self.vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2, max_df=0.5)
-        self.svm = LinearSVC()
+        self.svm = LinearSVC(random_state=0)
 
     @property
     def labels(self) -> list[str]:
