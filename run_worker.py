@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from triage.bootstrap import bootstrap
+from triage.bootstrap import App, bootstrap
 from triage.config import ConfigError, load_settings
 from triage.logging import configure_logging
 from triage.runners.base import Runner
@@ -21,6 +21,19 @@ from triage.runners.poll import PollRunner
 from triage.runners.spool import SpoolRunner
 from triage.runners.supervisor import run_until_signalled
 from triage.store.schema import SchemaError
+
+
+def routing_runners(app: App) -> list[Runner]:
+    """Suggest and retrain, when the teams file is there (otherwise mail still flows, unrouted)."""
+    from triage.routing.errors import RoutingError
+    from triage.runners.routing import RetrainRunner, SuggestRunner
+
+    try:
+        router = app.router()
+    except RoutingError as exc:
+        print(f"run_worker: routing off: {exc}", file=sys.stderr)
+        return []
+    return [SuggestRunner(router), RetrainRunner(router, app.settings.routing)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             print("run_worker: nothing to run; set imap.host (TRIAGE_IMAP_HOST) or ingest.spool_maildir",
                   file=sys.stderr)
             return 2
+        runners += routing_runners(app)
         if args.once:
             status = 0
             for runner in runners:

@@ -1,9 +1,12 @@
-"""The one place that builds the engine and session factory from Settings and hands them out."""
+"""The one place that builds the engine, session factory and routing model and hands them out."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import structlog
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -12,18 +15,50 @@ from triage.ingest.pipeline import Ingestor
 from triage.store.db import make_engine, make_session_factory
 from triage.store.schema import ensure_schema
 
+if TYPE_CHECKING:
+    from triage.routing.desk import Router
 
-@dataclass(frozen=True)
+log = structlog.get_logger(__name__)
+
+
+@dataclass
 class App:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    _router: object | None = field(default=None, repr=False)
 
     def ingestor(self) -> Ingestor:
         return Ingestor(self.sessions, self.settings.mail)
 
+    def router(self) -> Router:
+        """The routing use cases with the model in use, loaded once (trained from seed data if allowed).
+
+        Imported here, not at the top: the classifier pulls in scikit-learn, which commands that
+        do not route should not pay for.
+        """
+        if self._router is None:
+            from triage.routing.model_store import current_model
+            from triage.routing.desk import Router, load_teams
+
+            teams = load_teams(self.settings.routing.teams_file)
+            model = current_model(self.settings.routing)
+            self._router = Router(self.sessions, model, teams, on_routed=_handoff_hook())
+        assert isinstance(self._router, Router)
+        return self._router
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _handoff_hook() -> Callable[..., object] | None:
+    """The outbox's hand-off on approval, where the outbox is installed."""
+    try:
+        from triage.outbox.queue import enqueue_handoff
+    except ImportError:
+        return None
+    hook: Callable[..., object] = enqueue_handoff
+    return hook
 
 
 def bootstrap(settings: Settings, *, migrate: bool | None = None) -> App:
@@ -31,3 +66,6 @@ def bootstrap(settings: Settings, *, migrate: bool | None = None) -> App:
     engine = make_engine(settings.database.url)
     ensure_schema(engine, auto_migrate=settings.database.auto_migrate if migrate is None else migrate)
     return App(settings, engine, make_session_factory(engine))
+
+
+__all__ = ["App", "bootstrap"]

@@ -6,6 +6,7 @@ with a non-zero exit status and no traceback.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from triage.ingest.parsed import ParsedMail
 from triage.ingest.pipeline import IncomingMail
 from triage.ingest.sources import SourceError, batches, open_source
 from triage.logging import configure_logging
+from triage.routing.errors import RoutingError
 from triage.queries import NotFound, list_quarantine, list_tickets, ticket_detail
 from triage.store.schema import SchemaError, current_revision, head_revision, upgrade
 
@@ -41,6 +43,10 @@ class Context:
             configure_logging(self._settings.log)
         return self._settings
 
+    def open_app(self) -> App:
+        """An App the caller closes (commands in other modules use this)."""
+        return bootstrap(self.settings)
+
     @contextmanager
     def app(self, *, migrate: bool | None = None) -> Iterator[App]:
         app = bootstrap(self.settings, migrate=migrate)
@@ -58,12 +64,36 @@ def _echo_json(value: Any) -> None:
 
 
 class TriageGroup(click.Group):
-    """Turns the errors a user can fix into one line on stderr and exit status 2."""
+    """Turns the errors a user can fix into one line on stderr and exit status 2.
+
+    Commands that need scikit-learn are imported only when run (click's documented lazy
+    loading), so `triage tickets` does not pay for the classifier's imports.
+    """
+
+    lazy = {
+        "train": "triage.routing.commands:train",
+        "evaluate": "triage.routing.commands:evaluate",
+        "suggest": "triage.routing.commands:suggest",
+        "queue": "triage.routing.desk_commands:queue",
+        "approve": "triage.routing.desk_commands:approve",
+        "stats": "triage.routing.desk_commands:stats",
+        "retrain": "triage.routing.desk_commands:retrain",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module_name, attribute = self.lazy[cmd_name].split(":")
+            command: click.Command = getattr(importlib.import_module(module_name), attribute)
+            return command
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ConfigError, SchemaError, SourceError, NotFound) as exc:
+        except (ConfigError, SchemaError, SourceError, NotFound, RoutingError) as exc:
             click.echo(f"triage: {exc}", err=True)
             sys.exit(2)
 
@@ -151,6 +181,18 @@ def ingest(ctx: Context, path: Path, batch_size: int) -> None:
     )
     if counts["quarantined"]:
         click.echo("see `triage quarantine` for the mails that could not be stored", err=True)
+    _suggest(ctx)
+
+
+def _suggest(ctx: Context) -> None:
+    """Propose teams for the new tickets; a missing model or teams file only warns."""
+    try:
+        with ctx.app() as app:
+            router = app.router()
+            while router.suggest_pending():
+                pass
+    except RoutingError as exc:
+        click.echo(f"triage: routing suggestions skipped: {exc}", err=True)
 
 
 @cli.command()
@@ -198,6 +240,7 @@ def poll(ctx: Context, once: bool, accounts: tuple[str, ...], as_json: bool) -> 
                 + (f" (first contact: {p.first_contact})" if p.first_contact else "")
                 + (f" (UIDVALIDITY changed from {p.resynced_from})" if p.resynced_from else "")
             )
+    _suggest(ctx)
     if failed or any(p.mark_errors for p in passes):
         sys.exit(1)
 

@@ -161,6 +161,16 @@ class ImapSettings(_Section):
         return [self.folder, *[f for f in self.extra_folders if f != self.folder]]
 
 
+class RoutingSettings(_Section):
+    model_path: str = Field("data/model", description="Folder of the routing model in use.")
+    teams_file: str = Field("data/teams.toml", description="The staff teams: [teams.<key>] with name, address, description.")
+    seed_data: str = Field("data/seed/seed.csv", description="Training data for the first model when none exists.")
+    auto_train: bool = Field(True, description="Train a first model from seed_data when model_path holds none.")
+    target_precision: float = Field(0.9, gt=0, lt=1, description="Suggest a team only where held-out precision reaches this.")
+    retrain_hours: float = Field(24.0, gt=0, description="How often the worker retrains from the liaison's decisions.")
+    min_new_decisions: int = Field(20, ge=1, description="Retrain only after this many new decisions.")
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged.")
     format: Literal["console", "json"] = Field("console", description="console for people, json for collectors.")
@@ -241,6 +251,7 @@ class Settings(_Section):
     ingest: IngestSettings = IngestSettings()
     imap: ImapSettings = ImapSettings()
     imap_accounts: dict[str, ImapSettings] = Field(default_factory=dict)
+    routing: RoutingSettings = RoutingSettings()
     log: LogSettings = LogSettings()
     smtp: SmtpSettings = SmtpSettings()
     outbox: OutboxSettings = OutboxSettings()

@@ -1,0 +1,173 @@
+"""Routing in the pipeline: suggestions per new ticket, the liaison's decisions, stats, learning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from classifiers import default_classifier
+from tests.conftest import Clock, make_mail
+from triage.bootstrap import App
+from triage.cli import cli
+from triage.ingest.pipeline import Ingestor
+from triage.routing.desk import Router, load_teams
+from triage.routing.errors import RoutingError
+from triage.routing.model_store import current_model
+from triage.routing.training_data import load_examples
+from triage.store.models import Decision, Event, Suggestion, Ticket
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained on the shipped seed data, saved once for the module."""
+    path = tmp_path_factory.mktemp("model") / "model"
+    model = default_classifier()
+    model.fit(load_examples(DATA / "seed" / "seed.csv").examples)
+    model.save(path)
+    return path
+
+
+@pytest.fixture
+def router(app: App, clock: Clock, model_dir: Path) -> Router:
+    from classifiers import load_model
+
+    return Router(app.sessions, load_model(str(model_dir)), load_teams(DATA / "teams.toml"), clock=clock)
+
+
+def ingest(app: App, clock: Clock, *mails: bytes) -> list[str]:
+    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    return [ingestor.ingest(raw).ticket_reference or "" for raw in mails]
+
+
+DONATION = make_mail(subject="Donation receipt for my tax return", message_id="<r1@v.example>",
+                     body="Hello, I donated 50 euros by card in March. Could you send me a donation receipt "
+                          "for my tax return? Thank you.")
+VAGUE = make_mail(subject="hello", message_id="<r2@v.example>", sender="bo@v.example", body="hi, quick question")
+
+
+def test_every_new_ticket_gets_a_stored_suggestion_with_evidence(app: App, clock: Clock, router: Router) -> None:
+    """Suggestions carry team, confidence, model version and evidence; an unsure model abstains."""
+    ingest(app, clock, DONATION, VAGUE)
+    assert router.suggest_pending() == 2
+    assert router.suggest_pending() == 0  # idempotent: one per ticket and model version
+    with app.sessions() as session:
+        by_ticket = {s.ticket_id: s for s in session.scalars(select(Suggestion))}
+        assert by_ticket[1].team == "fundraising" and by_ticket[1].confidence >= by_ticket[1].confidence
+        assert by_ticket[1].model_version == router.model_version and by_ticket[1].evidence
+        assert any("receipt" in str(feature) or "donat" in str(feature) for feature, _ in by_ticket[1].evidence)
+        assert by_ticket[2].team is None  # below the threshold: the liaison routes it
+        assert [e.action for e in session.scalars(select(Event).where(Event.ticket_id == 1))][-1] == "suggested"
+
+
+def test_approve_accepts_or_corrects_and_logs_who(app: App, clock: Clock, router: Router) -> None:
+    """approve takes the suggestion; --team corrects it; both record the decision and the actor."""
+    first, second = ingest(app, clock, DONATION, VAGUE)
+    router.suggest_pending()
+    accepted = router.approve(first, actor="liaison:ana")
+    assert accepted == {"reference": first, "team": "fundraising", "suggested": "fundraising", "agreed": True}
+    with pytest.raises(RoutingError, match="abstained"):
+        router.approve(second, actor="liaison:ana")
+    with pytest.raises(RoutingError, match="unknown team"):
+        router.approve(second, actor="liaison:ana", team="catering")
+    corrected = router.approve(second, actor="liaison:ana", team="technology")
+    assert corrected["agreed"] is False and corrected["team"] == "technology"
+    with pytest.raises(RoutingError, match="already routed"):
+        router.approve(second, actor="liaison:ana", team="legal")
+    with app.sessions() as session:
+        decisions = list(session.scalars(select(Decision).order_by(Decision.id)))
+        assert [(d.team, d.agreed, d.actor) for d in decisions] == [
+            ("fundraising", True, "liaison:ana"), ("technology", False, "liaison:ana")]
+        routed = session.scalars(select(Event).where(Event.action == "routed")).all()
+        assert {e.actor for e in routed} == {"liaison:ana"} and routed[0].at == clock.now
+        assert session.get_one(Ticket, 1).team == "fundraising"
+    with app.sessions() as session:
+        assert router.queue(session) == []
+
+
+def test_bulk_approval_takes_only_confident_suggestions(app: App, clock: Clock, router: Router) -> None:
+    """--min-confidence approves suggestions at or above it and leaves abstentions waiting."""
+    ingest(app, clock, DONATION, VAGUE)
+    router.suggest_pending()
+    done = router.approve_confident(0.5, actor="liaison:ana")
+    assert [d["team"] for d in done] == ["fundraising"]
+    with app.sessions() as session:
+        assert [row["reference"] for row in router.queue(session)] == ["T-2026-00002"]
+
+
+def test_decisions_are_examples_and_stats_measure_agreement(app: App, clock: Clock, router: Router) -> None:
+    """Each decision becomes a labelled example; stats report agreement and coverage."""
+    first, second = ingest(app, clock, DONATION, VAGUE)
+    router.suggest_pending()
+    router.approve(first, actor="a")
+    router.approve(second, actor="a", team="technology")
+    with app.sessions() as session:
+        examples = router.examples_from_decisions(session)
+        figures = router.stats(session)
+    assert [(e.subject, e.label) for e in examples] == [
+        ("Donation receipt for my tax return", "fundraising"), ("hello", "technology")]
+    assert figures["decisions"] == 2 and figures["agreement"] == 0.5 and figures["coverage"] == 0.5
+    assert sum(week["decisions"] for week in figures["by_week"]) == 2
+
+
+def test_first_model_is_trained_from_seed_data(tmp_path: Path) -> None:
+    """A fresh install with no model trains one from the seed data, and then loads it."""
+    from triage.config import load_settings
+
+    settings = load_settings(environ={
+        "TRIAGE_ROUTING_MODEL_PATH": str(tmp_path / "model"),
+        "TRIAGE_ROUTING_SEED_DATA": str(DATA / "seed" / "seed.csv"),
+    })
+    model = current_model(settings.routing)
+    assert model is not None and (tmp_path / "model").is_dir()
+    again = current_model(settings.routing)
+    assert again is not None and again.version == model.version
+
+
+def test_cli_queue_approve_stats(db_url: str, tmp_path: Path, model_dir: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The liaison's commands: queue shows the suggestion, approve routes, stats counts it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.eml").write_bytes(DONATION)
+    env = {"TRIAGE_CONFIG": "", "TRIAGE_DATABASE_URL": db_url, "TRIAGE_ROUTING_MODEL_PATH": str(model_dir),
+           "TRIAGE_ROUTING_TEAMS_FILE": str(DATA / "teams.toml")}
+    runner = CliRunner()
+    assert runner.invoke(cli, ["ingest", "a.eml"], env=env).exit_code == 0
+    waiting = json.loads(runner.invoke(cli, ["queue", "--json"], env=env).stdout)
+    assert [(w["reference"], w["suggested_team"]) for w in waiting] == [("T-2026-00001", "fundraising")]
+    done = runner.invoke(cli, ["approve", "T-2026-00001", "--actor", "liaison:test"], env=env)
+    assert done.exit_code == 0 and "fundraising (accepted)" in done.stdout
+    missing = runner.invoke(cli, ["approve", "T-2026-00099"], env=env)
+    assert missing.exit_code == 1 and "no ticket" in missing.stderr
+    figures = json.loads(runner.invoke(cli, ["stats", "--json"], env=env).stdout)
+    assert figures["decisions"] == 1 and figures["agreement"] == 1.0
+
+
+def test_retrain_promotes_only_a_model_at_least_as_good(app: App, clock: Clock, router: Router,
+                                                         tmp_path: Path) -> None:
+    """Decisions teach a new team wording; retraining promotes it when held-out accuracy does not drop."""
+    from triage.config import load_settings
+    from triage.routing.retrain import retrain
+
+    settings = load_settings(environ={"TRIAGE_ROUTING_MODEL_PATH": str(tmp_path / "m"),
+                                      "TRIAGE_ROUTING_SEED_DATA": str(DATA / "seed" / "seed.csv"),
+                                      "TRIAGE_ROUTING_MIN_NEW_DECISIONS": "10"}).routing
+    assert not retrain(router, settings).promoted  # no decisions yet: it waits
+    mails = [make_mail(subject=f"Quokka census form {i}", message_id=f"<q{i}@v.example>", sender=f"q{i}@v.example",
+                       body=f"Where do I send the quokka census form number {i}?") for i in range(14)]
+    refs = ingest(app, clock, *mails)
+    router.suggest_pending()
+    for ref in refs:
+        clock.advance(minutes=1)
+        router.approve(ref, actor="a", team="events")  # the liaison teaches: quokka census -> events
+    result = retrain(router, settings)
+    assert result.held_out == 5 and result.candidate_accuracy is not None
+    assert result.candidate_accuracy >= (result.current_accuracy or 0)
+    assert result.promoted and (tmp_path / "m").is_dir()
+    assert router.model is not None and router.model.predict(
+        [__import__("classifiers").Example("Quokka census form 99", "quokka census form")])[0].ranked[0][0] == "events"

@@ -1,0 +1,278 @@
+"""Routing in the pipeline: suggest a team for each new ticket, let the liaison decide, learn from it.
+
+Suggesting and deciding are two calls joined by the stored suggestion (as Mailman's
+hold/handle): `suggest_pending` proposes, with confidence and evidence, and never routes;
+`approve` applies the liaison's decision (accept or correct), records who and when in the
+ticket's event log, and is the hook for the hand-off. Every decision is a labelled example
+for the next training run.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import Integer, and_, cast, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from classifiers import Classifier, Example
+from triage.routing.errors import RoutingError
+from triage.store.db import utcnow
+from triage.store.models import Decision, Direction, Event, Message, Suggestion, Ticket, TicketStatus
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    key: str
+    name: str
+    address: str
+    description: str
+
+
+def load_teams(path: str | Path) -> dict[str, Team]:
+    """Teams are configuration: `[teams.<key>]` tables with name, address and description."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RoutingError(f"teams file {str(path)!r} does not exist; set routing.teams_file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RoutingError(f"teams file {str(path)!r} is not valid TOML: {exc}") from None
+    teams = {}
+    for key, table in data.get("teams", {}).items():
+        missing = [k for k in ("name", "address") if not table.get(k)]
+        if missing:
+            raise RoutingError(f"teams file {str(path)!r}: [teams.{key}] needs {', '.join(missing)}")
+        teams[key] = Team(key, table["name"], table["address"], table.get("description", ""))
+    if not teams:
+        raise RoutingError(f"teams file {str(path)!r} defines no [teams.<key>] table")
+    return teams
+
+
+def example_from_message(message: Message) -> Example:
+    """The classifier's view of a stored mail; the same fields training reads from raw mail."""
+    headers: dict[str, str] = {}
+    if message.to_addrs:
+        headers["to"] = ", ".join(message.to_addrs)
+    if message.cc_addrs:
+        headers["cc"] = ", ".join(message.cc_addrs)
+    if message.list_id:
+        headers["list-id"] = message.list_id
+    return Example(
+        subject=message.subject or "", body=message.body_text, sender=message.from_addr or "",
+        headers=headers, date=message.date,
+    )
+
+
+def _first_inbound(session: Session, ticket_ids: Sequence[int]) -> dict[int, Message]:
+    first = (
+        select(Message.ticket_id, func.min(Message.id).label("mid"))
+        .where(Message.ticket_id.in_(ticket_ids), Message.direction == Direction.inbound)
+        .group_by(Message.ticket_id)
+        .subquery()
+    )
+    rows = session.scalars(select(Message).join(first, first.c.mid == Message.id))
+    return {m.ticket_id: m for m in rows if m.ticket_id is not None}
+
+
+class Router:
+    """The routing use cases over one database and one loaded model (which may be absent)."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        model: Classifier | None,
+        teams: dict[str, Team],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        on_routed: Callable[[Session, Ticket, str, str, datetime], object] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self.model = model
+        self.teams = teams
+        self._clock = clock
+        self._on_routed = on_routed
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        return self._sessions
+
+    @property
+    def model_version(self) -> str | None:
+        return getattr(self.model, "version", None) if self.model is not None else None
+
+    # -- suggest -----------------------------------------------------------------------------
+
+    def suggest_pending(self, *, limit: int = 500) -> int:
+        """Suggest a team for open tickets that have no decision and no suggestion from this model."""
+        if self.model is None:
+            return 0
+        version = str(self.model_version)
+        with self._sessions.begin() as session:
+            pending = list(session.scalars(
+                select(Ticket.id)
+                .outerjoin(Suggestion, and_(Suggestion.ticket_id == Ticket.id, Suggestion.model_version == version))
+                .where(Ticket.team.is_(None), Ticket.status != TicketStatus.resolved, Suggestion.id.is_(None))
+                .order_by(Ticket.id)
+                .limit(limit)
+            ))
+            if not pending:
+                return 0
+            messages = _first_inbound(session, pending)
+            ids = [t for t in pending if t in messages]
+            examples = [example_from_message(messages[t]) for t in ids]
+            suggestions = self.model.predict(examples) if examples else []
+            now = self._clock()
+            rows: list[dict[str, Any]] = []
+            for ticket_id, example, suggestion in zip(ids, examples, suggestions, strict=True):
+                evidence = self.model.explain(example, top_k=8) if suggestion.ranked else []
+                rows.append({
+                    "ticket_id": ticket_id, "team": suggestion.team, "confidence": float(suggestion.confidence),
+                    "model_version": version,
+                    "ranked": [[team, round(float(p), 4)] for team, p in suggestion.ranked],
+                    "evidence": [[feature, round(float(w), 4)] for feature, w in evidence],
+                    "created_at": now,
+                })
+            if rows:
+                dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+                session.execute(
+                    dialect.insert(Suggestion).on_conflict_do_nothing(index_elements=["ticket_id", "model_version"]),
+                    rows,
+                )
+                session.execute(
+                    insert(Event),
+                    [{"ticket_id": r["ticket_id"], "at": now, "actor": f"model:{version}", "action": "suggested",
+                      "detail": {"team": r["team"], "confidence": round(float(r["confidence"]), 3)}} for r in rows],
+                )
+        log.info("routing.suggested", tickets=len(rows), model=version)
+        return len(rows)
+
+    # -- decide ------------------------------------------------------------------------------
+
+    def queue(self, session: Session) -> list[dict[str, Any]]:
+        """Tickets waiting for a routing decision, oldest first, with their latest suggestion."""
+        latest = (
+            select(Suggestion.ticket_id, func.max(Suggestion.id).label("sid")).group_by(Suggestion.ticket_id).subquery()
+        )
+        rows = session.execute(
+            select(Ticket, Suggestion)
+            .outerjoin(latest, latest.c.ticket_id == Ticket.id)
+            .outerjoin(Suggestion, Suggestion.id == latest.c.sid)
+            .where(Ticket.team.is_(None), Ticket.status != TicketStatus.resolved)
+            .order_by(Ticket.id)
+        )
+        return [
+            {
+                "reference": ticket.reference,
+                "subject": ticket.subject,
+                "flag": ticket.flag,
+                "suggested_team": suggestion.team if suggestion else None,
+                "confidence": round(suggestion.confidence, 3) if suggestion else None,
+                "ranked": suggestion.ranked[:3] if suggestion else [],
+                "evidence": suggestion.evidence if suggestion else [],
+                "model_version": suggestion.model_version if suggestion else None,
+            }
+            for ticket, suggestion in rows
+        ]
+
+    def approve(self, reference: str, *, actor: str, team: str | None = None) -> dict[str, Any]:
+        """Accept the suggestion (team None) or correct it (team given); route the ticket."""
+        with self._sessions.begin() as session:
+            return self._approve(session, reference, actor=actor, team=team)
+
+    def approve_confident(self, min_confidence: float, *, actor: str) -> list[dict[str, Any]]:
+        """Accept, in one go, every waiting suggestion at or above `min_confidence` that named a team."""
+        with self._sessions.begin() as session:
+            waiting = [
+                row["reference"] for row in self.queue(session)
+                if row["suggested_team"] and row["confidence"] is not None and row["confidence"] >= min_confidence
+            ]
+            return [self._approve(session, ref, actor=actor, team=None) for ref in waiting]
+
+    def _approve(self, session: Session, reference: str, *, actor: str, team: str | None) -> dict[str, Any]:
+        ticket = session.scalar(select(Ticket).where(Ticket.reference == reference.upper()).with_for_update())
+        if ticket is None:
+            raise RoutingError(f"no ticket {reference!r}; `triage queue` lists those waiting")
+        if ticket.team is not None:
+            raise RoutingError(f"{ticket.reference} is already routed to {ticket.team}")
+        suggestion = session.scalar(
+            select(Suggestion).where(Suggestion.ticket_id == ticket.id).order_by(Suggestion.id.desc()).limit(1)
+        )
+        suggested = suggestion.team if suggestion else None
+        chosen = team or suggested
+        if chosen is None:
+            raise RoutingError(
+                f"{ticket.reference} has no suggested team (the model abstained); pass --team "
+                f"({', '.join(sorted(self.teams))})"
+            )
+        if chosen not in self.teams:
+            raise RoutingError(f"unknown team {chosen!r}; teams: {', '.join(sorted(self.teams))}")
+        now = self._clock()
+        ticket.team = chosen
+        if ticket.status == TicketStatus.new:
+            ticket.status = TicketStatus.open
+        ticket.updated_at = now
+        agreed = suggested == chosen
+        session.add(Decision(
+            ticket_id=ticket.id, suggestion_id=suggestion.id if suggestion else None, suggested_team=suggested,
+            team=chosen, agreed=agreed, actor=actor, decided_at=now,
+        ))
+        session.add(Event(
+            ticket_id=ticket.id, at=now, actor=actor, action="routed",
+            detail={"team": chosen, "suggested": suggested, "agreed": agreed,
+                    "confidence": round(suggestion.confidence, 3) if suggestion else None},
+        ))
+        if self._on_routed is not None:
+            self._on_routed(session, ticket, chosen, actor, now)
+        return {"reference": ticket.reference, "team": chosen, "suggested": suggested, "agreed": agreed}
+
+    # -- learn -------------------------------------------------------------------------------
+
+    def examples_from_decisions(self, session: Session) -> list[Example]:
+        """Every decision is a labelled example: the ticket's first mail, labelled with the chosen team."""
+        decisions = list(session.execute(select(Decision.ticket_id, Decision.team).order_by(Decision.decided_at,
+                                                                                             Decision.id)))
+        latest = {ticket_id: team for ticket_id, team in decisions}
+        messages = _first_inbound(session, list(latest))
+        out = []
+        for ticket_id, team in latest.items():
+            if ticket_id in messages:
+                example = example_from_message(messages[ticket_id])
+                out.append(Example(example.subject, example.body, example.sender, example.headers, team, example.date))
+        return out
+
+    def stats(self, session: Session) -> dict[str, Any]:
+        """Agreement between suggestions and decisions, by week, and the model's coverage."""
+        week = func.strftime("%Y-%W", Decision.decided_at) if session.get_bind().dialect.name == "sqlite" \
+            else func.to_char(Decision.decided_at, 'IYYY-"W"IW')
+        by_week = [
+            {"week": w, "decisions": n, "agreed": int(a or 0), "agreement": round(int(a or 0) / n, 3) if n else None}
+            for w, n, a in session.execute(
+                select(week, func.count(), func.sum(cast(Decision.agreed, Integer))).group_by(week).order_by(week)
+            )
+        ]
+        total = session.scalar(select(func.count()).select_from(Suggestion)) or 0
+        named = session.scalar(select(func.count()).select_from(Suggestion).where(Suggestion.team.is_not(None))) or 0
+        decided = session.scalar(select(func.count()).select_from(Decision)) or 0
+        agreed = session.scalar(select(func.count()).select_from(Decision).where(Decision.agreed.is_(True))) or 0
+        waiting = session.scalar(
+            select(func.count()).select_from(Ticket)
+            .where(Ticket.team.is_(None), Ticket.status != TicketStatus.resolved)
+        ) or 0
+        return {
+            "suggestions": total,
+            "coverage": round(named / total, 3) if total else None,
+            "decisions": decided,
+            "agreement": round(agreed / decided, 3) if decided else None,
+            "waiting": waiting,
+            "by_week": by_week,
+            "model_version": self.model_version,
+        }

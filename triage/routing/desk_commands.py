@@ -1,0 +1,129 @@
+"""`triage queue`, `triage approve` and `triage stats`: the liaison's routing decisions."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from typing import Any
+
+import click
+
+from triage.routing.errors import RoutingError
+
+
+def _router(ctx: click.Context) -> Any:
+    app = ctx.obj.open_app()
+    return app, app.router()
+
+
+def _actor(actor: str | None) -> str:
+    return actor or f"liaison:{getpass.getuser()}"
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_context
+def queue(ctx: click.Context, as_json: bool) -> None:
+    """Tickets waiting for a routing decision, with the suggested team, confidence and evidence."""
+    app, router = _router(ctx)
+    try:
+        router.suggest_pending()
+        with app.sessions() as session:
+            rows = router.queue(session)
+    finally:
+        app.close()
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("nothing waiting for a decision")
+    for row in rows:
+        team = row["suggested_team"] or "(no suggestion: model not confident)"
+        conf = f"{row['confidence']:.2f}" if row["confidence"] is not None else "-"
+        flag = f"  [!] {row['flag']}" if row["flag"] else ""
+        click.echo(f"{row['reference']}  {team:24} {conf:>5}  {(row['subject'] or '')[:60]}{flag}")
+        if row["evidence"]:
+            words = ", ".join(str(feature) for feature, _ in row["evidence"][:5])
+            click.echo(f"{'':15}because: {words}")
+
+
+@click.command()
+@click.argument("references", nargs=-1)
+@click.option("--team", help="Route to this team instead of the suggestion (a correction).")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), help="Approve every suggestion at or above this.")
+@click.option("--actor", help="Who decides (default: liaison:<login>).")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_context
+def approve(ctx: click.Context, references: tuple[str, ...], team: str | None, min_confidence: float | None,
+            actor: str | None, as_json: bool) -> None:
+    """Accept the suggested team for tickets (or correct it with --team); the hand-off follows."""
+    if not references and min_confidence is None:
+        raise click.UsageError("give ticket references, or --min-confidence X to approve in bulk")
+    if references and min_confidence is not None:
+        raise click.UsageError("give either references or --min-confidence, not both")
+    app, router = _router(ctx)
+    results, failed = [], False
+    try:
+        if min_confidence is not None:
+            router.suggest_pending()
+            results = router.approve_confident(min_confidence, actor=_actor(actor))
+        for reference in references:
+            try:
+                results.append(router.approve(reference, actor=_actor(actor), team=team))
+            except RoutingError as exc:
+                failed = True
+                click.echo(f"triage: {exc}", err=True)
+    finally:
+        app.close()
+    if as_json:
+        click.echo(json.dumps(results))
+    else:
+        for r in results:
+            how = "accepted" if r["agreed"] else f"corrected from {r['suggested'] or 'no suggestion'}"
+            click.echo(f"{r['reference']} -> {r['team']} ({how})")
+        if min_confidence is not None:
+            click.echo(f"{len(results)} approved at confidence >= {min_confidence}")
+    if failed:
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """How often the suggestions matched the liaison's decisions, by week, and the model's coverage."""
+    app, router = _router(ctx)
+    try:
+        with app.sessions() as session:
+            figures = router.stats(session)
+    finally:
+        app.close()
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    click.echo(f"model {figures['model_version'] or '(none)'}: {figures['suggestions']} suggestions, "
+               f"coverage {figures['coverage'] if figures['coverage'] is not None else '-'}")
+    click.echo(f"{figures['decisions']} decisions, agreement {figures['agreement'] if figures['agreement'] is not None else '-'}; "
+               f"{figures['waiting']} tickets waiting")
+    for week in figures["by_week"]:
+        click.echo(f"  {week['week']}: {week['agreed']}/{week['decisions']} agreed ({week['agreement']})")
+
+
+@click.command()
+@click.option("--force", is_flag=True, help="Retrain even below routing.min_new_decisions.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_context
+def retrain(ctx: click.Context, force: bool, as_json: bool) -> None:
+    """Retrain from the liaison's decisions; the new model replaces the current one only if at least as good."""
+    from triage.routing.retrain import retrain as run_retrain
+
+    app, router = _router(ctx)
+    try:
+        result = run_retrain(router, app.settings.routing, force=force)
+    finally:
+        app.close()
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        click.echo(("promoted: " if result.promoted else "kept the current model: ") + result.reason)
