@@ -26,14 +26,16 @@ from tests.servers.smtp_sink import (  # noqa: F401 - fixtures, found by pytest 
     fixture_make_smtp_sink,
     fixture_smtp_sink,
 )
+from tests.servers.dovecot import Dovecot, fixture_dovecot_server, fixture_make_dovecot  # noqa: F401 - fixtures
 from tests.test_outbox import MakeApp, fixture_make_app, outbox_rows  # noqa: F401 - fixture_make_app: make_app
 from triage.bootstrap import App
 from triage.cli import cli
 from triage.ingest.pipeline import IncomingMail, Ingestor
 from triage.outbox.sender import OutboxSender
+from triage.outbox.setup import make_sender
 from triage.outbox.smtp import SmtpSecurityError
 from triage.store.models import Message, Ticket
-from triage.store.outbox_models import OutboxStatus
+from triage.store.outbox_models import OutboxStatus, SmtpPhase
 
 ROOT = Path(__file__).resolve().parents[1]
 MAILS = 40
@@ -207,6 +209,36 @@ def test_missing_starttls_is_an_error_never_a_plain_text_fallback(
         sender_for(app, clock).send_due()
     [row] = outbox_rows(app)
     assert row.status is OutboxStatus.pending and row.attempts == 0 and smtp_sink.transactions == 0
+
+
+def test_sent_folder_copy_and_confirmation_of_a_mail_in_doubt(
+    make_app: MakeApp, smtp_sink: SmtpSink, clock: Clock, dovecot_server: Dovecot
+) -> None:
+    """A sent mail is copied to outbox.sent_folder; a mail in doubt found in outbox.confirm_folder counts as sent."""
+    dovecot_server.create_folder("Sent")
+    dovecot_server.create_folder("Server copies")
+    app = make_app(**smtp_env(
+        smtp_sink, TRIAGE_IMAP_HOST=dovecot_server.host, TRIAGE_IMAP_PORT=str(dovecot_server.port),
+        TRIAGE_IMAP_SECURITY="none", TRIAGE_IMAP_USER=dovecot_server.user, TRIAGE_IMAP_PASSWORD=dovecot_server.password,
+        TRIAGE_OUTBOX_SENT_FOLDER="Sent", TRIAGE_OUTBOX_CONFIRM_FOLDER="Server copies",
+    ))
+    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    for n in range(3):
+        ingestor.ingest(make_mail(sender=f"V{n} <v{n}@volunteers.example>", message_id=f"<s{n}@volunteers.example>"))
+    found, missing, normal = outbox_rows(app)
+    with app.sessions.begin() as session:
+        for row_id in (found.id, missing.id):  # a worker died after the final dot of these two
+            row = session.get_one(type(found), row_id)
+            row.status, row.smtp_phase, row.claimed_by = OutboxStatus.sending, SmtpPhase.data_end, "gone:1:x"
+    dovecot_server.append(found.raw, folder="Server copies")  # the server filed its own copy of this one
+    clock.advance(seconds=app.settings.outbox.lease_seconds + 1)
+    report = make_sender(app, clock=clock).send_due()
+    assert (report.sent, report.uncertain) == (2, 1)
+    statuses = {r.id: (r.status, r.sent_copy) for r in outbox_rows(app)}
+    assert statuses[found.id][0] is OutboxStatus.sent and statuses[missing.id][0] is OutboxStatus.uncertain
+    assert statuses[normal.id] == (OutboxStatus.sent, "appended to Sent")
+    assert smtp_sink.message_ids() == [normal.message_id]
+    assert len(dovecot_server.list_uids("Sent")) == 1
 
 
 def _kill_at_acceptance(sink: SmtpSink, target: list[subprocess.Popen[bytes] | None]) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from functools import partial
 
 from triage.bootstrap import App
 from triage.outbox import wiring
 from triage.outbox.sender import CopyFinder, OutboxSender
+from triage.store.db import utcnow
 
 
-def make_sender(app: App) -> OutboxSender:
+def make_sender(app: App, *, clock: Callable[[], datetime] = utcnow) -> OutboxSender:
     """The sender for this app's database and settings; also installs the settings for the outbox hooks."""
     settings = app.settings
     wiring.install(settings)
@@ -26,7 +28,7 @@ def make_sender(app: App) -> OutboxSender:
         def append(raws: Sequence[bytes]) -> list[str]:
             return append_copies(settings.imap, settings.outbox.sent_folder, raws)
 
-    return OutboxSender(app.sessions, settings, confirm_copy=confirm, append_copies=append)
+    return OutboxSender(app.sessions, settings, clock=clock, confirm_copy=confirm, append_copies=append)
 
 
 __all__ = ["make_sender"]
