@@ -21,12 +21,12 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from tests.conftest import Clock, make_mail
+from tests.servers.dovecot import Dovecot, fixture_dovecot_server, fixture_make_dovecot  # noqa: F401 - fixtures
 from tests.servers.smtp_sink import (  # noqa: F401 - fixtures, found by pytest under their names
     SmtpSink,
     fixture_make_smtp_sink,
     fixture_smtp_sink,
 )
-from tests.servers.dovecot import Dovecot, fixture_dovecot_server, fixture_make_dovecot  # noqa: F401 - fixtures
 from tests.test_outbox import MakeApp, fixture_make_app, outbox_rows  # noqa: F401 - fixture_make_app: make_app
 from triage.bootstrap import App
 from triage.cli import cli
