@@ -31,7 +31,7 @@ from triage.outbox.compose import AutoSubmitted, ComposeError, Party, compose, t
 from triage.outbox.language import choose_language
 from triage.outbox.mails import TicketView, context, load_view
 from triage.outbox.render import Rendered, TemplateError
-from triage.outbox.wiring import Wiring, current
+from triage.outbox.wiring import Wiring, current, settings_for, wiring_for
 from triage.store.blobs import put_blob
 from triage.store.models import Contact, Direction, Event, Message, Ticket, TicketStatus
 from triage.store.outbox_models import Outbox, OutboxStatus
@@ -185,12 +185,13 @@ def acknowledge_new_tickets(
     `mail-skipped` event with the reasons instead. A failure to build one acknowledgment is
     logged and recorded on its ticket; it never fails the ingest.
     """
-    wiring = current(mail)
-    if not wiring.settings.outbox.auto_acknowledge:
+    settings = settings_for(mail)
+    if not settings.outbox.auto_acknowledge:
         return []
     pks = [o.message_pk for o in outcomes if o.status == "stored" and o.ticket_reference and o.message_pk]
     if not pks:
         return []
+    wiring = wiring_for(settings)
     pairs = list(session.execute(
         select(Message, Ticket).join(Ticket, Ticket.id == Message.ticket_id).where(Message.id.in_(pks))
     ))

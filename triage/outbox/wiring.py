@@ -74,7 +74,8 @@ def load_teams(path: str | Path) -> dict[str, TeamInfo]:
     return teams
 
 
-def _settings(mail: MailSettings | None) -> Settings:
+def settings_for(mail: MailSettings | None = None) -> Settings:
+    """The outbox's settings; `mail` (the caller's own mail settings) wins over the loaded ones."""
     global _fallback
     with _lock:
         settings = _installed
@@ -93,7 +94,7 @@ def _settings(mail: MailSettings | None) -> Settings:
 
 def current(mail: MailSettings | None = None) -> Wiring:
     """The outbox's wiring; `mail` (the caller's own mail settings) wins over the loaded ones."""
-    return wiring_for(_settings(mail))
+    return wiring_for(settings_for(mail))
 
 
 def wiring_for(settings: Settings) -> Wiring:
@@ -119,4 +120,4 @@ def wiring_for(settings: Settings) -> Wiring:
     return Wiring(settings, renderer, teams)
 
 
-__all__ = ["TeamInfo", "Wiring", "current", "install", "load_teams", "uninstall", "wiring_for"]
+__all__ = ["TeamInfo", "Wiring", "current", "install", "load_teams", "settings_for", "uninstall", "wiring_for"]
