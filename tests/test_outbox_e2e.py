@@ -258,8 +258,7 @@ def _kill_at_acceptance(sink: SmtpSink, target: list[subprocess.Popen[bytes] | N
 def test_sigkill_anywhere_in_the_send_path_never_sends_twice(
     make_app: MakeApp, smtp_sink: SmtpSink, clock: Clock, db_url: str
 ) -> None:
-    """`triage outbox --send` killed again and again: each mail arrives at most once, and every mail either
-    arrived exactly once (sent) or is flagged uncertain (the documented window), none is left pending."""
+    """SIGKILLed senders, restarted: no mail arrives twice; each is sent exactly once or flagged uncertain."""
     app = make_app(**smtp_env(smtp_sink))
     ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
     ingestor.ingest_many([
