@@ -13,7 +13,6 @@ mail at fault.
 from __future__ import annotations
 
 import uuid
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 from triage.config import MailSettings
 from triage.ingest import threading
 from triage.ingest.parsed import ParsedMail
+from triage.store.blobs import compress
 from triage.store.models import (
     Attachment,
     Blob,
@@ -294,7 +294,7 @@ def store_batch(
     if blobs:
         session.execute(
             _dialect_insert(session)(Blob).on_conflict_do_nothing(index_elements=["sha256"]),
-            [{"sha256": sha, "size": len(data), "codec": "zlib", "data": zlib.compress(data, 6), "created_at": now}
+            [{"sha256": sha, "size": len(data), "codec": "zlib", "data": compress(data), "created_at": now}
              for sha, data in sorted(blobs.items())],
         )
     if pending_messages:

@@ -13,6 +13,15 @@ from triage.store.db import utcnow
 from triage.store.models import Blob
 
 
+# Level 1: about three times faster than the default 6 on mail, for a few percent more bytes;
+# compression sits on the ingest hot path.
+COMPRESSION_LEVEL = 1
+
+
+def compress(data: bytes) -> bytes:
+    return zlib.compress(data, COMPRESSION_LEVEL)
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -24,7 +33,7 @@ def put_blob(session: Session, data: bytes, digest: str | None = None) -> str:
         "sha256": digest,
         "size": len(data),
         "codec": "zlib",
-        "data": zlib.compress(data, 6),
+        "data": compress(data),
         "created_at": utcnow(),
     }
     dialect = session.get_bind().dialect.name
