@@ -95,3 +95,23 @@ def test_workers_starting_together_migrate_once(db_url: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_an_open_reader_never_blocks_a_writer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A read session left open (a page, a listing) does not hold SQLite's write lock."""
+    from sqlalchemy import select
+
+    from tests.conftest import make_mail
+    from triage.bootstrap import bootstrap
+    from triage.config import load_settings
+    from triage.store.models import Ticket
+
+    app = bootstrap(load_settings(environ={"TRIAGE_DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}"}))
+    try:
+        reader = app.reads()
+        assert reader.scalars(select(Ticket)).all() == []  # a transaction is now open
+        outcome = app.ingestor().ingest(make_mail(message_id="<rw@v.example>"))
+        assert outcome.status == "stored"
+        reader.close()
+    finally:
+        app.close()

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
 from triage.ingest.pipeline import Ingestor
-from triage.store.db import make_engine, make_session_factory
+from triage.store.db import make_engine, make_read_session_factory, make_session_factory
 from triage.store.schema import ensure_schema
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ class App:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    reads: sessionmaker[Session]
     _router: object | None = field(default=None, repr=False)
 
     def ingestor(self) -> Ingestor:
@@ -65,7 +66,7 @@ def bootstrap(settings: Settings, *, migrate: bool | None = None) -> App:
     """Connect, check the schema (upgrading it if configured) and return the wired application."""
     engine = make_engine(settings.database.url)
     ensure_schema(engine, auto_migrate=settings.database.auto_migrate if migrate is None else migrate)
-    return App(settings, engine, make_session_factory(engine))
+    return App(settings, engine, make_session_factory(engine), make_read_session_factory(engine))
 
 
 __all__ = ["App", "bootstrap"]

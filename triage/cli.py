@@ -253,7 +253,7 @@ def poll(ctx: Context, once: bool, accounts: tuple[str, ...], as_json: bool) -> 
 @pass_ctx
 def tickets(ctx: Context, status: str | None, team: str | None, limit: int | None, as_json: bool) -> None:
     """List tickets, oldest first."""
-    with ctx.app() as app, app.sessions() as session:
+    with ctx.app() as app, app.reads() as session:
         rows = list_tickets(session, status=status, team=team, limit=limit)
     if as_json:
         _echo_json(rows)
@@ -276,7 +276,7 @@ def tickets(ctx: Context, status: str | None, team: str | None, limit: int | Non
 @pass_ctx
 def show(ctx: Context, ident: str, as_json: bool) -> None:
     """Show ticket IDENT (reference such as T-2026-00042, or numeric id): messages and events."""
-    with ctx.app() as app, app.sessions() as session:
+    with ctx.app() as app, app.reads() as session:
         detail = ticket_detail(session, ident)
     if as_json:
         _echo_json(detail)
@@ -320,7 +320,7 @@ def quarantine(ctx: Context, retry: bool, ids: tuple[int, ...], show_all: bool, 
             if any(o.status == "quarantined" for _, o in results):
                 sys.exit(1)
             return
-        with app.sessions() as session:
+        with app.reads() as session:
             rows = list_quarantine(session, include_released=show_all)
     if as_json:
         _echo_json(rows)

@@ -74,10 +74,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+READ_ONLY = "triage_read_only"
+
+
 def _sqlite_begin(connection: Any) -> None:
     """BEGIN IMMEDIATE takes the write lock up front, so two workers queue (busy_timeout)
-    instead of one failing when its read transaction tries to become a write."""
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    instead of one failing when its read transaction tries to become a write. Sessions made
+    by `make_read_session_factory` begin DEFERRED instead: in WAL mode they read a snapshot
+    and never hold up a writer, however long they stay open."""
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN DEFERRED")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -91,3 +99,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Any]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_session_factory(engine: Engine) -> sessionmaker[Any]:
+    """Sessions for pages and listings: they never take SQLite's write lock (no effect on PostgreSQL)."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
