@@ -225,3 +225,22 @@ def test_password_file_and_login_retry_delay(dovecot_server: Dovecot, db_url: st
         assert runner.retry_delay(OSError("down"), 30) <= settings.imap.backoff_max_seconds
     finally:
         app.close()
+
+
+def test_oauth2_token_from_command_or_file(tmp_path: Path) -> None:
+    """XOAUTH2 takes its token from a configured command or file; a failing command is a clear error."""
+    from triage.ingest.imap_connect import ImapCredentialError, _oauth2_token
+
+    token_file = tmp_path / "token"
+    token_file.write_text("ya29.from-file\n")
+    base = {"TRIAGE_IMAP_HOST": "imap.example.org", "TRIAGE_IMAP_USER": "liaison@example.org",
+            "TRIAGE_IMAP_AUTH": "xoauth2"}
+    from_file = load_settings(environ={**base, "TRIAGE_IMAP_OAUTH2_TOKEN_FILE": str(token_file)}).imap
+    assert _oauth2_token(from_file) == "ya29.from-file"
+    from_command = load_settings(environ={**base, "TRIAGE_IMAP_OAUTH2_TOKEN_COMMAND": "echo ya29.from-command"}).imap
+    assert _oauth2_token(from_command) == "ya29.from-command"
+    failing = load_settings(environ={**base, "TRIAGE_IMAP_OAUTH2_TOKEN_COMMAND": "false"}).imap
+    with pytest.raises(ImapCredentialError, match="oauth2_token_command"):
+        _oauth2_token(failing)
+    with pytest.raises(Exception, match="xoauth2 needs"):
+        load_settings(environ=base)
