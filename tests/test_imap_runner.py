@@ -244,3 +244,28 @@ def test_oauth2_token_from_command_or_file(tmp_path: Path) -> None:
         _oauth2_token(failing)
     with pytest.raises(Exception, match="xoauth2 needs"):
         load_settings(environ=base)
+
+
+def test_idle_is_reissued_before_the_renewal_window(dovecot_server: Dovecot, db_url: str) -> None:
+    """IDLE ends and is issued again every idle_renew_seconds (RFC 2177 asks for under 29 minutes)."""
+    settings = load_settings(environ=imap_env(dovecot_server, db_url, poll_seconds="600", idle_renew_seconds="1"))
+    app = bootstrap(settings)
+    runner = PollRunner(settings.imap, app.ingestor())
+    passes: list[float] = []
+    real_poll = runner.poller.poll
+
+    def counting_poll(client: Any) -> Any:
+        passes.append(time.monotonic())
+        return real_poll(client)
+
+    runner.poller.poll = counting_poll  # type: ignore[method-assign]
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        assert wait_for(lambda: len(passes) >= 4, timeout=15)
+    finally:
+        runner.stop_event.set()
+        thread.join(timeout=10)
+        app.close()
+    gaps = [b - a for a, b in zip(passes, passes[1:], strict=False)]
+    assert all(0.8 <= gap <= 5 for gap in gaps[1:]), gaps
