@@ -296,3 +296,17 @@ def test_reply_command_previews_then_queues(make_app: MakeApp, clock: Clock, db_
         assert session.scalars(select(Ticket.status)).one() is TicketStatus.waiting
     missing = runner.invoke(cli, ["reply", "T-2026-00001", "--template", "../x", "--body-file", str(body)], env=env)
     assert missing.exit_code == 2 and "not a mail template name" in missing.output
+
+
+def test_routing_approval_queues_the_handoff_in_its_transaction(make_app: MakeApp, clock: Clock) -> None:
+    """The liaison's approval (routing desk with the outbox hook) routes the ticket and queues both hand-off mails."""
+    from triage.routing.desk import Router, load_teams
+
+    app = make_app(TRIAGE_OUTBOX_AUTO_ACKNOWLEDGE="false")
+    outcome = Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    teams = load_teams(Path(__file__).resolve().parents[1] / "data" / "teams.toml")
+    router = Router(app.sessions, None, teams, clock=clock, on_routed=enqueue_handoff)
+    router.approve(outcome.ticket_reference or "", actor="liaison:ana", team="events")
+    team, notice = outbox_rows(app)
+    assert team.recipients == ["events@example.org"] and team.actor == "liaison:ana"
+    assert notice.recipients == ["ada@volunteers.example"] and notice.ticket_id == team.ticket_id

@@ -63,7 +63,7 @@ def reply(ctx: Context, ident: str, template: str, body_file: Path | None, previ
         install(app.settings)
         try:
             if preview:
-                with app.sessions() as session:
+                with app.reads() as session:
                     _, message = build_reply(session, find_ticket(session, ident), template=template, body=body,
                                              now=utcnow())
                 click.echo(to_bytes(message).decode("ascii", "replace").replace("\r\n", "\n"), nl=False)
@@ -81,7 +81,7 @@ def reply(ctx: Context, ident: str, template: str, body_file: Path | None, previ
 
 
 def _rows(ctx: Context, show_all: bool) -> list[dict[str, Any]]:
-    with ctx.app() as app, app.sessions() as session:
+    with ctx.app() as app, app.reads() as session:
         query = select(Outbox).order_by(Outbox.id)
         if not show_all:
             query = query.where(Outbox.status != OutboxStatus.sent)
