@@ -67,19 +67,21 @@ _MOBILE = re.compile(
     re.IGNORECASE,
 )
 _UNDERSCORES = re.compile(r"^_{10,}$")
-# A line of two or more dashes and a word: where "-----Original Message-----" and its kin begin.
-_DASHES_AND_WORD = re.compile(r"^[^\S\n]*-{2,}[^\S\n]*\w", re.MULTILINE)  # [^\S\n]: what strip() removes
+# Two or more dashes and a word, as "-----Original Message-----" and its kin begin.
+# [^\S\n] is what strip() removes, but the line end.
+_DASHES_AND_WORD = re.compile(r"---*[^\S\n]*\w")
 
 
 def split_reply(text: str) -> ReplyParts:
     """Return the new text, the quoted earlier mail and the signature of a plain-text body."""
     lines = text.split("\n")
-    if not _may_quote(text):
+    may_have_header = _may_have_header(text)
+    if not may_have_header and ">" not in text:
         new_lines, signature_lines = _split_signature(lines, text)
         new = _join(new_lines) if signature_lines else text.strip("\n").rstrip()
         return ReplyParts(new, "", _join(signature_lines))
     stripped = [line.strip() for line in lines]
-    cut, header_end = _quote_start(stripped)
+    cut, header_end = _quote_start(stripped) if may_have_header else (None, None)
     if cut is None:
         new_lines, quoted_lines = _split_interleaved(lines, stripped)
     elif header_end is None:
@@ -96,17 +98,23 @@ def split_reply(text: str) -> ReplyParts:
     return ReplyParts(_join(new_lines), _join(quoted_lines), _join(signature_lines))
 
 
-def _may_quote(text: str) -> bool:
-    """Could any rule below find a quote? Without a '>' no line is quoted, and every reply
-    header has a ':' (each "wrote:", each Outlook field) or starts with dashes and a word or
-    with underscores; plain prose with none of these skips the line-by-line rules.
+def _may_have_header(text: str) -> bool:
+    """Could a reply header be in `text`? Each has a ':' (every "wrote:", every Outlook field)
+    or is a line of dashes and a word or of underscores; without these `_quote_start` finds
+    nothing, and prose without a '>' either has no quote at all.
     """
-    return (
-        ">" in text
-        or ":" in text
-        or "__________" in text
-        or ("--" in text and _DASHES_AND_WORD.search(text) is not None)
-    )
+    return ":" in text or "__________" in text or ("--" in text and _dashes_start_a_line(text))
+
+
+def _dashes_start_a_line(text: str) -> bool:
+    """Does a line start, after blanks, with dashes and a word? A regex anchored at each line
+    start tries every position of the text; this one is found by its leading '--'.
+    """
+    for match in _DASHES_AND_WORD.finditer(text):
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        if not text[line_start : match.start()].strip():
+            return True
+    return False
 
 
 def _join(lines: list[str]) -> str:
