@@ -40,7 +40,7 @@ _KNOWN_FIELDS = frozenset(
     b" arc-seal content-transfer-encoding x-original-to received-spf".split()
 )
 _KNOWN_PREFIXES = (b"x-", b"list-", b"content-", b"resent-", b"arc-")
-_FIRST_LOOK = 2048
+_FIRST_LOOK = 512
 _FOLD = re.compile(r"[\r\n]+(?=[ \t])")
 _MSG_ID = re.compile(r"<[^<>]+>")
 _MONTHS = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "Jun": 6}
@@ -57,6 +57,7 @@ _PHRASE_ADDRESS = re.compile(
     rf"|({_ATOM}(?:[ \t]+{_ATOM})*)?[ \t]*<({_ADDR_SPEC})>"
     rf"|({_ADDR_SPEC}))[ \t]*(?:,[ \t,]*|\Z)"
 )
+_NOT_SIMPLE = re.compile(r'["()\\;:=]')
 _AT_IN_NAME = re.compile(r"@[^,<>\"]*<")
 _BODY_TYPES = ("text/plain", "text/html")
 _READ_HEADERS = (
@@ -181,7 +182,7 @@ def _build(raw: bytes, msg: Message, defects: list[str], oversize: bool) -> Pars
 def _check_is_mail(raw: bytes) -> int:
     """Offset of the header block; refuses empty, binary, or prose input without `Name: value` lines.
 
-    The answer almost always comes from the first line or two, so the first 2 kB are read
+    The answer almost always comes from the first line or two, so the first 512 bytes are read
     first; only when the lines in them do not settle it are the first 16 kB split into lines.
     """
     if len(raw) > _FIRST_LOOK:
@@ -321,10 +322,13 @@ def _addresses(values: list[str], field: str, defects: list[str]) -> list[tuple[
     if not values:
         return []
     text = ", ".join(values)
-    pairs = _simple_addresses(text) or _phrase_addresses(text) or getaddresses([text])
+    pairs = _simple_addresses(text) or _phrase_addresses(text)
+    checked = bool(pairs)  # the fast paths read exactly one '@' into each address
+    if not pairs:
+        pairs = getaddresses([text])
     # The stdlib silently misreads an unquoted '@' in a display name ("a@b <c@d>") as an
     # address of its own; mail-parser's structural recovery reads such headers right.
-    if _AT_IN_NAME.search(text) or any(addr and addr.count("@") != 1 for _, addr in pairs):
+    if _AT_IN_NAME.search(text) or (not checked and any(addr and addr.count("@") != 1 for _, addr in pairs)):
         diagnostics: list[object] = []
         pairs = get_addresses(text, defects=diagnostics)
         if diagnostics:
@@ -345,7 +349,7 @@ def _simple_addresses(text: str) -> list[tuple[str, str]] | None:
     Quotes, comments, groups, escapes and encoded words all go to `getaddresses`, which is
     exact but pure Python and the costliest step of parsing an ordinary mail.
     """
-    if any(char in text for char in '"()\\;:='):
+    if _NOT_SIMPLE.search(text):
         return None
     pairs: list[tuple[str, str]] = []
     for item in text.split(","):
