@@ -109,11 +109,12 @@ _EMBEDDED_TO = re.compile(
 )
 _EMBEDDED_ID = re.compile(rb"^message-id[ \t]*:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 _MESSAGE_ID = re.compile(r"^\s*message-id\s*:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+_ID_WORDS = ("message-id", "references", "in-reply-to")
 _ID_LINES = re.compile(r"^\s*(?:message-id|references|in-reply-to)\s*:.*$", re.IGNORECASE | re.MULTILINE)
 _ANGLE_ADDR = re.compile(r"<([^<>\s@]+@[^<>\s@]+\.[^<>\s@]+)>")
-_BARE_ADDR_LINE = re.compile(
-    r"^\s*<?([^\s<>@:;,\"]+@[^\s<>@:;,\"]+\.[a-z]{2,})>?\s*[:.]?\s*$", re.IGNORECASE | re.MULTILINE
-)
+# A line that is one address; matched line by line (only lines with an '@'), which finds what
+# the same pattern anchored with MULTILINE finds in the whole text, without trying every position.
+_BARE_ADDR_LINE = re.compile(r"\s*<?([^\s<>@:;,\"]+@[^\s<>@:;,\"]+\.[a-z]{2,})>?\s*[:.]?\s*\Z", re.IGNORECASE)
 _RETURNED_TYPES = frozenset({"message/rfc822", "text/rfc822-headers", "message/global"})
 _NOT_BOUNCED = frozenset({"delivered", "relayed", "expanded"})
 
@@ -283,8 +284,7 @@ def _bounce_details(
     for value in headers.get("x-failed-recipients", []):
         recipients.extend(a.strip() for a in value.split(",") if "@" in a)
     if original_id is None:
-        match = _MESSAGE_ID.search(body_text)
-        original_id = match.group(1) if match else None
+        original_id = _body_message_id(body_text)
     if not recipients:
         # A complaint names no failed recipient; the complainer is whom the mail was sent to.
         if feedback:
@@ -328,10 +328,29 @@ def _header_block(content: bytes) -> bytes:
     return head
 
 
+def _body_message_id(body_text: str) -> str | None:
+    """The first 'Message-ID: <...>' line of a bounce's text (the returned mail's headers)."""
+    start = 0
+    if body_text.isascii():  # then lower() finds exactly what IGNORECASE matches
+        at = body_text.lower().find("message-id")
+        if at < 0:
+            return None
+        # A match starts on this line or on blank lines above it, capturing the same id.
+        start = body_text.rfind("\n", 0, at) + 1
+    match = _MESSAGE_ID.search(body_text, start)
+    return match.group(1) if match else None
+
+
 def _text_recipients(body_text: str) -> list[str]:
     """Addresses that a non-standard bounce puts on a line of their own, or in angle brackets."""
-    head = _ID_LINES.sub("", body_text[:4096])
-    found = _BARE_ADDR_LINE.findall(head)
+    head = body_text[:4096]
+    if not head.isascii() or any(word in head.lower() for word in _ID_WORDS):
+        head = _ID_LINES.sub("", head)
+    found = [
+        match.group(1)
+        for line in head.split("\n")
+        if "@" in line and (match := _BARE_ADDR_LINE.match(line)) is not None
+    ]
     if not found:
         found = _ANGLE_ADDR.findall(head)[:5]
     return found
