@@ -64,6 +64,9 @@ def _handoff_hook() -> Callable[..., object] | None:
 
 def bootstrap(settings: Settings, *, migrate: bool | None = None) -> App:
     """Connect, check the schema (upgrading it if configured) and return the wired application."""
+    from triage.outbox import wiring
+
+    wiring.install(settings)  # the acknowledgment and hand-off hooks read the outbox settings from here
     engine = make_engine(settings.database.url)
     ensure_schema(engine, auto_migrate=settings.database.auto_migrate if migrate is None else migrate)
     return App(settings, engine, make_session_factory(engine), make_read_session_factory(engine))
