@@ -16,6 +16,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from triage.config import ImapSettings
+from triage.secrets import SecretFileError, read_password
 
 
 class ImapSecurityError(IMAPClientError):  # type: ignore[misc]
@@ -33,15 +34,10 @@ def ssl_context(settings: ImapSettings) -> ssl.SSLContext:
 
 
 def _password(settings: ImapSettings) -> str:
-    if settings.password_file:
-        try:
-            lines = Path(settings.password_file).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ImapCredentialError(f"imap.password_file {settings.password_file!r}: {exc.strerror}") from None
-        if not lines or not lines[0]:
-            raise ImapCredentialError(f"imap.password_file {settings.password_file!r} is empty")
-        return lines[0]
-    return settings.password.get_secret_value()
+    try:
+        return read_password(settings.password, settings.password_file, key="imap.password_file")
+    except SecretFileError as exc:
+        raise ImapCredentialError(str(exc)) from None
 
 
 def _oauth2_token(settings: ImapSettings) -> str:

@@ -19,10 +19,10 @@ import socket
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal, Protocol
 
 from triage.config import SmtpSettings
+from triage.secrets import SecretFileError, read_password
 
 Kind = Literal["accepted", "temporary", "permanent", "in-doubt"]
 
@@ -82,15 +82,10 @@ class Transport(Protocol):
 
 
 def _password(settings: SmtpSettings) -> str:
-    if settings.password_file:
-        try:
-            lines = Path(settings.password_file).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise SmtpCredentialError(f"smtp.password_file {settings.password_file!r}: {exc.strerror}") from None
-        if not lines or not lines[0]:
-            raise SmtpCredentialError(f"smtp.password_file {settings.password_file!r} is empty")
-        return lines[0]
-    return settings.password.get_secret_value()
+    try:
+        return read_password(settings.password, settings.password_file, key="smtp.password_file")
+    except SecretFileError as exc:
+        raise SmtpCredentialError(str(exc)) from None
 
 
 def ssl_context(settings: SmtpSettings) -> ssl.SSLContext:
