@@ -18,6 +18,7 @@ from triage.logging import configure_logging
 from triage.runners.base import Runner
 from triage.runners.outbound import outbound_runners
 from triage.runners.poll import PollRunner
+from triage.runners.remind import remind_runners
 from triage.runners.spool import SpoolRunner
 from triage.runners.supervisor import run_until_signalled
 from triage.store.schema import SchemaError
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         runners += routing_runners(app)
+        runners += remind_runners(app)  # reminders and escalations, through the outbox
         if args.once:
             status = 0
             for runner in runners:

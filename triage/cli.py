@@ -78,6 +78,7 @@ class TriageGroup(click.Group):
         "approve": "triage.routing.desk_commands:approve",
         "stats": "triage.routing.desk_commands:stats",
         "retrain": "triage.routing.desk_commands:retrain",
+        "remind": "triage.schedule.commands:remind",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -11,9 +11,10 @@ import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, time
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -245,6 +246,102 @@ class OutboxSettings(_Section):
     )
 
 
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _check_hours(value: str) -> str:
+    """`HH:MM-HH:MM`, start before end (local time of the team's time zone)."""
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in value.split("-"))
+    except ValueError:
+        raise ValueError(f"{value!r} must look like 09:00-17:00") from None
+    if start >= end:
+        raise ValueError(f"{value!r}: the start must come before the end")
+    return value
+
+
+class _ReminderPolicyKeys(_Section):
+    """The policy keys a team may override; None means: use the [reminders] default."""
+
+    timezone: str | None = None
+    business_days: list[int] | None = None
+    business_hours: str | None = None
+    quiet_hours: list[str] | None = None
+    holidays: list[date] | None = None
+    first_response_hours: float | None = Field(None, gt=0)
+    reminder_hours: float | None = Field(None, gt=0)
+    lead_address: str | None = None
+    escalation_address: str | None = None
+
+    _lists = field_validator("business_days", "quiet_hours", "holidays", mode="before")(
+        classmethod(lambda cls, v: _split_list(v))
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from None
+        return value
+
+    @field_validator("business_days")
+    @classmethod
+    def _weekdays(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or any(not 1 <= d <= 7 for d in value)):
+            raise ValueError("ISO weekdays 1 (Monday) to 7 (Sunday), at least one")
+        return value
+
+    @field_validator("business_hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        return _check_hours(value) if value is not None else None
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: list[str] | None) -> list[str] | None:
+        return [_check_hours(v) for v in value] if value is not None else None
+
+
+class TeamReminderSettings(_ReminderPolicyKeys):
+    """[reminders.teams.<key>]: one team's overrides of the [reminders] policy."""
+
+
+class ReminderSettings(_ReminderPolicyKeys):
+    """Reminders and escalations of unanswered tickets (the `triage remind` run)."""
+
+    enabled: bool = Field(True, description="run_worker.py runs the reminder run every interval_seconds.")
+    interval_seconds: float = Field(300.0, gt=0, description="Seconds between two reminder runs in the worker.")
+    timezone: str | None = Field("UTC", description="IANA time zone of the business hours, e.g. Europe/Berlin.")
+    business_days: list[int] | None = Field(
+        [1, 2, 3, 4, 5], description="ISO weekdays the teams work: 1 = Monday ... 7 = Sunday."
+    )
+    business_hours: str | None = Field("09:00-17:00", description="Local opening hours, HH:MM-HH:MM.")
+    quiet_hours: list[str] | None = Field(
+        [], description="Local intervals within business hours that neither count nor get mail, e.g. [\"12:00-13:00\"]."
+    )
+    holidays: list[date] | None = Field([], description="Dates (YYYY-MM-DD) on which nobody is reminded and the clock stops.")
+    first_response_hours: float | None = Field(
+        8.0, gt=0, description="Business hours after which an unanswered ticket reminds its team (level 1)."
+    )
+    reminder_hours: float | None = Field(
+        8.0, gt=0, description="Business hours between two steps of the ladder: team lead (2), then escalation (3)."
+    )
+    lead_address: str | None = Field("", description="Level 2 recipient (the team lead); empty: the team's address.")
+    escalation_address: str | None = Field(
+        "", description="Level 3 recipient (head of reader relations); empty: mail.liaison_address."
+    )
+    batch_size: int = Field(500, gt=0, le=10000, description="Tickets evaluated per query and transaction.")
+    teams: dict[str, TeamReminderSettings] | None = Field(
+        None, description="Per-team overrides: [reminders.teams.<key>] tables with any policy key above."
+    )
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     mail: MailSettings = MailSettings()
@@ -255,6 +352,7 @@ class Settings(_Section):
     log: LogSettings = LogSettings()
     smtp: SmtpSettings = SmtpSettings()
     outbox: OutboxSettings = OutboxSettings()
+    reminders: ReminderSettings = ReminderSettings()
 
     @property
     def imap_all(self) -> list[ImapSettings]:

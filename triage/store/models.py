@@ -246,3 +246,4 @@ __all__: list[Any] = [
     "Attachment", "Blob", "Decision", "ImapFolderState", "ImapLedgerEntry", "Suggestion", "Contact", "Direction", "Event", "Message", "Quarantine", "Ticket", "TicketStatus",
 ]
 from triage.store import outbox_models  # noqa: E402,F401
+from triage.store import schedule_models  # noqa: E402,F401

@@ -1,0 +1,165 @@
+"""The reminder run: fires each due reminder once through the outbox, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from triage.bootstrap import App, bootstrap
+from triage.cli import cli
+from triage.config import Settings, load_settings
+from triage.schedule.run import run_reminders
+from triage.store.models import Event, Ticket, TicketStatus
+from triage.store.outbox_models import Outbox
+from triage.store.schedule_models import Reminder
+
+CREATED = datetime(2026, 11, 2, 9, tzinfo=UTC)  # a Monday, opening time
+LEVEL1 = datetime(2026, 11, 3, 10, tzinfo=UTC)  # 8 business hours later, and one more
+
+
+@pytest.fixture
+def remind_app(db_url: str) -> Iterator[App]:
+    app = bootstrap(load_settings(environ={"TRIAGE_DATABASE_URL": db_url}))
+    yield app
+    app.close()
+
+
+def add_ticket(app: App, n: int, *, team: str | None = "legal", created: datetime = CREATED,
+               status: TicketStatus = TicketStatus.open) -> int:
+    with app.sessions() as session, session.begin():
+        ticket = Ticket(reference=f"T-2026-{n:05d}", subject=f"Question {n}", status=status, team=team,
+                        created_at=created, updated_at=created)
+        session.add(ticket)
+        session.flush()
+        return ticket.id
+
+
+def counts(app: App) -> tuple[int, int, int]:
+    with app.sessions() as session:
+        return (session.scalar(select(func.count(Reminder.id))) or 0,
+                session.scalar(select(func.count(Outbox.id))) or 0,
+                session.scalar(select(func.count(Event.id)).where(Event.action.in_(["reminded", "escalated"]))) or 0)
+
+
+def test_a_due_ticket_is_reminded_once_and_a_second_run_sends_nothing(remind_app: App) -> None:
+    """The first run queues the reminder to the team and logs it; running again fires nothing."""
+    add_ticket(remind_app, 1)
+    young = add_ticket(remind_app, 2, created=LEVEL1 - timedelta(hours=1))
+    report = run_reminders(remind_app.sessions, remind_app.settings, now=LEVEL1)
+    assert [(f.reference, f.level, f.template, f.to) for f in report.fired] == [
+        ("T-2026-00001", 1, "reminder", "legal@example.org")]
+    assert counts(remind_app) == (1, 1, 1)
+    again = run_reminders(remind_app.sessions, remind_app.settings, now=LEVEL1 + timedelta(minutes=5))
+    assert again.fired == []
+    assert counts(remind_app) == (1, 1, 1)
+    assert young not in {s.ticket_id for s in again.skipped}  # too young: never selected
+    with remind_app.sessions() as session:
+        row = session.scalars(select(Outbox)).one()
+        assert row.auto_submitted == "auto-generated" and "Reminder: Question 1" in row.subject
+
+
+def test_the_ladder_escalates_to_lead_then_liaison(remind_app: App) -> None:
+    """Level 2 goes to the team (no lead configured) as an escalation, level 3 to the liaison address."""
+    ticket = add_ticket(remind_app, 1)
+    run_reminders(remind_app.sessions, remind_app.settings, now=LEVEL1)
+    second = run_reminders(remind_app.sessions, remind_app.settings, now=datetime(2026, 11, 4, 10, tzinfo=UTC))
+    third = run_reminders(remind_app.sessions, remind_app.settings, now=datetime(2026, 11, 5, 10, tzinfo=UTC))
+    assert [(f.level, f.template, f.to) for f in second.fired + third.fired] == [
+        (2, "escalation", "legal@example.org"), (3, "escalation", "liaison@example.org")]
+    with remind_app.sessions() as session:
+        actions = list(session.scalars(select(Event.action).where(
+            Event.ticket_id == ticket, Event.action.in_(["reminded", "escalated"])).order_by(Event.id)))
+    assert actions == ["reminded", "escalated", "escalated"]
+
+
+def test_dry_run_sends_and_records_nothing(remind_app: App) -> None:
+    """--dry-run reports what would fire, and leaves no reminder, mail or event behind."""
+    add_ticket(remind_app, 1)
+    report = run_reminders(remind_app.sessions, remind_app.settings, now=LEVEL1, dry_run=True)
+    assert [f.level for f in report.fired] == [1] and report.fired[0].outbox_id is None
+    assert counts(remind_app) == (0, 0, 0)
+
+
+def test_skips_are_reported_with_reasons(remind_app: App) -> None:
+    """Waiting on the volunteer, no business hours now, and an answered ticket each say why."""
+    waiting = add_ticket(remind_app, 1, status=TicketStatus.waiting)
+    with remind_app.sessions() as session, session.begin():
+        session.add(Event(ticket_id=waiting, at=CREATED + timedelta(hours=1), actor="test", action="status",
+                          detail={"old": "open", "new": "waiting"}))
+    add_ticket(remind_app, 2)
+    night = run_reminders(remind_app.sessions, remind_app.settings, now=datetime(2026, 11, 3, 22, tzinfo=UTC))
+    assert night.fired == []
+    assert night.reasons == {"outside-business-hours": 1, "waiting-on-volunteer": 1}
+
+
+def test_two_concurrent_runs_never_send_twice(db_url: str) -> None:
+    """Two workers running at the same instant, each with its own engine, queue each reminder once."""
+    apps = [bootstrap(load_settings(environ={"TRIAGE_DATABASE_URL": db_url})) for _ in range(2)]
+    try:
+        for n in range(1, 21):
+            add_ticket(apps[0], n)
+        barrier = threading.Barrier(2)
+        reports: list[int] = []
+        errors: list[BaseException] = []
+
+        def work(app: App) -> None:
+            try:
+                barrier.wait()
+                reports.append(len(run_reminders(app.sessions, app.settings, now=LEVEL1).fired))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(app,)) for app in apps]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        assert sum(reports) == 20
+        assert counts(apps[0]) == (20, 20, 20)
+    finally:
+        for app in apps:
+            app.close()
+
+
+def test_remind_command_json_and_dry_run(db_url: str, tmp_path: object) -> None:
+    """`triage remind --dry-run --now ISO --json` prints fired and skipped with reasons, sending nothing."""
+    settings: Settings = load_settings(environ={"TRIAGE_DATABASE_URL": db_url})
+    app = bootstrap(settings)
+    try:
+        add_ticket(app, 1)
+        add_ticket(app, 2, status=TicketStatus.waiting)
+        runner = CliRunner()
+        env = {"TRIAGE_DATABASE_URL": db_url}
+        result = runner.invoke(cli, ["remind", "--dry-run", "--now", "2026-11-03T11:00:00+01:00", "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert data["dry_run"] is True
+        assert [f["reference"] for f in data["fired"]] == ["T-2026-00001"]
+        assert data["skip_reasons"] == {"waiting-on-volunteer": 1}
+        assert counts(app) == (0, 0, 0)
+        text = runner.invoke(cli, ["remind", "--now", "2026-11-03T10:00:00Z"], env=env)
+        assert text.exit_code == 0, text.output
+        assert "T-2026-00001: sent level 1 (team) reminder to legal@example.org" in text.stdout
+        assert counts(app) == (1, 1, 1)
+        bad = runner.invoke(cli, ["remind", "--now", "2026-11-03T10:00"], env=env)
+        assert bad.exit_code == 2 and "time zone" in bad.output
+    finally:
+        app.close()
+
+
+def test_the_worker_runner_runs_the_reminders(remind_app: App) -> None:
+    """run_worker.py's remind runner fires what is due as of its clock, once per step."""
+    from triage.runners.remind import RemindRunner, remind_runners
+
+    add_ticket(remind_app, 1)
+    runner = RemindRunner(remind_app, 60.0, clock=lambda: LEVEL1)
+    assert runner.step() == 1
+    assert runner.step() == 0
+    assert [r.name for r in remind_runners(remind_app)] == ["remind"]

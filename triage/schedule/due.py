@@ -1,0 +1,96 @@
+"""When a ticket's next reminder is due: a pure function of its facts, its policy and `now`.
+
+`TicketFacts` is the compact summary of the ticket's events that the run reads in one query:
+when it arrived, when a person first answered, its status changes (the clock pauses while the
+ticket waits on the volunteer) and the levels already sent. `next_due` answers with `Due`
+(send this level now) or `Skip` (with the reason and, where one exists, the next due time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from triage.schedule.calendar import Interval
+from triage.schedule.policy import LEVELS, Policy
+
+WAITING = "waiting"
+CLOSED = frozenset({"resolved"})
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    ticket_id: int
+    team: str | None
+    created_at: datetime
+    status: str
+    answered_at: datetime | None = None
+    status_changes: Sequence[tuple[datetime, str]] = ()  # (when, new status), any order
+    reminded: frozenset[int] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Due:
+    ticket_id: int
+    level: int
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class Skip:
+    ticket_id: int
+    reason: str
+    due_at: datetime | None = None
+    level: int | None = None
+
+
+def paused_intervals(facts: TicketFacts, now: datetime) -> list[Interval]:
+    """The intervals up to `now` in which the ticket waited on the volunteer (clock stopped)."""
+    paused: list[Interval] = []
+    since: datetime | None = None
+    for when, status in sorted(facts.status_changes, key=lambda change: change[0]):
+        if when > now:
+            break
+        if status == WAITING and since is None:
+            since = when
+        elif status != WAITING and since is not None:
+            paused.append((since, when))
+            since = None
+    if since is not None:
+        paused.append((since, now))
+    return paused
+
+
+def due_times(facts: TicketFacts, policy: Policy, now: datetime) -> dict[int, datetime]:
+    """Each level's due time as known at `now` (a pause still running counts up to `now`)."""
+    paused = paused_intervals(facts, now)
+    return {level: policy.calendar.add(facts.created_at, policy.level_hours(level), paused) for level in LEVELS}
+
+
+def next_due(facts: TicketFacts, policy: Policy, now: datetime) -> Due | Skip:
+    """The level to send now, or why not. Several overdue levels send only the highest one."""
+    if facts.answered_at is not None and facts.answered_at <= now:
+        return Skip(facts.ticket_id, "answered")
+    if facts.status in CLOSED:
+        return Skip(facts.ticket_id, "resolved")
+    if facts.team is None:
+        return Skip(facts.ticket_id, "no-team")
+    done = max(facts.reminded, default=0)
+    if done >= LEVELS[-1]:
+        return Skip(facts.ticket_id, "ladder-complete")
+    times = due_times(facts, policy, now)
+    reached = max((level for level in LEVELS if times[level] <= now), default=0)
+    level = reached if reached > done else done + 1  # the level this ticket is heading for
+    if facts.status == WAITING:
+        return Skip(facts.ticket_id, "waiting-on-volunteer", times[level], level)
+    if reached == 0:
+        return Skip(facts.ticket_id, "not-due", times[level], level)
+    if reached <= done:
+        return Skip(facts.ticket_id, "already-reminded", times[level], level)
+    if not policy.calendar.is_open(now):
+        return Skip(facts.ticket_id, "outside-business-hours", times[level], level)
+    return Due(facts.ticket_id, level, times[level])
+
+
+__all__ = ["Due", "Skip", "TicketFacts", "due_times", "next_due", "paused_intervals"]
