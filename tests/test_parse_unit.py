@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email
 import hashlib
+from email.policy import compat32
 
 import pytest
 
@@ -240,6 +242,22 @@ def test_attachments_and_inline_parts() -> None:
     assert (pdf.filename, pdf.content_type, pdf.inline) == ("Liste März.pdf", "application/pdf", False)
     assert pdf.content == b"%PDF-1.4\n" and pdf.sha256 == hashlib.sha256(b"%PDF-1.4\n").hexdigest()
     assert (logo.filename, logo.inline, logo.content_id, logo.size) == (None, True, "logo@example.org", 8)
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [b"JVBERi0x\r\nLjQK", b"JVBERi0xLjQ", b"JVBERi0x!LjQK", b"JVBE\xc3\xa9Ri0xLjQK", b"JVBERi0xLjQK===="],
+    ids=["line-break", "no-padding", "stray-character", "8-bit", "extra-padding"],
+)
+def test_base64_parts_decode_as_the_stdlib_does(encoded: bytes) -> None:
+    """Base64 bodies, clean or damaged, give the bytes the stdlib's lenient decoder gives."""
+    raw = with_body(
+        b"--XX\r\nContent-Type: text/plain\r\n\r\nHi\r\n--XX\r\nContent-Type: application/pdf\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"\r\n--XX--\r\n",
+        b'Content-Type: multipart/mixed; boundary="XX"',
+    )
+    expected = email.message_from_bytes(raw, policy=compat32).get_payload()[1].get_payload(decode=True)
+    assert parse_mail(raw).attachments[0].content == expected
 
 
 def test_html_alternative_is_kept_raw_and_plain_is_the_body() -> None:

@@ -468,7 +468,8 @@ def _decoded(part: Message) -> object:
     strict decode (after padding) that this does; only when that raises does it try its
     lenient fallbacks, so anything but a clean body is left to it.
     """
-    payload = part.get_payload()
+    # The raw body: get_payload() would first decode an 8-bit one with the declared charset.
+    payload = part._payload  # type: ignore[attr-defined]
     if (
         isinstance(payload, str)
         and payload.isascii()
