@@ -33,9 +33,11 @@ class BusinessCalendar:
     holidays: frozenset[date] = frozenset()
     quiet: tuple[tuple[time, time], ...] = ()
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    _days: dict[date, list[Interval]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_zone", ZoneInfo(self.tz))
+        object.__setattr__(self, "_days", {})
         if not self.days or self.start >= self.end:
             raise CalendarError(f"business hours never open: days={sorted(self.days)} {self.start}-{self.end}")
 
@@ -43,7 +45,13 @@ class BusinessCalendar:
         return datetime.combine(day, moment, tzinfo=self._zone).astimezone(UTC)
 
     def day_windows(self, day: date) -> list[Interval]:
-        """The opening windows of one local date, in UTC, ascending."""
+        """The opening windows of one local date, in UTC, ascending (computed once per date)."""
+        cached = self._days.get(day)
+        if cached is None:
+            cached = self._days[day] = self._compute_day(day)
+        return cached
+
+    def _compute_day(self, day: date) -> list[Interval]:
         if day.isoweekday() not in self.days or day in self.holidays:
             return []
         pieces: list[tuple[time, time]] = [(self.start, self.end)]

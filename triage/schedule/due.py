@@ -64,8 +64,23 @@ def paused_intervals(facts: TicketFacts, now: datetime) -> list[Interval]:
 
 def due_times(facts: TicketFacts, policy: Policy, now: datetime) -> dict[int, datetime]:
     """Each level's due time as known at `now` (a pause still running counts up to `now`)."""
+    return _times(facts, policy, now, LEVELS[-1])
+
+
+def _times(facts: TicketFacts, policy: Policy, now: datetime, upto: int) -> dict[int, datetime]:
+    """Due times of levels 1.. until one lies after `now` (and at least up to level `upto`).
+
+    Business time adds up, so each level continues from the one before instead of starting over.
+    """
     paused = paused_intervals(facts, now)
-    return {level: policy.calendar.add(facts.created_at, policy.level_hours(level), paused) for level in LEVELS}
+    times: dict[int, datetime] = {}
+    at, hours = facts.created_at, policy.first_response_hours
+    for level in LEVELS:
+        at = times[level] = policy.calendar.add(at, hours, paused)
+        hours = policy.reminder_hours
+        if at > now and level >= upto:
+            break
+    return times
 
 
 def next_due(facts: TicketFacts, policy: Policy, now: datetime) -> Due | Skip:
@@ -79,8 +94,8 @@ def next_due(facts: TicketFacts, policy: Policy, now: datetime) -> Due | Skip:
     done = max(facts.reminded, default=0)
     if done >= LEVELS[-1]:
         return Skip(facts.ticket_id, "ladder-complete")
-    times = due_times(facts, policy, now)
-    reached = max((level for level in LEVELS if times[level] <= now), default=0)
+    times = _times(facts, policy, now, done + 1)
+    reached = max((level for level, at in times.items() if at <= now), default=0)
     level = reached if reached > done else done + 1  # the level this ticket is heading for
     if facts.status == WAITING:
         return Skip(facts.ticket_id, "waiting-on-volunteer", times[level], level)

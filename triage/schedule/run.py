@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -130,13 +130,9 @@ def _insert_reminder(session: Session, values: dict[str, Any]) -> int | None:
 
 
 def _fire(session: Session, wiring: Wiring, policy: Policy, facts: TicketFacts, due: Due, to: Party,
-          now: datetime, dry_run: bool) -> Fired | str:
+          now: datetime) -> Fired | str:
     """Insert the reminder and queue its mail; a reason string when another run already did."""
     template = "reminder" if due.level == 1 else "escalation"
-    reference = ""
-    if dry_run:
-        return Fired(facts.ticket_id, reference, facts.team, due.level, due.due_at.isoformat(), to.address,
-                     template, None)
     later = due_times(facts, policy, now)
     next_due_at = later[due.level + 1] if due.level < LEVELS[-1] else None
     reminder_id = _insert_reminder(session, {
@@ -201,9 +197,13 @@ def _decide(session: Session, wiring: Wiring, policies: Policies, facts: TicketF
         report.skipped.append(Skipped(facts.ticket_id, reference, "unknown-team", verdict.level,
                                       verdict.due_at.isoformat()))
         return
+    if dry_run:
+        report.fired.append(Fired(facts.ticket_id, reference, facts.team, verdict.level, verdict.due_at.isoformat(),
+                                  to.address, "reminder" if verdict.level == 1 else "escalation", None))
+        return
     savepoint = session.begin_nested()
     try:
-        outcome = _fire(session, wiring, policy, facts, verdict, to, now, dry_run)
+        outcome = _fire(session, wiring, policy, facts, verdict, to, now)
         savepoint.commit()
     except (ComposeError, TemplateError, OutboxError) as exc:
         savepoint.rollback()
@@ -213,7 +213,7 @@ def _decide(session: Session, wiring: Wiring, policies: Policies, facts: TicketF
     if isinstance(outcome, str):
         report.skipped.append(Skipped(facts.ticket_id, reference, outcome, verdict.level, verdict.due_at.isoformat()))
     else:
-        report.fired.append(Fired(**{**asdict(outcome), "reference": reference}))
+        report.fired.append(replace(outcome, reference=reference))
 
 
 def _skipped(skip: Skip, reference: str) -> Skipped:

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""The reminder run on 1,000,000 tickets (1% due), next to a bare indexed SELECT of the due rows.
+
+For each engine (an SQLite file; a fresh PostgreSQL schema when the server answers) it fills
+`tickets` in SQL (97% resolved, 2% open but too young, 1% open and overdue for level 1), then
+times, in the same process:
+
+- baseline: `SELECT id, reference, team, status, created_at FROM tickets WHERE status IN
+  (open statuses) AND created_at <= cutoff` (index ix_tickets_status_created_at), rows fetched;
+- decide: `run_reminders(..., dry_run=True)`: the candidate query plus the due-time maths;
+- run: the real run, inserting one reminder, one outbox mail and its events per due ticket;
+- nothing due: the same run again (every due ticket now reminded).
+
+    .venv/bin/python bench/bench_remind.py [--tickets 1000000] [--only sqlite|postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from triage.bootstrap import bootstrap
+from triage.config import load_settings
+from triage.schedule.run import OPEN_STATUSES, run_reminders
+
+NOW = datetime(2026, 11, 4, 12, tzinfo=UTC)  # a Wednesday, in business hours
+OLD = NOW - timedelta(days=2)  # Monday 12:00: level 1 due Tuesday 12:00
+YOUNG = NOW - timedelta(hours=1)
+PG_URL = os.environ.get("TRIAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def fill(engine: Any, n: int) -> None:
+    """n tickets: every 100th open and old (due), every 100th+1 and +2 open and young, the rest resolved."""
+    status = "CASE WHEN x % 100 IN (0, 1, 2) THEN 'open' ELSE 'resolved' END"
+    created = "CASE WHEN x % 100 IN (1, 2) THEN :young ELSE :old END"
+    body = (f"SELECT x, 'T-' || x, 'Question ' || x, {status}, 'legal', {created}, {created} FROM cnt")
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            sql = ("WITH RECURSIVE cnt(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM cnt WHERE x < :n) "
+                   "INSERT INTO tickets (id, reference, subject, status, team, created_at, updated_at) " + body)
+            conn.execute(text(sql), {"n": n, "old": OLD.strftime("%Y-%m-%d %H:%M:%S.000000"),
+                                     "young": YOUNG.strftime("%Y-%m-%d %H:%M:%S.000000")})
+        else:
+            sql = ("INSERT INTO tickets (id, reference, subject, status, team, created_at, updated_at) "
+                   "WITH cnt AS (SELECT generate_series(1, :n) AS x) " + body)
+            conn.execute(text(sql), {"n": n, "old": OLD, "young": YOUNG})
+            conn.execute(text("SELECT setval(pg_get_serial_sequence('tickets', 'id'), :n)"), {"n": n})
+        conn.execute(text("ANALYZE"))
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def bench(name: str, url: str, n: int) -> None:
+    app = bootstrap(load_settings(environ={"TRIAGE_DATABASE_URL": url}))
+    try:
+        t_fill, _ = timed(lambda: fill(app.engine, n))
+        print(f"[{name}] filled {n:,} tickets in {t_fill:.1f} s", flush=True)
+        cutoff = NOW - timedelta(hours=app.settings.reminders.first_response_hours or 8)
+        statuses = ", ".join(f"'{s.value}'" for s in OPEN_STATUSES)
+        bare = text(f"SELECT id, reference, team, status, created_at FROM tickets "
+                    f"WHERE status IN ({statuses}) AND created_at <= :cutoff")
+
+        def baseline() -> int:
+            with app.engine.connect() as conn:
+                return len(conn.execute(bare, {"cutoff": cutoff}).all())
+
+        settings = app.settings
+        run_reminders(app.sessions, settings, now=OLD)  # warm-up: statements compiled, teams read; nothing due
+        t_base, rows = min(timed(baseline) for _ in range(3))
+        t_dry, dry = timed(lambda: run_reminders(app.sessions, settings, now=NOW, dry_run=True))
+        t_run, report = timed(lambda: run_reminders(app.sessions, settings, now=NOW))
+        t_none, none = timed(lambda: run_reminders(app.sessions, settings, now=NOW + timedelta(minutes=5)))
+        print(f"[{name}] baseline SELECT: {rows:,} rows in {t_base:.3f} s")
+        print(f"[{name}] decide (dry run): {len(dry.fired):,} due in {t_dry:.3f} s = {t_dry / t_base:.1f}x baseline")
+        print(f"[{name}] run: {len(report.fired):,} fired in {t_run:.3f} s = {t_run / t_base:.1f}x baseline "
+              f"({t_run / max(1, len(report.fired)) * 1000:.2f} ms per mail queued)")
+        print(f"[{name}] nothing due: {len(none.fired)} fired in {t_none:.3f} s", flush=True)
+    finally:
+        app.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--tickets", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    args = parser.parse_args()
+    if args.only != "postgresql":
+        with tempfile.TemporaryDirectory() as folder:
+            bench("sqlite", f"sqlite:///{Path(folder) / 'bench.db'}", args.tickets)
+    if args.only != "sqlite":
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(PG_URL)
+        try:
+            with admin.begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        except Exception as exc:  # noqa: BLE001 - no server: say so and stop
+            print(f"[postgresql] skipped: {exc}")
+            return 0
+        url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+        try:
+            bench("postgresql", url.render_as_string(hide_password=False), args.tickets)
+        finally:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
