@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from email.message import Message
-from email.parser import BytesHeaderParser, BytesParser
+from email.parser import BytesHeaderParser, Parser
 from email.policy import compat32
 from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
 
@@ -41,6 +41,11 @@ _KNOWN_FIELDS = frozenset(
     b" arc-seal content-transfer-encoding x-original-to received-spf".split()
 )
 _KNOWN_PREFIXES = (b"x-", b"list-", b"content-", b"resent-", b"arc-")
+# One header field as the feed parser reads it: a name of printable characters but ':', the
+# colon, the rest of the line and its continuation lines (lines end in CRLF, CR or LF).
+_FIELD = r"([\041-\071\073-\176]+):([^\r\n]*+(?>\r\n|\r|\n)(?:[\t ][^\r\n]*+(?>\r\n|\r|\n))*+)"
+_HEADER_FIELD = re.compile(_FIELD)
+_HEADER_BLOCK = re.compile(f"(?:{_FIELD})++(?>\\r\\n|\\r|\\n)")  # fields, then an empty line
 _FIRST_LOOK = 512
 _FOLD = re.compile(r"[\r\n]+(?=[ \t])")
 _MSG_ID = re.compile(r"<[^<>]+>")
@@ -233,7 +238,29 @@ def _header_start(lines: list[bytes], *, complete: bool) -> int | None:
 
 
 def _parse_tree(raw: bytes) -> Message:
-    return BytesParser(_ShallowMessage, policy=compat32).parsebytes(raw)
+    text = raw.decode("ascii", "surrogateescape")  # what BytesParser does before parsing
+    return _single_part(text) or Parser(_ShallowMessage, policy=compat32).parsestr(text)
+
+
+def _single_part(text: str) -> Message | None:
+    """The feed parser's result for a mail that is plainly one part; None for anything else.
+
+    The feed parser reads a mail line by line in Python, the body too, which is most of its
+    time on a short mail. When the header block is only well-formed fields (a name, a
+    colon, continuation lines) ended by an empty line, and no field says multipart, its
+    result is known: these fields as `header_source_parse` splits them, no defect, and the
+    rest of the text as the payload. Anything else (an mbox 'From ' line, a stray line,
+    a missing name, a multipart) is left to the feed parser.
+    """
+    block = _HEADER_BLOCK.match(text)
+    if block is None or "multipart" in block.group().lower():
+        return None
+    msg = Message()
+    for field in _HEADER_FIELD.finditer(text, 0, block.end()):
+        # compat32 header_source_parse: value after the colon, left-stripped, line end cut
+        msg.set_raw(field.group(1), field.group(2).lstrip(" \t").rstrip("\r\n"))
+    msg.set_payload(text[block.end() :])
+    return msg
 
 
 def _repair_header_line(raw: bytes) -> bytes | None:
