@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 from triage.bootstrap import App, bootstrap
 from triage.cli import cli
 from triage.config import Settings, load_settings
+from triage.outbox.queue import enqueue_reply
 from triage.schedule.run import run_reminders
-from triage.store.models import Event, Ticket, TicketStatus
+from triage.store.models import Contact, Event, Ticket, TicketStatus
 from triage.store.outbox_models import Outbox
 from triage.store.schedule_models import Reminder
 
@@ -163,3 +164,22 @@ def test_the_worker_runner_runs_the_reminders(remind_app: App) -> None:
     assert runner.step() == 1
     assert runner.step() == 0
     assert [r.name for r in remind_runners(remind_app)] == ["remind"]
+
+
+def test_a_ticket_answered_by_a_person_is_never_escalated(remind_app: App) -> None:
+    """Once the liaison's own mail (not automatic) is queued on a ticket, no reminder or escalation follows."""
+    answered = add_ticket(remind_app, 1)
+    add_ticket(remind_app, 2)
+    with remind_app.sessions() as session, session.begin():
+        contact = Contact(address="ada@volunteers.example", name="Ada", first_seen=CREATED, last_seen=CREATED)
+        session.add(contact)
+        session.flush()
+        ticket = session.get_one(Ticket, answered)
+        ticket.contact_id = contact.id
+        enqueue_reply(session, ticket, template="reply", body="We are on it.", actor="liaison:test",
+                      now=CREATED + timedelta(hours=1))
+        ticket.status = TicketStatus.open  # the volunteer wrote back: open again, yet answered once
+    report = run_reminders(remind_app.sessions, remind_app.settings, now=datetime(2026, 11, 5, 10, tzinfo=UTC))
+    assert [f.reference for f in report.fired] == ["T-2026-00002"]
+    with remind_app.sessions() as session:
+        assert session.scalar(select(func.count(Reminder.id)).where(Reminder.ticket_id == answered)) == 0

@@ -96,7 +96,7 @@ class BusinessCalendar:
         """
         remaining = timedelta(hours=hours)
         for s, e in self.windows_from(start):
-            for ws, we in _subtract(s, e, paused):
+            for ws, we in (_subtract(s, e, paused) if paused else ((s, e),)):
                 length = we - ws
                 if remaining < length:
                     return ws + remaining
