@@ -183,3 +183,24 @@ def test_a_ticket_answered_by_a_person_is_never_escalated(remind_app: App) -> No
     assert [f.reference for f in report.fired] == ["T-2026-00002"]
     with remind_app.sessions() as session:
         assert session.scalar(select(func.count(Reminder.id)).where(Reminder.ticket_id == answered)) == 0
+
+
+def test_stats_count_overdue_per_team_and_median_first_response(remind_app: App) -> None:
+    """Overdue: unanswered past the first-response time, per team; the median counts answered tickets."""
+    from triage.schedule.stats import median_first_response_hours, overdue_by_team
+
+    add_ticket(remind_app, 1)
+    add_ticket(remind_app, 2, team="press")
+    add_ticket(remind_app, 3, created=LEVEL1 - timedelta(hours=1))  # not yet due
+    answered = add_ticket(remind_app, 4)
+    with remind_app.sessions() as session, session.begin():
+        contact = Contact(address="ada@volunteers.example", name="Ada", first_seen=CREATED, last_seen=CREATED)
+        session.add(contact)
+        session.flush()
+        ticket = session.get_one(Ticket, answered)
+        ticket.contact_id = contact.id
+        enqueue_reply(session, ticket, template="reply", body="Done.", actor="liaison:test",
+                      now=CREATED + timedelta(hours=3))
+    with remind_app.sessions() as session:
+        assert overdue_by_team(session, remind_app.settings, LEVEL1) == {"legal": 1, "press": 1}
+        assert median_first_response_hours(session, CREATED - timedelta(days=1)) == {"*": 3.0, "legal": 3.0}

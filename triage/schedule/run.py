@@ -76,10 +76,15 @@ class RunReport:
                 "skipped": [asdict(s) for s in self.skipped], "skip_reasons": self.reasons}
 
 
+def answered_by_a_person() -> Any:
+    """A ticket on which a person's mail (not automatic, not failed) was queued: it has its answer."""
+    return exists().where(Outbox.ticket_id == Ticket.id, Outbox.auto_submitted.is_(None),
+                          Outbox.status != OutboxStatus.failed)
+
+
 def candidate_query(now: datetime, cutoff: datetime, after_id: int, limit: int) -> Any:
     """Unanswered open tickets created before `cutoff` with no reminder step still ahead of `now`."""
-    answered = exists().where(Outbox.ticket_id == Ticket.id, Outbox.auto_submitted.is_(None),
-                              Outbox.status != OutboxStatus.failed)
+    answered = answered_by_a_person()
     covered = exists().where(Reminder.ticket_id == Ticket.id,
                              or_(Reminder.next_due_at.is_(None), Reminder.next_due_at > now))
     return (
@@ -90,7 +95,8 @@ def candidate_query(now: datetime, cutoff: datetime, after_id: int, limit: int) 
     )
 
 
-def _facts(session: Session, rows: list[Any]) -> list[TicketFacts]:
+def load_facts(session: Session, rows: list[Any]) -> list[TicketFacts]:
+    """The due-time facts of `rows` (id, team, status, created_at): status changes and levels sent, two queries."""
     ids = [row.id for row in rows]
     changes: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
     for ticket_id, at, detail in session.execute(
@@ -177,7 +183,7 @@ def run_reminders(
                 break
             after_id = rows[-1].id
             references = {row.id: row.reference for row in rows}
-            for facts in _facts(session, rows):
+            for facts in load_facts(session, rows):
                 _decide(session, wiring, policies, facts, references[facts.ticket_id], now, dry_run, report)
         if len(rows) < settings.reminders.batch_size:
             break
@@ -232,4 +238,7 @@ def summarise(report: RunReport) -> Iterable[str]:
         yield f"  skipped {count}: {reason}"
 
 
-__all__ = ["ACTOR", "Fired", "RunReport", "Skipped", "candidate_query", "run_reminders", "summarise"]
+__all__ = [
+    "ACTOR", "Fired", "RunReport", "Skipped", "answered_by_a_person", "candidate_query", "load_facts", "run_reminders",
+    "summarise",
+]
