@@ -16,6 +16,7 @@ from __future__ import annotations
 import binascii
 import functools
 import hashlib
+import itertools
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
@@ -45,7 +46,7 @@ _KNOWN_PREFIXES = (b"x-", b"list-", b"content-", b"resent-", b"arc-")
 # colon, the rest of the line and its continuation lines (lines end in CRLF, CR or LF).
 _FIELD = r"([\041-\071\073-\176]+):([^\r\n]*+(?>\r\n|\r|\n)(?:[\t ][^\r\n]*+(?>\r\n|\r|\n))*+)"
 _HEADER_FIELD = re.compile(_FIELD)
-_HEADER_BLOCK = re.compile(f"(?:{_FIELD})++(?>\\r\\n|\\r|\\n)")  # fields, then an empty line
+_HEADER_BLOCK = re.compile(f"(?:{_FIELD})*+(?>\\r\\n|\\r|\\n)")  # fields, then an empty line
 _FIRST_LOOK = 512
 _FOLD = re.compile(r"[\r\n]+(?=[ \t])")
 _MSG_ID = re.compile(r"<[^<>]+>")
@@ -239,28 +240,111 @@ def _header_start(lines: list[bytes], *, complete: bool) -> int | None:
 
 def _parse_tree(raw: bytes) -> Message:
     text = raw.decode("ascii", "surrogateescape")  # what BytesParser does before parsing
-    return _single_part(text) or Parser(_ShallowMessage, policy=compat32).parsestr(text)
+    return _parse_clean(text) or Parser(_ShallowMessage, policy=compat32).parsestr(text)
 
 
-def _single_part(text: str) -> Message | None:
-    """The feed parser's result for a mail that is plainly one part; None for anything else.
+def _parse_clean(text: str, *, top: bool = True) -> Message | None:
+    """The feed parser's result for a plainly built mail; None for anything else.
 
-    The feed parser reads a mail line by line in Python, the body too, which is most of its
-    time on a short mail. When the header block is only well-formed fields (a name, a
-    colon, continuation lines) ended by an empty line, and no field says multipart, its
-    result is known: these fields as `header_source_parse` splits them, no defect, and the
-    rest of the text as the payload. Anything else (an mbox 'From ' line, a stray line,
-    a missing name, a multipart) is left to the feed parser.
+    The feed parser reads a mail line by line in Python, body lines too, and compiles a
+    regex for each multipart boundary: most of its time on short mail. When the header
+    block is only well-formed fields (a printable name, a colon, continuation lines)
+    closed by an empty line, its result is known: these fields as compat32's
+    `header_source_parse` splits them, no defect, and the rest of the text as the
+    payload; or, for a top-level multipart, the parts between its boundary lines, each
+    such a plain part. Anything else (an mbox 'From ' line, a stray line, a nested or
+    digest multipart, a missing boundary, any defect the feed parser would note) is left
+    to the feed parser, which also defines every rule followed here.
     """
+    fields = _read_fields(text)
+    if fields is None:
+        return None
+    msg, body_start, multipart = fields
+    if not multipart:
+        msg.set_payload(text[body_start:])
+        return msg
+    return msg if top and _split_multipart(msg, text, body_start) else None
+
+
+def _read_fields(text: str) -> tuple[Message, int, bool] | None:
+    """A message with the header fields of `text`, where its body starts, and whether a field
+    mentions multipart; None unless the header block is well-formed fields and an empty line."""
     block = _HEADER_BLOCK.match(text)
-    if block is None or "multipart" in block.group().lower():
+    if block is None:
         return None
     msg = Message()
     for field in _HEADER_FIELD.finditer(text, 0, block.end()):
-        # compat32 header_source_parse: value after the colon, left-stripped, line end cut
         msg.set_raw(field.group(1), field.group(2).lstrip(" \t").rstrip("\r\n"))
-    msg.set_payload(text[block.end() :])
-    return msg
+    return msg, block.end(), "multipart" in block.group().lower()
+
+
+def _split_multipart(msg: Message, text: str, start: int) -> bool:
+    """Attach the parts of `text[start:]` to `msg` as the feed parser would; False to leave it."""
+    ctype = msg.get_content_type()
+    if not ctype.startswith("multipart/") or ctype == "multipart/digest":
+        return False  # a digest's parts default to message/rfc822
+    boundary = msg.get_boundary()
+    if not boundary or "\r" in boundary or "\n" in boundary:
+        return False
+    if str(msg.get("content-transfer-encoding", "8bit")).lower() not in ("7bit", "8bit", "binary"):
+        return False
+    lines = _boundary_lines(text, start, "--" + boundary)
+    if not lines or lines[0][2]:
+        return False  # no start boundary
+    first = lines[0][0]
+    if first > start:
+        msg.preamble = _without_line_end(text[start:first])  # RFC 2046: the last line end is the boundary's
+    parts: list[Message] = []
+    for (_, end, _), (next_start, next_end, close) in itertools.pairwise(lines):
+        segment = text[end:next_start]
+        fields = _read_fields(segment) if segment else None
+        if fields is None or fields[2]:
+            return False  # a part the feed parser must read, or boundary lines in a row
+        part, body_start, _ = fields
+        part.set_payload(_without_line_end(segment[body_start:]))
+        parts.append(part)
+        if close:
+            for each in parts:
+                msg.attach(each)
+            msg.epilogue = text[next_end:]
+            return True
+    return False  # no close boundary
+
+
+def _boundary_lines(text: str, start: int, separator: str) -> list[tuple[int, int, bool]]:
+    """(start, end past the line end, is the close boundary) of each line the feed parser's
+    boundary regex `(--sep)(--)?[ \t]*(line end)?$` matches, from `start` on."""
+    found: list[tuple[int, int, bool]] = []
+    pos = start
+    while (at := text.find(separator, pos)) >= 0:
+        if at > start and text[at - 1] not in "\r\n":
+            pos = at + 1  # not at a line start
+            continue
+        line_end = _line_end(text, at)
+        rest = text[at + len(separator) : line_end].rstrip("\r\n")
+        if not rest.strip(" \t"):
+            found.append((at, line_end, False))
+        elif rest.startswith("--") and not rest[2:].strip(" \t"):
+            found.append((at, line_end, True))
+        pos = line_end
+    return found
+
+
+def _line_end(text: str, pos: int) -> int:
+    """The index past the line end (CRLF, CR or LF) of the line holding `pos`, or the text's end."""
+    cr, lf = text.find("\r", pos), text.find("\n", pos)
+    if cr < 0 and lf < 0:
+        return len(text)
+    if lf < 0 or 0 <= cr < lf:
+        return cr + 2 if text.startswith("\n", cr + 1) else cr + 1
+    return lf + 1
+
+
+def _without_line_end(text: str) -> str:
+    """`text` less one final CRLF, CR or LF (the feed parser's NLCRE_eol)."""
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text[:-1] if text.endswith(("\r", "\n")) else text
 
 
 def _repair_header_line(raw: bytes) -> bytes | None:
