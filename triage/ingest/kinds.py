@@ -199,14 +199,11 @@ def _bounce_reason(
         return "X-Failed-Recipients header"
     daemon = bool(from_addr and _DAEMON.match(from_addr)) or not from_addr
     null_path = any(v.strip() in ("<>", "") for v in headers.get("return-path", []))
-    ascii_subject = subject.isascii()
-    bounce_subject = bool(
-        _BOUNCE_SUBJECT.match(subject) or (not ascii_subject and _BOUNCE_SUBJECT_CJK.search(subject))
-    )
+    bounce_subject = bool(_BOUNCE_SUBJECT.match(subject) or _has_cjk_bounce_subject(subject))
     sample = body_text[:4096]
     if '"notificationType"' in sample and _SES_NOTIFICATION.search(sample):
         return "Amazon SES bounce notification"
-    if not (daemon or null_path or bounce_subject or _has_subject_tag(subject, ascii_subject)):
+    if not (daemon or null_path or bounce_subject or _has_subject_tag(subject)):
         return None  # an ordinary mail: no need to read its body for bounce phrases
     bounce_body = _has_bounce_text(sample.lower())
     returned = bool(part_types & _RETURNED_TYPES)
@@ -221,19 +218,24 @@ def _bounce_reason(
             else "returned message"
         )
         return f"non-standard bounce: subject {subject.strip()[:60]!r} with {who}"
-    if bounce_body and _has_subject_tag(subject, ascii_subject):
+    if bounce_body and _has_subject_tag(subject):
         return f"non-standard bounce: subject tag in {subject.strip()[:60]!r} with bounce text"
     if daemon and from_addr and bounce_body:
         return f"non-standard bounce: sender {from_addr} with bounce text"
     return None
 
 
-def _has_subject_tag(subject: str, ascii_subject: bool) -> bool:
-    # Every tag holds "non" or "delivery failed"; in ASCII text only ASCII letters match them.
-    if ascii_subject:
-        lowered = subject.lower()
-        if "non" not in lowered and "delivery failed" not in lowered:
-            return False
+def _has_cjk_bounce_subject(subject: str) -> bool:
+    # Each phrase starts with one of these characters, which have no other case.
+    if subject.isascii() or not any(char in subject for char in "メ配不邮退未"):
+        return False
+    return _BOUNCE_SUBJECT_CJK.search(subject) is not None
+
+
+def _has_subject_tag(subject: str) -> bool:
+    # Every tag holds '(' or "non", whose letters match only N, n, O and o ignoring case.
+    if "(" not in subject and "non" not in subject.lower():
+        return False
     return _BOUNCE_SUBJECT_TAG.search(subject) is not None
 
 
