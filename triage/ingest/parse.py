@@ -1,10 +1,13 @@
 """Raw bytes to `ParsedMail`: the one pure function between the mail sources and everything else.
 
-The stdlib `email` package (compat32, the fastest policy) builds the MIME tree once, and
+The MIME tree is the stdlib `email` package's (compat32, the fastest policy), built once, and
 mail-parser's structural recovery re-reads the address headers the stdlib misreads. A full
 mail-parser parse is not used: it is about 2.5x slower and raises on some real mail. Bodies of
 attached messages (`message/*`) are kept as their original bytes instead of being parsed part
 by part: they are attachments here, and not re-parsing them keeps a forwarded 3 MB thread cheap.
+Plainly built mail (well-formed header blocks, a single part or one level of multipart) is
+read here into the very tree the stdlib's feed parser would build, without its line-by-line
+Python loop and its regex compile per boundary; everything else goes to the feed parser.
 Charset fallbacks live in `charsets`, kinds in `kinds`, quote splitting in `quotes`.
 
 Damaged mail is parsed as far as it goes and the damage is listed in `defects`; only input
