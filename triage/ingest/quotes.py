@@ -151,8 +151,9 @@ def _wrote_headers(stripped: list[str]) -> dict[int, int]:
     that end there, then the bare "<name> wrote:", trusted only right above a '>' line.
     """
     found: dict[int, int] = {}
-    for end, line in enumerate(stripped):
-        if not line.endswith(":") or len(line) > 300:
+    for end in _colon_ends(stripped):
+        line = stripped[end]
+        if len(line) > 300:
             continue
         spans: list[tuple[int, str]] = []
         joined = line
@@ -167,6 +168,20 @@ def _wrote_headers(stripped: list[str]) -> dict[int, int]:
             match = next((start for start, text in spans if _WEAK_HEADER.match(text)), None)
         if match is not None:
             found.setdefault(match, end)
+    return found
+
+
+def _colon_ends(stripped: list[str]) -> list[int]:
+    """Indices of the lines ending in ':', found in one joined string rather than line by line."""
+    joined = "\n".join(stripped) + "\n"
+    found: list[int] = []
+    line = last = 0
+    at = joined.find(":\n")
+    while at >= 0:
+        line += joined.count("\n", last, at)
+        found.append(line)
+        last = at
+        at = joined.find(":\n", at + 2)
     return found
 
 
@@ -212,7 +227,14 @@ def _split_signature(lines: list[str], text: str) -> tuple[list[str], list[str]]
 
     `lines` are lines of `text`: without "--" in it, there is no delimiter to look for.
     """
-    if "--" in text:
+    if "--" in text and "\r" not in text:
+        # The same test as below, as list lookups: without CRs a delimiter line is one of two strings.
+        at = max(
+            (len(lines) - 1 - lines[::-1].index(mark) for mark in ("-- ", "--") if mark in lines), default=-1
+        )
+        if at >= 0:
+            return lines[:at], lines[at:]
+    elif "--" in text:
         for i in range(len(lines) - 1, -1, -1):
             if lines[i].rstrip("\r") in ("-- ", "--"):
                 return lines[:i], lines[i:]
