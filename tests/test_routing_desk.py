@@ -146,6 +146,24 @@ def test_cli_queue_approve_stats(db_url: str, tmp_path: Path, model_dir: Path,
     assert missing.exit_code == 1 and "no ticket" in missing.stderr
     figures = json.loads(runner.invoke(cli, ["stats", "--json"], env=env).stdout)
     assert figures["decisions"] == 1 and figures["agreement"] == 1.0
+    assert figures["overdue_by_team"] == {}  # the ticket arrived just now: its first response is not due yet
+    assert figures["median_first_response_hours"] == {}
+    table = runner.invoke(cli, ["stats"], env=env)
+    assert "overdue (first response past due): none" in table.stdout
+
+
+def test_overdue_count_per_team(app: App, clock: Clock, router: Router) -> None:
+    """An unanswered routed ticket counts as overdue for its team once its first response is past due."""
+    from datetime import timedelta
+
+    from triage.schedule.stats import overdue_by_team
+
+    first, = ingest(app, clock, DONATION)
+    router.suggest_pending()
+    router.approve(first, actor="a")
+    with app.sessions() as session:
+        assert overdue_by_team(session, app.settings, clock.now) == {}
+        assert overdue_by_team(session, app.settings, clock.now + timedelta(days=14)) == {"fundraising": 1}
 
 
 def test_retrain_promotes_only_a_model_at_least_as_good(app: App, clock: Clock, router: Router,

@@ -92,11 +92,19 @@ def approve(ctx: click.Context, references: tuple[str, ...], team: str | None, m
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
-    """How often the suggestions matched the liaison's decisions, by week, and the model's coverage."""
+    """Routing agreement by week and coverage; overdue tickets per team and median first-response time."""
+    from datetime import timedelta
+
+    from triage.schedule.stats import median_first_response_hours, overdue_by_team
+    from triage.store.db import utcnow
+
     app, router = _router(ctx)
     try:
-        with app.sessions() as session:
+        with app.reads() as session:
             figures = router.stats(session)
+            now = utcnow()
+            figures["overdue_by_team"] = overdue_by_team(session, app.settings, now)
+            figures["median_first_response_hours"] = median_first_response_hours(session, now - timedelta(days=90))
     finally:
         app.close()
     if as_json:
@@ -108,6 +116,13 @@ def stats(ctx: click.Context, as_json: bool) -> None:
                f"{figures['waiting']} tickets waiting")
     for week in figures["by_week"]:
         click.echo(f"  {week['week']}: {week['agreed']}/{week['decisions']} agreed ({week['agreement']})")
+    overdue = figures["overdue_by_team"]
+    click.echo("overdue (first response past due): "
+               + (", ".join(f"{team} {n}" for team, n in sorted(overdue.items())) if overdue else "none"))
+    medians = figures["median_first_response_hours"]
+    if medians:
+        click.echo("median first response, last 90 days: "
+                   + ", ".join(f"{team} {hours:.1f} h" for team, hours in sorted(medians.items())))
 
 
 @click.command()
