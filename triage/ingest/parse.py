@@ -63,9 +63,10 @@ _SIMPLE_ADDRESS = re.compile(r"\s*(?:([^<>@]*?)\s*<([^<>\s@]+@[^<>\s@]+)>|([^<>\
 _ATOM = r'[^\s"(),:;<>@\[\]\\]+'  # what getaddresses reads as one word ('.' included)
 _ADDR_SPEC = f"{_ATOM}@{_ATOM}"
 _PHRASE_ADDRESS = re.compile(
-    rf'[ \t,]*(?:"([^"\\\r\n]*)"[ \t]*<({_ADDR_SPEC})>'
-    rf"|({_ATOM}(?:[ \t]+{_ATOM})*)?[ \t]*<({_ADDR_SPEC})>"
-    rf"|({_ADDR_SPEC}))[ \t]*(?:,[ \t,]*|\Z)"
+    rf'[ \t,]*(?:"(?P<quoted>[^"\\\r\n]*)"[ \t]*<(?P<quoted_addr>{_ADDR_SPEC})?>'
+    rf"|(?P<phrase>{_ATOM}(?:[ \t]+{_ATOM})*)?[ \t]*<(?P<phrase_addr>{_ADDR_SPEC})?>"
+    rf"|(?P<commented>{_ADDR_SPEC})[ \t]*\((?P<comment>[^()\\\r\n]*)\)"
+    rf"|(?P<bare>{_ADDR_SPEC}))[ \t]*(?:,[ \t,]*|\Z)"
 )
 _NOT_SIMPLE = re.compile(r'["()\\;:=]')
 _AT_IN_NAME = re.compile(r"@[^,<>\"]*<")
@@ -438,7 +439,7 @@ def _addresses(values: list[str], field: str, defects: list[str]) -> list[tuple[
         return []
     text = ", ".join(values)
     pairs = _simple_addresses(text) or _phrase_addresses(text)
-    checked = bool(pairs)  # the fast paths read exactly one '@' into each address
+    checked = bool(pairs)  # the fast paths read one '@' into each address (or no address)
     if not pairs:
         pairs = getaddresses([text])
     # The stdlib silently misreads an unquoted '@' in a display name ("a@b <c@d>") as an
@@ -480,12 +481,13 @@ def _simple_addresses(text: str) -> list[tuple[str, str]] | None:
 
 
 def _phrase_addresses(text: str) -> list[tuple[str, str]] | None:
-    """The next fast path: one quoted name, or encoded words, before each '<a@b>'; else None.
+    """The next fast path: quoted names, encoded words, comments and '<>'; else None.
 
     It reads what `getaddresses` reads the same way (checked on generated lists against it):
-    items of `"Any, text" <a@b>`, `Name =?utf-8?q?...?= <a@b>`, `<a@b>` or `a@b`, with only
-    spaces and tabs between words, no backslash, comment, group or domain literal. Empty
-    items, which `getaddresses` returns as ('', ''), are left out: no address is read from them.
+    items of `"Any, text" <a@b>`, `Name =?utf-8?q?...?= <a@b>`, `a@b (Comment)` (the
+    comment is the name), `Name <>` (no address), `<a@b>` or `a@b`, with only spaces and
+    tabs between words, no backslash, nested comment, group or domain literal. Empty items,
+    which `getaddresses` returns as ('', ''), are left out: no address is read from them.
     """
     if not text.strip(" \t,"):
         return None
@@ -495,13 +497,16 @@ def _phrase_addresses(text: str) -> list[tuple[str, str]] | None:
         match = _PHRASE_ADDRESS.match(text, pos)
         if match is None:
             return None
-        quoted, quoted_addr, phrase, phrase_addr, bare = match.groups()
-        if quoted_addr is not None:
-            pairs.append((quoted, quoted_addr))
-        elif phrase_addr is not None:
-            pairs.append((" ".join(phrase.split()) if phrase else "", phrase_addr))
+        item = match.groupdict()
+        if item["quoted"] is not None:
+            pairs.append((item["quoted"], item["quoted_addr"] or ""))
+        elif item["commented"] is not None:
+            pairs.append((item["comment"], item["commented"]))
+        elif item["bare"] is not None:
+            pairs.append(("", item["bare"]))
         else:
-            pairs.append(("", bare))
+            phrase = item["phrase"]
+            pairs.append((" ".join(phrase.split()) if phrase else "", item["phrase_addr"] or ""))
         pos = match.end()
     return pairs
 
