@@ -545,8 +545,8 @@ def _date(value: str | None, defects: list[str]) -> datetime | None:
 def _rfc5322_date(value: str) -> datetime | None:
     """`parsedate_to_datetime` for the canonical 'Mon, 2 Sep 2024 10:00:00 +0200'; None for other forms.
 
-    Nearly every mailer writes this form, and the stdlib's pure-Python parser, which also
-    reads the obsolete ones, costs several times more.
+    Nearly every mailer writes this form; the stdlib's pure-Python parser, which also reads
+    the obsolete ones, takes about a quarter longer on it.
     """
     match = _CANONICAL_DATE.fullmatch(value)
     if match is None:
