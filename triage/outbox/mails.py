@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from triage.config import Settings
 from triage.outbox.compose import Party, ThreadInfo
-from triage.outbox.wiring import TeamInfo
 from triage.store.models import Contact, Direction, Message, Ticket
+from triage.teams import Team
 
 HISTORY_LIMIT = 20
 QUOTE_LIMIT = 4000
@@ -67,7 +67,7 @@ def context(
     view: TicketView,
     settings: Settings,
     *,
-    team: TeamInfo | None = None,
+    team: Team | None = None,
     language: str = "en",
     **extra: Any,
 ) -> dict[str, Any]:

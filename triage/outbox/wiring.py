@@ -10,7 +10,6 @@ then `TRIAGE_*` variables), read once. Nothing connects or reads at import time.
 from __future__ import annotations
 
 import threading
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,29 +17,22 @@ import structlog
 
 from triage.config import ConfigError, MailSettings, Settings, load_settings
 from triage.outbox.render import Renderer, resolve_templates_dir
+from triage.teams import Team, load_teams
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class TeamInfo:
-    key: str
-    name: str
-    address: str
-    signature: str | None
 
 
 @dataclass(frozen=True)
 class Wiring:
     settings: Settings
     renderer: Renderer
-    teams: dict[str, TeamInfo]
+    teams: dict[str, Team]
 
 
 _lock = threading.Lock()
 _installed: Settings | None = None
 _renderers: dict[Path, Renderer] = {}
-_teams: dict[tuple[Path, int], dict[str, TeamInfo]] = {}
+_teams: dict[tuple[Path, int], dict[str, Team]] = {}
 _fallback: Settings | None = None
 
 
@@ -58,20 +50,6 @@ def uninstall() -> None:
         _fallback = None
         _renderers.clear()
         _teams.clear()
-
-
-def load_teams(path: str | Path) -> dict[str, TeamInfo]:
-    """`[teams.<key>]` tables (name, address, optional signature); a missing file means no teams."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    teams = {}
-    for key, table in data.get("teams", {}).items():
-        if isinstance(table, dict) and table.get("address"):
-            teams[key] = TeamInfo(key, str(table.get("name") or key), str(table["address"]),
-                                  str(table["signature"]) if table.get("signature") else None)
-    return teams
 
 
 def settings_for(mail: MailSettings | None = None) -> Settings:
@@ -114,10 +92,10 @@ def wiring_for(settings: Settings) -> Wiring:
             renderer = _renderers[folder] = Renderer(folder)
         teams = _teams.get((teams_file, stamp))
     if teams is None:
-        teams = load_teams(teams_file)
+        teams = load_teams(teams_file, required=False)
         with _lock:
             _teams[(teams_file, stamp)] = teams
     return Wiring(settings, renderer, teams)
 
 
-__all__ = ["TeamInfo", "Wiring", "current", "install", "load_teams", "settings_for", "uninstall", "wiring_for"]
+__all__ = ["Wiring", "current", "install", "settings_for", "uninstall", "wiring_for"]

@@ -9,9 +9,7 @@ for the next training run.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,36 +23,18 @@ from classifiers import Classifier, Example
 from triage.routing.errors import RoutingError
 from triage.store.db import utcnow
 from triage.store.models import Decision, Direction, Event, Message, Suggestion, Ticket, TicketStatus
+from triage.teams import Team, TeamsFileError
+from triage.teams import load_teams as read_teams
 
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Team:
-    key: str
-    name: str
-    address: str
-    description: str
-
-
 def load_teams(path: str | Path) -> dict[str, Team]:
-    """Teams are configuration: `[teams.<key>]` tables with name, address and description."""
-    path = Path(path)
+    """The teams routing can choose from; a missing or malformed file is a RoutingError."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RoutingError(f"teams file {str(path)!r} does not exist; set routing.teams_file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RoutingError(f"teams file {str(path)!r} is not valid TOML: {exc}") from None
-    teams = {}
-    for key, table in data.get("teams", {}).items():
-        missing = [k for k in ("name", "address") if not table.get(k)]
-        if missing:
-            raise RoutingError(f"teams file {str(path)!r}: [teams.{key}] needs {', '.join(missing)}")
-        teams[key] = Team(key, table["name"], table["address"], table.get("description", ""))
-    if not teams:
-        raise RoutingError(f"teams file {str(path)!r} defines no [teams.<key>] table")
-    return teams
+        return read_teams(path)
+    except TeamsFileError as exc:
+        raise RoutingError(str(exc)) from None
 
 
 def example_from_message(message: Message) -> Example:

@@ -1,0 +1,49 @@
+"""The staff teams are configuration: `[teams.<key>]` tables with name, address, description and an
+optional signature. One reader for routing (which needs the file) and the outbox (which can do
+without it)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class TeamsFileError(Exception):
+    """The teams file is missing or malformed; the message names the file and the table."""
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    key: str
+    name: str
+    address: str
+    description: str = ""
+    signature: str | None = None
+
+
+def load_teams(path: str | Path, *, required: bool = True) -> dict[str, Team]:
+    """Read the teams file. With `required=False` a missing file means no teams, and a table
+    without an address is left out instead of being an error."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if not required:
+            return {}
+        raise TeamsFileError(f"teams file {str(path)!r} does not exist; set routing.teams_file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TeamsFileError(f"teams file {str(path)!r} is not valid TOML: {exc}") from None
+    teams = {}
+    for key, table in data.get("teams", {}).items():
+        if not isinstance(table, dict) or not table.get("address"):
+            if required:
+                raise TeamsFileError(f"teams file {str(path)!r}: [teams.{key}] needs an address")
+            continue
+        teams[key] = Team(
+            key, str(table.get("name") or key), str(table["address"]), str(table.get("description", "")),
+            str(table["signature"]) if table.get("signature") else None,
+        )
+    if required and not teams:
+        raise TeamsFileError(f"teams file {str(path)!r} defines no [teams.<key>] table")
+    return teams
