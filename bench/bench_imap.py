@@ -113,16 +113,20 @@ def fill(server: Dovecot, folder: str, count: int) -> None:
             imap.append(folder, synthetic_mail(rng, i, start, senders))
 
 
-def poll(server: Dovecot, folder: str, workdir: Path, batch: int, workers: int, tag: str) -> tuple[float, float, float]:
+def triage_env(server: Dovecot, folder: str, database: Path, batch: int, workers: int = 0) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
     env.update({
-        "TRIAGE_CONFIG": "", "TRIAGE_LOG_LEVEL": "warning",
-        "TRIAGE_DATABASE_URL": f"sqlite:///{workdir / f'{tag}.db'}",
+        "TRIAGE_CONFIG": "", "TRIAGE_LOG_LEVEL": "warning", "TRIAGE_DATABASE_URL": f"sqlite:///{database}",
         "TRIAGE_IMAP_HOST": server.host, "TRIAGE_IMAP_PORT": str(server.port), "TRIAGE_IMAP_SECURITY": "none",
         "TRIAGE_IMAP_USER": server.user, "TRIAGE_IMAP_PASSWORD": server.password, "TRIAGE_IMAP_FOLDER": folder,
         "TRIAGE_IMAP_START": "all", "TRIAGE_IMAP_MARK": "seen", "TRIAGE_IMAP_BATCH_SIZE": str(batch),
         "TRIAGE_IMAP_PARSE_WORKERS": str(workers), "PYTHONPATH": str(ROOT),
     })
+    return env
+
+
+def poll(server: Dovecot, folder: str, workdir: Path, batch: int, workers: int, tag: str) -> tuple[float, float, float]:
+    env = triage_env(server, folder, workdir / f"{tag}.db", batch, workers)
     # The schema is created before timing, as on a running desk.
     subprocess.run([sys.executable, "-m", "triage", "db", "upgrade"], env=env, check=True,
                    stdout=subprocess.DEVNULL)
@@ -131,14 +135,7 @@ def poll(server: Dovecot, folder: str, workdir: Path, batch: int, workers: int, 
 
 def command_seconds(server: Dovecot, folder: str, workdir: Path, batch: int) -> float:
     """`triage poll --once` as cron runs it: interpreter start-up and imports included."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
-    env.update({
-        "TRIAGE_CONFIG": "", "TRIAGE_LOG_LEVEL": "warning", "TRIAGE_DATABASE_URL": f"sqlite:///{workdir / 'cmd.db'}",
-        "TRIAGE_IMAP_HOST": server.host, "TRIAGE_IMAP_PORT": str(server.port), "TRIAGE_IMAP_SECURITY": "none",
-        "TRIAGE_IMAP_USER": server.user, "TRIAGE_IMAP_PASSWORD": server.password, "TRIAGE_IMAP_FOLDER": folder,
-        "TRIAGE_IMAP_START": "all", "TRIAGE_IMAP_MARK": "seen", "TRIAGE_IMAP_BATCH_SIZE": str(batch),
-        "PYTHONPATH": str(ROOT),
-    })
+    env = triage_env(server, folder, workdir / "cmd.db", batch)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "triage", "poll", "--once"], env=env, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
