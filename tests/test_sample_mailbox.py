@@ -68,6 +68,7 @@ def test_set_based_and_per_mail_paths_store_the_same(app: App, clock: Clock, tmp
     mails = [IncomingMail(raw, source=label) for label, raw in open_source(SAMPLE)]
     fast = Ingestor(app.sessions, app.settings.mail, clock=clock)
     assert [o.status for o in fast.ingest_many(mails)].count("stored") == 29
+    assert fast.fallbacks == 0  # the batch path stored it all, not the per-mail fallback
     other = bootstrap(load_settings(environ={"TRIAGE_DATABASE_URL": f"sqlite:///{tmp_path / 'slow.db'}"}))
     try:
         slow = Ingestor(other.sessions, other.settings.mail, clock=clock, set_based=False)
@@ -91,4 +92,5 @@ def test_one_unstorable_mail_in_a_batch_is_quarantined_alone(app: App, clock: Cl
     ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock, parser=parser)
     outcomes = ingestor.ingest_many([IncomingMail(raw) for raw in mails])
     assert [o.status for o in outcomes].count("quarantined") == 1 and outcomes[2].status == "quarantined"
+    assert ingestor.fallbacks == 1
     assert all(o.status in ("stored", "duplicate") for i, o in enumerate(outcomes) if i != 2)
