@@ -12,8 +12,8 @@ Nothing is ever deleted.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -60,13 +60,29 @@ class FolderPass:
         setattr(self, status, getattr(self, status) + 1)
 
 
-def parse_in_worker(item: tuple[bytes, int]) -> ParsedMail | RuntimeError:
+# A batch goes to the pool in this many chunks: enough to keep every worker busy, few
+# enough that the per-task round trip stays small next to the parsing.
+PARSE_CHUNKS = 4
+
+
+def parse_chunk_in_worker(raws: list[bytes], max_size: int) -> list[ParsedMail | RuntimeError]:
     """Runs in a pool process: any failure comes back as a value, to be quarantined in order."""
-    raw, max_size = item
-    try:
-        return parse_mail(raw, max_size=max_size)
-    except Exception as exc:  # noqa: BLE001 - returned, then quarantined by the parent
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    out: list[ParsedMail | RuntimeError] = []
+    for raw in raws:
+        try:
+            out.append(parse_mail(raw, max_size=max_size))
+        except Exception as exc:  # noqa: BLE001 - returned, then quarantined by the parent
+            out.append(RuntimeError(f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+@dataclass
+class FetchedBatch:
+    """UIDs, their raw bytes (None if expunged since the SEARCH) and their parsing in the pool."""
+
+    uids: Sequence[int]
+    raws: list[bytes | None]
+    parsing: list[tuple[list[int], Future[list[ParsedMail | RuntimeError]]]]
 
 
 class FolderPoller:
@@ -105,11 +121,18 @@ class FolderPoller:
         last_uid = self._position(client, folder, uidvalidity, uidnext, result)
         self._sweep_unmarked(client, folder, uidvalidity, result)
         pending = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
-        for batch in batches(pending, self.settings.batch_size):
-            self._ingest_batch(client, folder, uidvalidity, batch, result)
-            self._mark(client, folder, uidvalidity, list(batch), result)
+        # Batch n+1 is fetched, and handed to the parse pool, before batch n is stored: the pool
+        # parses while this process stores. Fetching is a PEEK, so a crash here loses nothing;
+        # batches still commit, and are marked, strictly in UID order.
+        upcoming = self._fetch(client, batches(pending, self.settings.batch_size))
+        current = next(upcoming, None)
+        while current is not None:
+            following = next(upcoming, None) if self._pool is not None else None
+            self._ingest_batch(folder, uidvalidity, current, result)
+            self._mark(client, folder, uidvalidity, list(current.uids), result)
             if self._stop.is_set():
                 break
+            current = following if self._pool is not None else next(upcoming, None)
         log.info(
             "imap.pass", account=self.account, folder=folder, fetched=result.fetched, stored=result.stored,
             duplicate=result.duplicate, quarantined=result.quarantined, marked=result.marked,
@@ -183,21 +206,29 @@ class FolderPoller:
 
     # -- ingesting ---------------------------------------------------------------------------
 
-    def _ingest_batch(
-        self, client: IMAPClient, folder: str, uidvalidity: int, batch: Sequence[int], result: FolderPass
-    ) -> None:
-        fetched: dict[int, dict[bytes, Any]] = client.fetch(list(batch), ["BODY.PEEK[]"])
-        raws = [fetched.get(uid, {}).get(b"BODY[]") for uid in batch]
-        parsed: list[ParsedMail | BaseException | None] = [None] * len(batch)
-        if self._pool is not None:
-            present = [(i, raw) for i, raw in enumerate(raws) if raw is not None]
-            results = self._pool.map(
-                parse_in_worker, [(raw, self._max_size) for _, raw in present], chunksize=max(1, len(present) // 8)
-            )
-            for (i, _), parsed_or_error in zip(present, results, strict=True):
+    def _fetch(self, client: IMAPClient, uid_batches: Iterable[Sequence[int]]) -> Iterator[FetchedBatch]:
+        """Each batch's raw mails, its parsing already under way in the pool when there is one."""
+        for batch in uid_batches:
+            fetched: dict[int, dict[bytes, Any]] = client.fetch(list(batch), ["BODY.PEEK[]"])
+            raws = [fetched.get(uid, {}).get(b"BODY[]") for uid in batch]
+            chunks: list[tuple[list[int], Future[list[ParsedMail | RuntimeError]]]] = []
+            if self._pool is not None:
+                present = [i for i, raw in enumerate(raws) if raw is not None]
+                size = max(1, -(-len(present) // PARSE_CHUNKS))
+                for start in range(0, len(present), size):
+                    positions = present[start:start + size]
+                    chunks.append((positions, self._pool.submit(
+                        parse_chunk_in_worker, [raws[i] for i in positions], self._max_size  # type: ignore[misc]
+                    )))
+            yield FetchedBatch(batch, raws, chunks)
+
+    def _ingest_batch(self, folder: str, uidvalidity: int, batch: FetchedBatch, result: FolderPass) -> None:
+        parsed: list[ParsedMail | BaseException | None] = [None] * len(batch.uids)
+        for positions, future in batch.parsing:
+            for i, parsed_or_error in zip(positions, future.result(), strict=True):
                 parsed[i] = parsed_or_error
         incoming, uids, vanished = [], [], []
-        for uid, raw, pre in zip(batch, raws, parsed, strict=True):
+        for uid, raw, pre in zip(batch.uids, batch.raws, parsed, strict=True):
             if raw is None:  # expunged between SEARCH and FETCH: nothing to keep, move past it
                 vanished.append(uid)
                 continue
