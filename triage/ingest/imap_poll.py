@@ -31,6 +31,8 @@ from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.pipeline import IncomingMail, Ingestor, IngestOutcome
 from triage.ingest.sources import batches
+from triage.ingest.store_batch import encode_blobs
+from triage.store.blobs import sha256_hex
 from triage.store.db import utcnow
 from triage.store.models import ImapFolderState, ImapLedgerEntry
 
@@ -65,12 +67,19 @@ class FolderPass:
 PARSE_CHUNKS = 4
 
 
-def parse_chunk_in_worker(raws: list[bytes], max_size: int) -> list[ParsedMail | RuntimeError]:
-    """Runs in a pool process: any failure comes back as a value, to be quarantined in order."""
-    out: list[ParsedMail | RuntimeError] = []
+Blobs = dict[str, tuple[str, bytes]]
+
+
+def parse_chunk_in_worker(raws: list[bytes], max_size: int) -> list[tuple[ParsedMail, Blobs] | RuntimeError]:
+    """Runs in a pool process: parses, and compresses the blobs the store will write.
+
+    Any failure comes back as a value, to be quarantined in order.
+    """
+    out: list[tuple[ParsedMail, Blobs] | RuntimeError] = []
     for raw in raws:
         try:
-            out.append(parse_mail(raw, max_size=max_size))
+            parsed = parse_mail(raw, max_size=max_size)
+            out.append((parsed, encode_blobs(raw, sha256_hex(raw), parsed)))
         except Exception as exc:  # noqa: BLE001 - returned, then quarantined by the parent
             out.append(RuntimeError(f"{type(exc).__name__}: {exc}"))
     return out
@@ -82,7 +91,7 @@ class FetchedBatch:
 
     uids: Sequence[int]
     raws: list[bytes | None]
-    parsing: list[tuple[list[int], Future[list[ParsedMail | RuntimeError]]]]
+    parsing: list[tuple[list[int], Future[list[tuple[ParsedMail, Blobs] | RuntimeError]]]]
 
 
 class FolderPoller:
@@ -211,7 +220,7 @@ class FolderPoller:
         for batch in uid_batches:
             fetched: dict[int, dict[bytes, Any]] = client.fetch(list(batch), ["BODY.PEEK[]"])
             raws = [fetched.get(uid, {}).get(b"BODY[]") for uid in batch]
-            chunks: list[tuple[list[int], Future[list[ParsedMail | RuntimeError]]]] = []
+            chunks: list[tuple[list[int], Future[list[tuple[ParsedMail, Blobs] | RuntimeError]]]] = []
             if self._pool is not None:
                 present = [i for i, raw in enumerate(raws) if raw is not None]
                 size = max(1, -(-len(present) // PARSE_CHUNKS))
@@ -224,17 +233,22 @@ class FolderPoller:
 
     def _ingest_batch(self, folder: str, uidvalidity: int, batch: FetchedBatch, result: FolderPass) -> None:
         parsed: list[ParsedMail | BaseException | None] = [None] * len(batch.uids)
+        encoded: list[Blobs | None] = [None] * len(batch.uids)
         for positions, future in batch.parsing:
-            for i, parsed_or_error in zip(positions, future.result(), strict=True):
-                parsed[i] = parsed_or_error
+            for i, done in zip(positions, future.result(), strict=True):
+                if isinstance(done, BaseException):
+                    parsed[i] = done
+                else:
+                    parsed[i], encoded[i] = done
         incoming, uids, vanished = [], [], []
-        for uid, raw, pre in zip(batch.uids, batch.raws, parsed, strict=True):
+        for uid, raw, pre, blobs in zip(batch.uids, batch.raws, parsed, encoded, strict=True):
             if raw is None:  # expunged between SEARCH and FETCH: nothing to keep, move past it
                 vanished.append(uid)
                 continue
             uids.append(uid)
             incoming.append(IncomingMail(
-                raw, source=f"imap:{self.account}/{folder};UIDVALIDITY={uidvalidity};UID={uid}", parsed=pre
+                raw, source=f"imap:{self.account}/{folder};UIDVALIDITY={uidvalidity};UID={uid}", parsed=pre,
+                encoded=blobs,
             ))
         result.fetched += len(incoming)
         result.vanished += len(vanished)

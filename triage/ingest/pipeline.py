@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -256,6 +256,7 @@ class IncomingMail:
     raw: bytes
     source: str | None = None
     parsed: ParsedMail | BaseException | None = None
+    encoded: Mapping[str, tuple[str, bytes]] | None = None  # its blobs, compressed where it was parsed
 
 
 AfterBatch = Callable[[Session, list[IngestOutcome]], None]
@@ -340,7 +341,8 @@ class Ingestor:
         good = [(m.raw, d, p, m.source) for m, d, p in prepared if not isinstance(p, BaseException)]
         savepoint = session.begin_nested()
         try:
-            stored = iter(store_batch(session, good, settings=self._settings, now=self._clock()))
+            encoded = {sha: blob for m, _, _ in prepared if m.encoded for sha, blob in m.encoded.items()}
+            stored = iter(store_batch(session, good, settings=self._settings, now=self._clock(), encoded=encoded))
             outcomes = []
             for mail, digest, parsed in prepared:
                 if isinstance(parsed, BaseException):

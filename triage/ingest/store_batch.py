@@ -13,7 +13,7 @@ mail at fault.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -111,13 +111,14 @@ def _upsert_contacts(session: Session, mails: Sequence[ParsedMail], now: datetim
     if not senders:
         return {}
     postgres = session.get_bind().dialect.name == "postgresql"
-    statement = _dialect_insert(session)(Contact)
+    contacts = _table(Contact)
+    statement = _dialect_insert(session)(contacts)
     latest = func.greatest if postgres else func.max
     statement = statement.on_conflict_do_update(
         index_elements=["address"],
         set_={
-            "last_seen": latest(Contact.last_seen, statement.excluded.last_seen),
-            "name": func.coalesce(Contact.name, statement.excluded.name),
+            "last_seen": latest(contacts.c.last_seen, statement.excluded.last_seen),
+            "name": func.coalesce(contacts.c.name, statement.excluded.name),
         },
     )
     rows = [
@@ -161,8 +162,13 @@ def store_batch(
     *,
     settings: MailSettings,
     now: datetime,
+    encoded: Mapping[str, tuple[str, bytes]] | None = None,
 ) -> list[StoredMail]:
-    """Thread and store (raw, sha256, parsed, source) mails in the caller's transaction."""
+    """Thread and store (raw, sha256, parsed, source) mails in the caller's transaction.
+
+    `encoded` holds blobs a parse worker already compressed (sha256 -> codec, bytes).
+    """
+    encoded = encoded or {}
     prefix = settings.reference_prefix
     ids = {p.message_id for _, _, p, _ in mails if p.message_id}
     digests = {d for _, d, _, _ in mails}
@@ -293,7 +299,7 @@ def store_batch(
         session.execute(
             _dialect_insert(session)(_table(Blob)).on_conflict_do_nothing(index_elements=["sha256"]),
             [{"sha256": sha, "size": len(data), "codec": codec, "data": packed, "created_at": now}
-             for sha, data in sorted(blobs.items()) for codec, packed in [encode(data)]],
+             for sha, data in sorted(blobs.items()) for codec, packed in [encoded.get(sha) or encode(data)]],
         )
     if pending_messages:
         message_pks = _insert_keyed(
@@ -331,6 +337,16 @@ def store_batch(
         )
     assert all(item is not None for item in results)
     return [item for item in results if item is not None]
+
+
+def encode_blobs(raw: bytes, digest: str, parsed: ParsedMail) -> dict[str, tuple[str, bytes]]:
+    """The blobs one mail will store, compressed: a parse worker calls this so the storing
+    process does not have to (compression is a fifth of its time)."""
+    out = {digest: encode(raw)}
+    for part in parsed.attachments:
+        if part.sha256 not in out:
+            out[part.sha256] = encode(part.content)
+    return out
 
 
 def _table(model: type[Any]) -> Table:
