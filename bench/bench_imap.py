@@ -115,7 +115,7 @@ def fill(server: Dovecot, folder: str, count: int) -> None:
             imap.append(folder, synthetic_mail(rng, i, start, senders))
 
 
-def triage_env(server: Dovecot, folder: str, database: Path, batch: int, workers: int = 0) -> dict[str, str]:
+def triage_env(server: Dovecot, folder: str, database: Path, batch: int, workers: int | str = "auto") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
     env.update({
         "TRIAGE_CONFIG": "", "TRIAGE_LOG_LEVEL": "warning", "TRIAGE_DATABASE_URL": f"sqlite:///{database}",
@@ -136,7 +136,8 @@ def poll(server: Dovecot, folder: str, workdir: Path, batch: int, workers: int, 
 
 
 def command_seconds(server: Dovecot, folder: str, workdir: Path, batch: int) -> float:
-    """`triage poll --once` as cron runs it: interpreter start-up and imports included."""
+    """`triage poll --once` as cron runs it, on the default settings (parse_workers = auto):
+    interpreter start-up and imports included."""
     env = triage_env(server, folder, workdir / "cmd.db", batch)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "triage", "poll", "--once"], env=env, check=True, stdout=subprocess.DEVNULL)

@@ -37,6 +37,8 @@ def test_file_then_environment(tmp_path: Path) -> None:
         ("", {"TRIAGE_DATABASE_URL": "mysql://x"}, "$TRIAGE_DATABASE_URL"),
         ('[log]\nlevel = "loud"\n', {}, "log.level"),
         ('[nonsense]\nx = 1\n', {}, "nonsense"),
+        ('[imap]\nparse_workers = -1\n', {}, "imap.parse_workers"),
+        ("", {"TRIAGE_IMAP_PARSE_WORKERS": "many"}, "$TRIAGE_IMAP_PARSE_WORKERS"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, toml: str, environ: dict[str, str], expected: str) -> None:
@@ -65,3 +67,13 @@ def test_example_documents_every_key_and_matches_data_file() -> None:
     assert set(parsed) >= {"database", "mail", "log"}
     shipped = Path(__file__).resolve().parents[1] / "data" / "triage.example.toml"
     assert shipped.read_text() == text, "regenerate with: triage config example > data/triage.example.toml"
+
+
+@pytest.mark.parametrize(("value", "cores", "expected"), [("auto", 1, 0), ("auto", 2, 2), ("auto", 16, 4), ("3", 16, 3),
+                                                          ("0", 16, 0)])
+def test_parse_workers_auto_is_one_per_core_on_a_multicore_machine(
+    value: str, cores: int, expected: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    settings = load_settings(environ={"TRIAGE_CONFIG": "", "TRIAGE_IMAP_PARSE_WORKERS": value})
+    assert settings.imap.parse_worker_count() == expected

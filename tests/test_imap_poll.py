@@ -250,3 +250,19 @@ def test_parse_pool_stores_what_inline_parsing_stores(dovecot_server: Dovecot, d
             assert sha256_hex(stored) == message.raw_sha256
             assert stored.replace(b"\r\n", b"\n") in raws  # Dovecot hands mail back with CRLF
     assert poll_once(settings, app).fetched == 0
+
+
+def test_parse_pool_starts_only_for_a_pass_of_several_batches(
+    dovecot_server: Dovecot, desk: Callable[..., Any]
+) -> None:
+    settings, app = desk(parse_workers="2", batch_size="4")
+    runner = PollRunner(settings.imap, app.ingestor())
+    try:
+        append_many(dovecot_server, [make_mail(message_id=f"<s{i}@v.example>") for i in range(3)])
+        runner.run(once=True)
+        assert runner.last_pass[0].stored == 3 and runner._pool is None  # one batch: parsed inline
+        append_many(dovecot_server, [make_mail(message_id=f"<b{i}@v.example>") for i in range(9)])
+        runner.run(once=True)
+        assert runner.last_pass[0].stored == 9 and runner._pool is not None
+    finally:
+        runner.close()

@@ -125,7 +125,28 @@ class ImapSettings(_Section):
     timeout_seconds: float = Field(60.0, gt=0, description="Network timeout for one IMAP command.")
     backoff_max_seconds: float = Field(300.0, gt=0, description="Longest wait between reconnection attempts.")
     login_retry_seconds: float = Field(900.0, gt=0, description="Wait after a rejected login before trying again.")
-    parse_workers: int = Field(0, ge=0, le=64, description="Processes that parse fetched mail in parallel; 0 = parse inline.")
+    parse_workers: int | Literal["auto"] = Field(
+        "auto",
+        description="Processes that parse (and compress) fetched mail while the worker stores the previous batch, "
+        "started only for a pass of more than one batch; 0 = parse inline, auto = one per core (at most 4) "
+        "on a machine with several.",
+    )
+
+    @field_validator("parse_workers", mode="before")
+    @classmethod
+    def _worker_count(cls, value: object) -> object:
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if isinstance(value, bool) or not text.isdigit() or int(text) > 64:
+            raise ValueError("must be auto or a number of processes from 0 to 64")
+        return int(text)
+
+    def parse_worker_count(self) -> int:
+        if self.parse_workers != "auto":
+            return int(self.parse_workers)
+        cores = os.cpu_count() or 1
+        return min(4, cores) if cores > 1 else 0
 
     @field_validator("extra_folders", mode="before")
     @classmethod

@@ -105,7 +105,7 @@ class FolderPoller:
         *,
         clock: Callable[[], datetime] = utcnow,
         stop: threading.Event | None = None,
-        parse_pool: Executor | None = None,
+        parse_pool: Callable[[], Executor] | None = None,
     ) -> None:
         self.settings = settings
         self.account = settings.name
@@ -133,15 +133,17 @@ class FolderPoller:
         # Batch n+1 is fetched, and handed to the parse pool, before batch n is stored: the pool
         # parses while this process stores. Fetching is a PEEK, so a crash here loses nothing;
         # batches still commit, and are marked, strictly in UID order.
-        upcoming = self._fetch(client, batches(pending, self.settings.batch_size))
+        # A single batch gains nothing from the pool; a backfill or a busy morning does.
+        pool = self._pool() if self._pool is not None and len(pending) > self.settings.batch_size else None
+        upcoming = self._fetch(client, batches(pending, self.settings.batch_size), pool)
         current = next(upcoming, None)
         while current is not None:
-            following = next(upcoming, None) if self._pool is not None else None
+            following = next(upcoming, None) if pool is not None else None
             self._ingest_batch(folder, uidvalidity, current, result)
             self._mark(client, folder, uidvalidity, list(current.uids), result)
             if self._stop.is_set():
                 break
-            current = following if self._pool is not None else next(upcoming, None)
+            current = following if pool is not None else next(upcoming, None)
         log.info(
             "imap.pass", account=self.account, folder=folder, fetched=result.fetched, stored=result.stored,
             duplicate=result.duplicate, quarantined=result.quarantined, marked=result.marked,
@@ -215,18 +217,20 @@ class FolderPoller:
 
     # -- ingesting ---------------------------------------------------------------------------
 
-    def _fetch(self, client: IMAPClient, uid_batches: Iterable[Sequence[int]]) -> Iterator[FetchedBatch]:
+    def _fetch(
+        self, client: IMAPClient, uid_batches: Iterable[Sequence[int]], pool: Executor | None
+    ) -> Iterator[FetchedBatch]:
         """Each batch's raw mails, its parsing already under way in the pool when there is one."""
         for batch in uid_batches:
             fetched: dict[int, dict[bytes, Any]] = client.fetch(list(batch), ["BODY.PEEK[]"])
             raws = [fetched.get(uid, {}).get(b"BODY[]") for uid in batch]
             chunks: list[tuple[list[int], Future[list[tuple[ParsedMail, Blobs] | RuntimeError]]]] = []
-            if self._pool is not None:
+            if pool is not None:
                 present = [i for i, raw in enumerate(raws) if raw is not None]
                 size = max(1, -(-len(present) // PARSE_CHUNKS))
                 for start in range(0, len(present), size):
                     positions = present[start:start + size]
-                    chunks.append((positions, self._pool.submit(
+                    chunks.append((positions, pool.submit(
                         parse_chunk_in_worker, [raws[i] for i in positions], self._max_size  # type: ignore[misc]
                     )))
             yield FetchedBatch(batch, raws, chunks)

@@ -30,12 +30,21 @@ class PollRunner(Runner):
         super().__init__(settings.poll_seconds, backoff_max=settings.backoff_max_seconds)
         self.name = f"imap:{settings.name}"
         self.settings = settings
-        self._pool = ProcessPoolExecutor(settings.parse_workers) if settings.parse_workers else None
+        self._workers = settings.parse_worker_count()
+        self._pool: ProcessPoolExecutor | None = None
         self.poller = poller or FolderPoller(
-            settings, ingestor, ingestor.sessions, stop=self.stop_event, parse_pool=self._pool
+            settings, ingestor, ingestor.sessions, stop=self.stop_event,
+            parse_pool=self._parse_pool if self._workers else None,
         )
         self._client: IMAPClient | None = None
         self.last_pass: list[FolderPass] = []
+
+    def _parse_pool(self) -> ProcessPoolExecutor:
+        """Started on the first pass with more than one batch: most passes never need it."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self._workers)
+            log.info("imap.parse_pool", account=self.settings.name, workers=self._workers)
+        return self._pool
 
     def step(self) -> int:
         try:
