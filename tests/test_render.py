@@ -31,6 +31,8 @@ def full_context(**over: Any) -> dict[str, Any]:
         "actor": "liaison",
         "recipient_name": "Legal",
         "waiting_days": 3,
+        "tickets": [{"reference": "T-2026-00001", "subject": "Logo on a banner", "waiting_days": 3}],
+        "total": 1,
     }
     data.update(over)
     return data
@@ -134,3 +136,16 @@ def test_contact_language_wins_and_unknown_languages_fall_back() -> None:
                            available={"de", "fr", "es"})[0] == "en"
     assert choose_language(contact_language=None, text="Thx", available={"de"}) == ("en", "language not detected")
     assert normalise("de_CH") == "de" and normalise("not a tag") is None
+
+
+@pytest.mark.parametrize("name", ["reminder", "escalation"])
+def test_reminder_digest_lists_its_tickets_and_counts_the_rest(renderer: Renderer, name: str) -> None:
+    """Several tickets in one reminder: each listed by reference (mail text stays data), the overflow counted."""
+    tickets = [{"reference": f"T-2026-{n:05d}", "subject": "{{ 7 * 7 }}" if n == 2 else f"Question {n}",
+                "waiting_days": n} for n in range(1, 4)]
+    rendered = renderer.render(name, full_context(tickets=tickets, total=5, ticket=tickets[0], volunteer=None))
+    assert "5 tickets" in rendered.subject and "\n" not in rendered.subject
+    for ticket in tickets:
+        assert f"- {ticket['reference']}: " in rendered.text
+    assert "{{ 7 * 7 }}" in rendered.text and "49" not in rendered.text
+    assert "and 2 more" in rendered.text and "(waiting 1 day)" in rendered.text

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from triage.config import ReminderSettings, TeamReminderSettings
 from triage.schedule.calendar import BusinessCalendar, CalendarError
-from triage.schedule.due import Due, Skip, TicketFacts, next_due
+from triage.schedule.due import Clock, Due, Skip, TicketFacts, next_due, ticket_clock
 from triage.schedule.policy import Policies, Policy
 
 BERLIN = BusinessCalendar(tz="Europe/Berlin")
@@ -182,3 +182,37 @@ def test_dst_weeks_count_the_same_business_hours(zone: str, hours: float, start:
             break
         counted += min(e, due) - s
     assert abs(counted - timedelta(hours=hours)) < timedelta(microseconds=2)
+
+
+def level_the_run_sends(clock: Clock, now: datetime) -> tuple[int, datetime] | None:
+    """What the reminder run's SQL makes of a stored clock: the highest level due, if the next one is."""
+    if clock.next_at is None or clock.next_at > now:
+        return None
+    return max((level, at) for level, at in enumerate(clock.due, start=1) if at is not None and at <= now)
+
+
+@settings(max_examples=200, deadline=None)
+@given(calendars(), instants, st.floats(0, 24 * 20), st.sampled_from(["open", "new", "waiting", "resolved"]),
+       st.frozensets(st.sampled_from([1, 2, 3]), max_size=3),
+       st.lists(st.tuples(st.floats(0, 24 * 10), st.floats(0, 48)), max_size=2), st.floats(1, 30), st.floats(1, 30))
+def test_stored_clock_agrees_with_next_due(cal: BusinessCalendar, created: datetime, later: float, status: str,
+                                           reminded: frozenset[int], pauses: list[tuple[float, float]],
+                                           first: float, step: float) -> None:
+    """The clock kept on the ticket, read as the run's SQL reads it, fires exactly what `next_due` fires."""
+    now = created + timedelta(hours=later)
+    changes: list[tuple[datetime, str]] = []
+    for begin, length in sorted(pauses):  # closed pauses only: a ticket waiting now has a stopped clock
+        end = min(created + timedelta(hours=begin + length), now)
+        if created + timedelta(hours=begin) < end:
+            changes += [(created + timedelta(hours=begin), "waiting"), (end, "open")]
+    f = facts(created, status=status, status_changes=tuple(changes), reminded=reminded)
+    p = policy(cal, first=first, step=step)
+    clock = ticket_clock(f, p, now)
+    verdict = next_due(f, p, now)
+    read = level_the_run_sends(clock, now)
+    if isinstance(verdict, Due):
+        assert read == (verdict.level, verdict.due_at)
+    elif verdict.reason == "outside-business-hours":
+        assert read is not None and not cal.is_open(now)  # the run skips it for the same reason
+    else:
+        assert read is None, (verdict, clock)

@@ -123,7 +123,11 @@ def test_two_concurrent_runs_never_send_twice(db_url: str) -> None:
             thread.join()
         assert not errors
         assert sum(reports) == 20
-        assert counts(apps[0]) == (20, 20, 20)
+        reminders, mails, events = counts(apps[0])
+        assert (reminders, events) == (20, 20) and 1 <= mails <= 2  # one digest per run that won tickets
+        with apps[0].sessions() as session:
+            per_ticket = session.execute(select(Reminder.ticket_id, func.count()).group_by(Reminder.ticket_id)).all()
+            assert len(per_ticket) == 20 and all(n == 1 for _, n in per_ticket)
     finally:
         for app in apps:
             app.close()
@@ -204,3 +208,67 @@ def test_stats_count_overdue_per_team_and_median_first_response(remind_app: App)
     with remind_app.sessions() as session:
         assert overdue_by_team(session, remind_app.settings, LEVEL1) == {"legal": 1, "press": 1}
         assert median_first_response_hours(session, CREATED - timedelta(days=1)) == {"*": 3.0, "legal": 3.0}
+
+
+def test_one_digest_per_team_and_level_lists_its_tickets(remind_app: App) -> None:
+    """Three overdue legal tickets make one reminder mail naming all three; another team gets its own."""
+    legal = [add_ticket(remind_app, n) for n in (1, 2, 3)]
+    grants = add_ticket(remind_app, 4, team="grants")
+    add_ticket(remind_app, 5, team="press")  # not in the teams file: nobody to remind at level 1
+    report = run_reminders(remind_app.sessions, remind_app.settings, now=LEVEL1)
+    assert sorted(f.ticket_id for f in report.fired) == sorted([*legal, grants])
+    assert [s.reason for s in report.skipped] == ["unknown-team"]
+    with remind_app.sessions() as session:
+        mails = {row.to_addr: row for row in session.scalars(select(Outbox))}
+        assert set(mails) == {"legal@example.org", "grants@example.org"}
+        digest = mails["legal@example.org"]
+        assert digest.ticket_id is None and "3 tickets" in digest.subject
+        text = digest.raw.decode()
+        assert all(f"T-2026-0000{n}" in text for n in (1, 2, 3)) and "T-2026-00004" not in text
+        single = mails["grants@example.org"]
+        assert single.ticket_id == grants and "Reminder: Question 4" in single.subject
+        by_ticket = dict(session.execute(select(Reminder.ticket_id, Reminder.outbox_id)).all())
+        assert {by_ticket[t] for t in legal} == {digest.id} and by_ticket[grants] == single.id
+        details = [e.detail for e in session.scalars(select(Event).where(Event.action == "reminded"))]
+        assert sorted(d["outbox"] for d in details) == sorted([digest.id] * 3 + [single.id])
+        assert {d["due_at"] for d in details} == {"2026-11-03T09:00:00+00:00"}  # 8 h used up at Monday's close
+        assert {(d["level"], d["to"]) for d in details} == {(1, "team")}
+
+
+def test_a_reply_after_the_clock_was_set_stops_the_reminder(remind_app: App) -> None:
+    """The clock is computed before the ticket is answered; the reply makes it stale, so nothing fires."""
+    from triage.store.db import CLOCK_STALE
+
+    ticket_id = add_ticket(remind_app, 1)
+    early = run_reminders(remind_app.sessions, remind_app.settings, now=CREATED + timedelta(hours=1))
+    assert early.fired == [] and early.reasons == {"not-due": 1} and early.refreshed == 1
+    with remind_app.sessions() as session, session.begin():
+        contact = Contact(address="ada@volunteers.example", name="Ada", first_seen=CREATED, last_seen=CREATED)
+        session.add(contact)
+        session.flush()
+        ticket = session.get_one(Ticket, ticket_id)
+        ticket.contact_id = contact.id
+        assert ticket.next_reminder_at is not None and ticket.next_reminder_at > CREATED
+        enqueue_reply(session, ticket, template="reply", body="On it.", actor="liaison:test",
+                      now=CREATED + timedelta(hours=2))
+    with remind_app.sessions() as session:
+        assert session.get_one(Ticket, ticket_id).next_reminder_at == CLOCK_STALE
+    with remind_app.sessions() as session, session.begin():
+        session.get_one(Ticket, ticket_id).status = TicketStatus.open  # the volunteer wrote back: open, answered once
+    later = run_reminders(remind_app.sessions, remind_app.settings, now=LEVEL1)
+    assert later.fired == [] and later.reasons == {"answered": 1}
+
+
+def test_time_waiting_on_the_volunteer_moves_the_next_reminder(remind_app: App) -> None:
+    """A status change through the ORM makes the clock stale; the pause is not counted."""
+    ticket_id = add_ticket(remind_app, 1)
+    run_reminders(remind_app.sessions, remind_app.settings, now=CREATED + timedelta(hours=1))
+    for at, old, new in ((CREATED + timedelta(hours=2), "open", "waiting"),
+                         (CREATED + timedelta(days=1, hours=2), "waiting", "open")):  # paused one business day
+        with remind_app.sessions() as session, session.begin():
+            session.get_one(Ticket, ticket_id).status = TicketStatus(new)
+            session.add(Event(ticket_id=ticket_id, at=at, actor="test", action="status",
+                              detail={"old": old, "new": new}))
+    assert run_reminders(remind_app.sessions, remind_app.settings, now=LEVEL1).fired == []  # would be due unpaused
+    report = run_reminders(remind_app.sessions, remind_app.settings, now=LEVEL1 + timedelta(days=1))
+    assert [f.level for f in report.fired] == [1]

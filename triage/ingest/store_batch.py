@@ -26,6 +26,7 @@ from triage.config import MailSettings
 from triage.ingest import threading
 from triage.ingest.parsed import ParsedMail
 from triage.store.blobs import encode
+from triage.store.db import CLOCK_STALE, core_table
 from triage.store.models import (
     Attachment,
     Blob,
@@ -111,7 +112,7 @@ def _upsert_contacts(session: Session, mails: Sequence[ParsedMail], now: datetim
     if not senders:
         return {}
     postgres = session.get_bind().dialect.name == "postgresql"
-    contacts = _table(Contact)
+    contacts = core_table(Contact)
     statement = _dialect_insert(session)(contacts)
     latest = func.greatest if postgres else func.max
     statement = statement.on_conflict_do_update(
@@ -212,7 +213,7 @@ def store_batch(
         waiting = [(state, row) for state, row in opened if state.id == 0]
         if not waiting:
             return
-        new_ids = _insert_keyed(session, _table(Ticket), [row for _, row in waiting], "reference")
+        new_ids = _insert_keyed(session, core_table(Ticket), [row for _, row in waiting], "reference")
         for (state, _), ticket_id in zip(waiting, new_ids, strict=True):
             state.id, state.reference = ticket_id, f"{prefix}-{now.year}-{ticket_id:05d}"
             tickets[ticket_id] = state
@@ -297,13 +298,13 @@ def store_batch(
         values["ticket_id"] = state.id if state else None
     if blobs:
         session.execute(
-            _dialect_insert(session)(_table(Blob)).on_conflict_do_nothing(index_elements=["sha256"]),
+            _dialect_insert(session)(core_table(Blob)).on_conflict_do_nothing(index_elements=["sha256"]),
             [{"sha256": sha, "size": len(data), "codec": codec, "data": packed, "created_at": now}
              for sha, data in sorted(blobs.items()) for codec, packed in [encoded.get(sha) or encode(data)]],
         )
     if pending_messages:
         message_pks = _insert_keyed(
-            session, _table(Message), [values for _, values, _, _, _ in pending_messages], "raw_sha256"
+            session, core_table(Message), [values for _, values, _, _, _ in pending_messages], "raw_sha256"
         )
         attachments: list[dict[str, Any]] = []
         for (index, _, parsed, state, reason), pk in zip(pending_messages, message_pks, strict=True):
@@ -316,18 +317,19 @@ def store_batch(
             if state is not None:
                 events.append(_event(state, now, "message", message=pk, kind=parsed.kind, reason=reason))
         if attachments:
-            session.execute(_table(Attachment).insert(), attachments)
+            session.execute(core_table(Attachment).insert(), attachments)
     changed = [s for s in tickets.values() if s.changed]
     if changed:
-        tickets_table = _table(Ticket)
+        tickets_table = core_table(Ticket)
         session.execute(
             update(tickets_table)
             .where(tickets_table.c.id == bindparam("tid"))
-            .values(reference=bindparam("ref"), status=bindparam("st"), updated_at=bindparam("at")),
+            .values(reference=bindparam("ref"), status=bindparam("st"), updated_at=bindparam("at"),
+                    next_reminder_at=CLOCK_STALE),  # its facts changed: the reminder run looks again
             [{"tid": s.id, "ref": s.reference, "st": s.status, "at": now} for s in changed],
         )
     if events:
-        session.execute(_table(Event).insert(), [{"ticket_id": _ticket_id(t), **row} for t, row in events])
+        session.execute(core_table(Event).insert(), [{"ticket_id": _ticket_id(t), **row} for t, row in events])
 
     for index, first_index in copies.items():
         first = results[first_index]
@@ -347,13 +349,6 @@ def encode_blobs(raw: bytes, digest: str, parsed: ParsedMail) -> dict[str, tuple
         if part.sha256 not in out:
             out[part.sha256] = encode(part.content)
     return out
-
-
-def _table(model: type[Any]) -> Table:
-    """The model's Core table: Core executemany skips the ORM's per-row bookkeeping (a third of the store time)."""
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
 
 
 def _insert_keyed(session: Session, table: Table, rows: list[dict[str, Any]], key: str) -> list[int]:

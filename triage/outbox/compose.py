@@ -144,7 +144,8 @@ def compose(
     if auto_submitted:
         message["Auto-Submitted"] = auto_submitted
         message["X-Auto-Response-Suppress"] = "All"  # Exchange's out-of-office: do not answer this
-    message["X-Triage-Ticket"] = thread.reference
+    if thread.reference:  # a digest about several tickets belongs to none of them
+        message["X-Triage-Ticket"] = thread.reference
     message.set_content(rendered.text, cte="quoted-printable")
     if rendered.html is not None:
         message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")

@@ -108,4 +108,40 @@ def next_due(facts: TicketFacts, policy: Policy, now: datetime) -> Due | Skip:
     return Due(facts.ticket_id, level, times[level])
 
 
-__all__ = ["Due", "Skip", "TicketFacts", "due_times", "next_due", "paused_intervals"]
+@dataclass(frozen=True)
+class Clock:
+    """What the reminder run stores on a ticket so that SQL alone can find it when it falls due.
+
+    `due` holds each level's due time (None while the clock is stopped), `next_at` the due time
+    of the next level not yet sent (None: nothing will ever fall due without a change of facts).
+    """
+
+    due: tuple[datetime | None, datetime | None, datetime | None]
+    reminded_level: int
+    next_at: datetime | None
+    stopped: str | None  # why there is no next reminder: answered, resolved, no-team, waiting..., ladder-complete
+
+
+def ticket_clock(facts: TicketFacts, policy: Policy, now: datetime) -> Clock:
+    """The clock of a ticket as of its facts. Due times do not depend on `now` unless the ticket
+    is waiting, and then the clock is stopped until its status changes (which makes it stale)."""
+    level = max(facts.reminded, default=0)
+    stopped: str | None = None
+    if facts.answered_at is not None and facts.answered_at <= now:
+        stopped = "answered"
+    elif facts.status in CLOSED:
+        stopped = "resolved"
+    elif facts.team is None:
+        stopped = "no-team"
+    elif facts.status == WAITING:
+        stopped = "waiting-on-volunteer"
+    elif level >= LEVELS[-1]:
+        stopped = "ladder-complete"
+    if stopped is not None:
+        return Clock((None, None, None), level, None, stopped)
+    times = _times(facts, policy, now, LEVELS[-1])
+    due = (times[1], times[2], times[3])
+    return Clock(due, level, due[level], None)
+
+
+__all__ = ["Clock", "Due", "Skip", "TicketFacts", "due_times", "next_due", "paused_intervals", "ticket_clock"]

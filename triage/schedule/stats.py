@@ -8,43 +8,41 @@ has passed and no person has answered it yet.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 from statistics import median
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from triage.config import Settings
-from triage.schedule.due import paused_intervals
+from triage.schedule.clocks import stale_clocks
 from triage.schedule.policy import Policies
-from triage.schedule.run import OPEN_STATUSES, answered_by_a_person, load_facts
-from triage.store.models import Ticket, TicketStatus
+from triage.schedule.run import RUNNING, answered_by_a_person
+from triage.store.db import CLOCK_STALE, core_table
+from triage.store.models import Ticket
 from triage.store.outbox_models import Outbox, OutboxStatus
-
-BATCH = 5000
 
 
 def overdue_by_team(session: Session, settings: Settings, now: datetime) -> dict[str, int]:
-    """Unanswered open tickets whose first response is past due, counted per team."""
-    policies = Policies(settings.reminders)
-    cutoff = now - timedelta(hours=policies.min_first_hours)
+    """Unanswered open tickets whose first response is past due, counted per team.
+
+    Fresh clocks are counted in SQL; stale ones (facts changed since the last reminder run)
+    are computed here without being written, so a read never waits for the run.
+    """
+    tickets = core_table(Ticket)
     counts: Counter[str] = Counter()
-    after_id = 0
-    while True:
-        rows = list(session.execute(
-            select(Ticket.id, Ticket.team, Ticket.status, Ticket.created_at)
-            .where(Ticket.status.in_(OPEN_STATUSES), Ticket.status != TicketStatus.waiting, Ticket.created_at <= cutoff,
-                   Ticket.team.is_not(None), Ticket.id > after_id, ~answered_by_a_person())
-            .order_by(Ticket.id).limit(BATCH)
-        ))
-        if not rows:
-            break
-        after_id = rows[-1].id
-        for facts in load_facts(session, rows):
-            policy = policies.for_team(facts.team)
-            due = policy.calendar.add(facts.created_at, policy.first_response_hours, paused_intervals(facts, now))
-            if due <= now and facts.team is not None:
-                counts[facts.team] += 1
+    for team, n in session.execute(
+        select(tickets.c.team, func.count()).where(
+            tickets.c.status.in_(RUNNING), tickets.c.next_reminder_at > CLOCK_STALE,
+            tickets.c.reminder_due_1 <= now, ~answered_by_a_person(),
+        ).group_by(tickets.c.team)
+    ):
+        if team is not None:
+            counts[team] += int(n)
+    for facts, clock in stale_clocks(session, Policies(settings.reminders), now):
+        first = clock.due[0]
+        if clock.stopped is None and facts.team is not None and first is not None and first <= now:
+            counts[facts.team] += 1
     return dict(sorted(counts.items()))
 
 

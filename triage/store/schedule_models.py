@@ -7,11 +7,14 @@ so two runs (or two workers) never send the same reminder twice.
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from typing import Any
 
-from triage.store.db import Base, address, intpk, utc
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, event, inspect
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from triage.store.db import CLOCK_STALE, Base, address, intpk, utc
 from triage.store.models import Ticket
+from triage.store.outbox_models import Outbox
 
 
 class Reminder(Base):
@@ -30,8 +33,26 @@ class Reminder(Base):
     outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
     fired_at: Mapped[utc]
     next_due_at: Mapped[utc | None]  # earliest the next level can be due; None: the ladder is done
+    run_id: Mapped[str | None] = mapped_column(String(32), index=True)  # the run that fired it
 
 
 Index("ix_tickets_status_created_at", Ticket.status, Ticket.created_at)
+
+@event.listens_for(Session, "before_flush")
+def _stale_on_change(session: Session, _context: Any, _instances: Any) -> None:
+    """ORM writes that change a ticket's facts make its clock stale, in the same flush."""
+    for obj in (*session.new, *session.dirty):
+        if isinstance(obj, Ticket):
+            state = inspect(obj)
+            if obj not in session.new and any(
+                state.attrs[name].history.has_changes() for name in ("status", "team", "created_at")
+            ):
+                obj.next_reminder_at = CLOCK_STALE
+        elif isinstance(obj, Outbox) and obj.ticket_id is not None and obj.auto_submitted is None:
+            if obj in session.new or inspect(obj).attrs.status.history.has_changes():
+                ticket = session.get(Ticket, obj.ticket_id)
+                if ticket is not None:
+                    ticket.next_reminder_at = CLOCK_STALE
+
 
 __all__ = ["Reminder"]
