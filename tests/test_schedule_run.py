@@ -237,7 +237,7 @@ def test_one_digest_per_team_and_level_lists_its_tickets(remind_app: App) -> Non
 
 def test_a_reply_after_the_clock_was_set_stops_the_reminder(remind_app: App) -> None:
     """The clock is computed before the ticket is answered; the reply makes it stale, so nothing fires."""
-    from triage.store.db import CLOCK_STALE
+    from triage.store.schedule_models import TicketClock
 
     ticket_id = add_ticket(remind_app, 1)
     early = run_reminders(remind_app.sessions, remind_app.settings, now=CREATED + timedelta(hours=1))
@@ -248,11 +248,13 @@ def test_a_reply_after_the_clock_was_set_stops_the_reminder(remind_app: App) -> 
         session.flush()
         ticket = session.get_one(Ticket, ticket_id)
         ticket.contact_id = contact.id
-        assert ticket.next_reminder_at is not None and ticket.next_reminder_at > CREATED
+        assert ticket.clock_stale_at is None
+        clock = session.get_one(TicketClock, ticket_id)
+        assert clock.next_at is not None and clock.next_at > CREATED and clock.stopped is None
         enqueue_reply(session, ticket, template="reply", body="On it.", actor="liaison:test",
                       now=CREATED + timedelta(hours=2))
     with remind_app.sessions() as session:
-        assert session.get_one(Ticket, ticket_id).next_reminder_at == CLOCK_STALE
+        assert session.get_one(Ticket, ticket_id).clock_stale_at is not None  # the reply made it stale
     with remind_app.sessions() as session, session.begin():
         session.get_one(Ticket, ticket_id).status = TicketStatus.open  # the volunteer wrote back: open, answered once
     later = run_reminders(remind_app.sessions, remind_app.settings, now=LEVEL1)
@@ -272,3 +274,29 @@ def test_time_waiting_on_the_volunteer_moves_the_next_reminder(remind_app: App) 
     assert run_reminders(remind_app.sessions, remind_app.settings, now=LEVEL1).fired == []  # would be due unpaused
     report = run_reminders(remind_app.sessions, remind_app.settings, now=LEVEL1 + timedelta(days=1))
     assert [f.level for f in report.fired] == [1]
+
+
+def test_a_ticket_another_run_reminded_first_is_left_out_of_this_runs_mail(remind_app: App) -> None:
+    """The insert loses a ticket to a reminder another run committed after this run read the clocks:
+    the run redoes its mail without it, and the ticket's clock is recomputed from that reminder."""
+    from triage.store.schedule_models import TicketClock
+
+    first, second = add_ticket(remind_app, 1), add_ticket(remind_app, 2)
+    run_reminders(remind_app.sessions, remind_app.settings, now=CREATED + timedelta(hours=1))  # clocks computed
+    with remind_app.sessions() as session, session.begin():
+        due = session.get_one(TicketClock, first).due_1
+        assert due is not None
+        session.add(Reminder(ticket_id=first, level=1, due_at=due, team="legal", to_addr="legal@example.org",
+                             fired_at=LEVEL1, next_due_at=None))  # the other run's row; its clock update not seen
+    report = run_reminders(remind_app.sessions, remind_app.settings, now=LEVEL1)
+    assert [f.ticket_id for f in report.fired] == [second]
+    assert [(s.ticket_id, s.reason) for s in report.skipped] == [(first, "already-reminded")]
+    with remind_app.sessions() as session:
+        mail = session.scalars(select(Outbox)).one()
+        assert mail.ticket_id == second and "T-2026-00001" not in mail.raw.decode()
+        assert session.get_one(Ticket, first).clock_stale_at is not None
+    later = run_reminders(remind_app.sessions, remind_app.settings, now=LEVEL1 + timedelta(minutes=5))
+    assert later.fired == [] and later.refreshed == 1
+    with remind_app.sessions() as session:
+        clock = session.get_one(TicketClock, first)
+        assert clock.reminded_level == 1 and clock.next_at is not None and clock.next_at > LEVEL1

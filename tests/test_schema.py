@@ -115,3 +115,21 @@ def test_an_open_reader_never_blocks_a_writer(tmp_path) -> None:  # type: ignore
         reader.close()
     finally:
         app.close()
+
+
+def test_migrations_build_the_schema_the_models_describe(db_url: str) -> None:
+    """No table, column or index of the models is missing from (or extra in) the migrated database."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from triage.store import models  # noqa: F401 - every table on Base.metadata
+    from triage.store.db import Base
+
+    engine = make_engine(db_url)
+    try:
+        ensure_schema(engine, auto_migrate=True)
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata)
+        assert diff == []
+    finally:
+        engine.dispose()

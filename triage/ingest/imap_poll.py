@@ -22,7 +22,6 @@ import structlog
 from imapclient import IMAPClient
 from imapclient.imapclient import SEEN
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,7 +32,7 @@ from triage.ingest.pipeline import IncomingMail, Ingestor, IngestOutcome
 from triage.ingest.sources import batches
 from triage.ingest.store_batch import encode_blobs
 from triage.store.blobs import sha256_hex
-from triage.store.db import utcnow
+from triage.store.db import upsert_insert, utcnow
 from triage.store.models import ImapFolderState, ImapLedgerEntry
 
 log = structlog.get_logger(__name__)
@@ -274,7 +273,7 @@ class FolderPoller:
         ON CONFLICT DO NOTHING: a second poller racing on the same UIDs leaves the first's rows.
         """
         now = self._clock()
-        dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        dialect_insert = upsert_insert(session)
         session.execute(
             dialect_insert(ImapLedgerEntry).on_conflict_do_nothing(
                 index_elements=["account", "folder", "uidvalidity", "uid"]

@@ -19,14 +19,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from triage.config import MailSettings
 from triage.ingest import threading
 from triage.ingest.parsed import ParsedMail
 from triage.store.blobs import encode
-from triage.store.db import CLOCK_STALE, core_table
+from triage.store.db import core_table, upsert_insert
 from triage.store.models import (
     Attachment,
     Blob,
@@ -100,10 +99,6 @@ def message_values(
     }
 
 
-def _dialect_insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 def _upsert_contacts(session: Session, mails: Sequence[ParsedMail], now: datetime) -> dict[str, int]:
     senders: dict[str, str | None] = {}
     for mail in mails:
@@ -113,7 +108,7 @@ def _upsert_contacts(session: Session, mails: Sequence[ParsedMail], now: datetim
         return {}
     postgres = session.get_bind().dialect.name == "postgresql"
     contacts = core_table(Contact)
-    statement = _dialect_insert(session)(contacts)
+    statement = upsert_insert(session)(contacts)
     latest = func.greatest if postgres else func.max
     statement = statement.on_conflict_do_update(
         index_elements=["address"],
@@ -298,7 +293,7 @@ def store_batch(
         values["ticket_id"] = state.id if state else None
     if blobs:
         session.execute(
-            _dialect_insert(session)(core_table(Blob)).on_conflict_do_nothing(index_elements=["sha256"]),
+            upsert_insert(session)(core_table(Blob)).on_conflict_do_nothing(index_elements=["sha256"]),
             [{"sha256": sha, "size": len(data), "codec": codec, "data": packed, "created_at": now}
              for sha, data in sorted(blobs.items()) for codec, packed in [encoded.get(sha) or encode(data)]],
         )
@@ -325,7 +320,7 @@ def store_batch(
             update(tickets_table)
             .where(tickets_table.c.id == bindparam("tid"))
             .values(reference=bindparam("ref"), status=bindparam("st"), updated_at=bindparam("at"),
-                    next_reminder_at=CLOCK_STALE),  # its facts changed: the reminder run looks again
+                    clock_stale_at=now),  # its facts changed: the reminder run recomputes its clock
             [{"tid": s.id, "ref": s.reference, "st": s.status, "at": now} for s in changed],
         )
     if events:

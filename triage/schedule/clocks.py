@@ -1,12 +1,13 @@
-"""Reminder clocks: each open ticket carries its due times, so the run finds due tickets by index.
+"""Reminder clocks: each open ticket has one, so the run finds due tickets by index.
 
-A ticket's clock is a pure function of its facts (`due.ticket_clock`). Whatever changes those
-facts (a new ticket, a status or team change, a person's reply queued, a reply that failed)
-sets `next_reminder_at` to CLOCK_STALE (the ORM does it in a `before_flush` hook in
-`triage.store.schedule_models`, the batch store in its UPDATE); `refresh_clocks` recomputes the stale ones at the start of each reminder run.
-So the run's cost follows the tickets that changed since the last run and the tickets due,
-never the size of the desk. The run's SQL checks status and answer again, so a clock that
-missed a change can make a reminder late, never one sent to a closed or answered ticket.
+A ticket's clock is a pure function of its facts (`due.ticket_clock`), kept in the narrow
+`ticket_clocks` table. Whatever changes those facts (a new ticket, a status or team change,
+a person's reply queued, a reply that failed) sets `tickets.clock_stale_at` (the ORM does it
+in a `before_flush` hook in `triage.store.schedule_models`, the batch store in its UPDATE);
+`refresh_clocks` recomputes the stale ones at the start of each reminder run. So the run's
+cost follows the tickets that changed since the last run and the tickets due, never the
+size of the desk. The run's SQL checks status and answer again, so a clock that missed a
+change can make a reminder late, never one sent to a closed or answered ticket.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from sqlalchemy.orm import Session
 
 from triage.schedule.due import Clock, TicketFacts, ticket_clock
 from triage.schedule.policy import Policies
-from triage.store.db import CLOCK_STALE, core_table
+from triage.store.db import core_table, upsert_insert
 from triage.store.models import Event, Ticket, TicketStatus
 from triage.store.outbox_models import Outbox, OutboxStatus
-from triage.store.schedule_models import Reminder
+from triage.store.schedule_models import Reminder, TicketClock
 
 BATCH = 5000
+T = core_table(Ticket)
+C = core_table(TicketClock)
 
 
 def load_facts(session: Session, rows: Sequence[Any]) -> list[TicketFacts]:
@@ -63,41 +66,46 @@ def _status(value: Any) -> str:
 
 def stale_clocks(
     session: Session, policies: Policies, now: datetime, *, batch: int = BATCH
-) -> list[tuple[TicketFacts, Clock]]:
-    """The clocks of the stale open tickets, computed but not written (for readers such as stats)."""
-    out: list[tuple[TicketFacts, Clock]] = []
-    after = 0
-    while True:
+) -> list[tuple[TicketFacts, Clock, datetime]]:
+    """The clocks of the stale tickets, computed but not written (readers such as stats use this),
+    each with the `clock_stale_at` it was computed for."""
+    out: list[tuple[TicketFacts, Clock, datetime]] = []
+    stale = sorted(session.scalars(select(T.c.id).where(T.c.clock_stale_at.is_not(None))))
+    for start in range(0, len(stale), batch):
         rows = list(session.execute(
-            select(Ticket.id, Ticket.team, Ticket.status, Ticket.created_at)
-            .where(Ticket.next_reminder_at == CLOCK_STALE, Ticket.id > after).order_by(Ticket.id).limit(batch)
+            select(T.c.id, T.c.team, T.c.status, T.c.created_at, T.c.clock_stale_at)
+            .where(T.c.id.in_(stale[start:start + batch])).order_by(T.c.id)
         ))
-        if not rows:
-            return out
-        after = rows[-1].id
-        out += [(f, ticket_clock(f, policies.for_team(f.team), now)) for f in load_facts(session, rows)]
+        marks = {row.id: row.clock_stale_at for row in rows}
+        out += [(f, ticket_clock(f, policies.for_team(f.team), now), marks[f.ticket_id])
+                for f in load_facts(session, rows)]
+    return out
 
 
 def refresh_clocks(session: Session, policies: Policies, now: datetime, *, batch: int = BATCH) -> int:
     """Recompute and store every stale clock, in the caller's transaction; returns how many."""
-    session.execute(  # closed tickets need no facts: their clock stops
-        update(Ticket).where(Ticket.next_reminder_at == CLOCK_STALE, Ticket.status == TicketStatus.resolved)
-        .values(next_reminder_at=None, reminder_due_1=None, reminder_due_2=None, reminder_due_3=None)
-        .execution_options(synchronize_session=False)
+    stale = stale_clocks(session, policies, now, batch=batch)
+    if not stale:
+        return 0
+    closed = [f.ticket_id for f, clock, _ in stale if clock.stopped == "resolved"]
+    for start in range(0, len(closed), batch):
+        session.execute(C.delete().where(C.c.ticket_id.in_(closed[start:start + batch])))
+    live = [{"ticket_id": f.ticket_id, "team": f.team, "due_1": c.due[0], "due_2": c.due[1], "due_3": c.due[2],
+             "reminded_level": c.reminded_level, "next_at": c.next_at, "stopped": c.stopped}
+            for f, c, _ in stale if c.stopped != "resolved"]
+    if live:
+        insert = upsert_insert(session)(C)
+        session.execute(insert.on_conflict_do_update(
+            index_elements=["ticket_id"],
+            set_={name: insert.excluded[name] for name in live[0] if name != "ticket_id"},
+        ), live)
+    # Cleared only where nothing marked the ticket again since it was read (a concurrent change).
+    session.execute(
+        update(T).where(T.c.id == bindparam("tid"), T.c.clock_stale_at == bindparam("seen"))
+        .values(clock_stale_at=None),
+        [{"tid": f.ticket_id, "seen": seen} for f, _, seen in stale],
     )
-    clocks = stale_clocks(session, policies, now, batch=batch)
-    if clocks:
-        table = core_table(Ticket)
-        session.execute(
-            # Only rows still stale: a concurrent run may have fired and moved the clock meanwhile.
-            update(table).where(table.c.id == bindparam("tid"), table.c.next_reminder_at == CLOCK_STALE).values(
-                reminder_due_1=bindparam("d1"), reminder_due_2=bindparam("d2"), reminder_due_3=bindparam("d3"),
-                reminded_level=bindparam("level"), next_reminder_at=bindparam("next_at"),
-            ),
-            [{"tid": f.ticket_id, "d1": c.due[0], "d2": c.due[1], "d3": c.due[2], "level": c.reminded_level,
-              "next_at": c.next_at} for f, c in clocks],
-        )
-    return len(clocks)
+    return len(stale)
 
 
 __all__ = ["load_facts", "refresh_clocks", "stale_clocks"]

@@ -113,7 +113,8 @@ class Clock:
     """What the reminder run stores on a ticket so that SQL alone can find it when it falls due.
 
     `due` holds each level's due time (None while the clock is stopped), `next_at` the due time
-    of the next level not yet sent (None: nothing will ever fall due without a change of facts).
+    of the next level not yet sent (None: nothing will ever fall due without a change of facts,
+    and `stopped` says why).
     """
 
     due: tuple[datetime | None, datetime | None, datetime | None]
@@ -135,12 +136,12 @@ def ticket_clock(facts: TicketFacts, policy: Policy, now: datetime) -> Clock:
         stopped = "no-team"
     elif facts.status == WAITING:
         stopped = "waiting-on-volunteer"
-    elif level >= LEVELS[-1]:
-        stopped = "ladder-complete"
     if stopped is not None:
         return Clock((None, None, None), level, None, stopped)
     times = _times(facts, policy, now, LEVELS[-1])
     due = (times[1], times[2], times[3])
+    if level >= LEVELS[-1]:  # still unanswered and overdue, but nobody is left to remind
+        return Clock(due, level, None, "ladder-complete")
     return Clock(due, level, due[level], None)
 
 

@@ -18,9 +18,10 @@ from triage.config import Settings
 from triage.schedule.clocks import stale_clocks
 from triage.schedule.policy import Policies
 from triage.schedule.run import RUNNING, answered_by_a_person
-from triage.store.db import CLOCK_STALE, core_table
+from triage.store.db import core_table
 from triage.store.models import Ticket
 from triage.store.outbox_models import Outbox, OutboxStatus
+from triage.store.schedule_models import TicketClock
 
 
 def overdue_by_team(session: Session, settings: Settings, now: datetime) -> dict[str, int]:
@@ -29,19 +30,19 @@ def overdue_by_team(session: Session, settings: Settings, now: datetime) -> dict
     Fresh clocks are counted in SQL; stale ones (facts changed since the last reminder run)
     are computed here without being written, so a read never waits for the run.
     """
-    tickets = core_table(Ticket)
+    tickets, clocks = core_table(Ticket), core_table(TicketClock)
     counts: Counter[str] = Counter()
     for team, n in session.execute(
-        select(tickets.c.team, func.count()).where(
-            tickets.c.status.in_(RUNNING), tickets.c.next_reminder_at > CLOCK_STALE,
-            tickets.c.reminder_due_1 <= now, ~answered_by_a_person(),
-        ).group_by(tickets.c.team)
+        select(tickets.c.team, func.count()).select_from(clocks).join(tickets, tickets.c.id == clocks.c.ticket_id)
+        .where(tickets.c.status.in_(RUNNING), tickets.c.clock_stale_at.is_(None), clocks.c.due_1 <= now,
+               ~answered_by_a_person())
+        .group_by(tickets.c.team)
     ):
         if team is not None:
             counts[team] += int(n)
-    for facts, clock in stale_clocks(session, Policies(settings.reminders), now):
+    for facts, clock, _ in stale_clocks(session, Policies(settings.reminders), now):
         first = clock.due[0]
-        if clock.stopped is None and facts.team is not None and first is not None and first <= now:
+        if facts.team is not None and first is not None and first <= now:
             counts[facts.team] += 1
     return dict(sorted(counts.items()))
 

@@ -7,10 +7,12 @@ tests call it with their own URLs (an SQLite file, a PostgreSQL schema).
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from sqlalchemy import JSON, DateTime, Engine, MetaData, String, Table, create_engine, event
-from sqlalchemy.orm import DeclarativeBase, mapped_column, sessionmaker
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 
@@ -39,16 +41,17 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def upsert_insert(session: Session) -> Callable[..., Any]:
+    """The dialect's INSERT, which has ON CONFLICT DO NOTHING / DO UPDATE (SQLite and PostgreSQL)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
 def core_table(model: type[Any]) -> Table:
     """A mapped class's Core table: set-based writes use it, skipping the ORM's per-row bookkeeping."""
     table = model.__table__
     assert isinstance(table, Table)
     return table
 
-
-# tickets.next_reminder_at holding the epoch means "its facts changed: recompute its reminder
-# clock"; it sorts before every real instant, so the reminder run's indexed range finds it.
-CLOCK_STALE = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 intpk = Annotated[int, mapped_column(primary_key=True)]

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Enum, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from triage.store.db import CLOCK_STALE, Base, address, intpk, jsondict, jsonlist, sha256hex, utc, utcnow
+from triage.store.db import Base, address, intpk, jsondict, jsonlist, sha256hex, utc, utcnow
 
 
 class TicketStatus(str, enum.Enum):
@@ -73,14 +73,9 @@ class Ticket(Base):
     flag: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[utc]
     updated_at: Mapped[utc]
-    # The reminder clock (triage.schedule.clocks): each level's due time as of the ticket's
-    # facts, the highest level sent, and when the reminder run must look at the ticket next
-    # (None: never, it is answered, closed or waiting; CLOCK_STALE: facts changed, recompute).
-    reminder_due_1: Mapped[utc | None]
-    reminder_due_2: Mapped[utc | None]
-    reminder_due_3: Mapped[utc | None]
-    reminded_level: Mapped[int] = mapped_column(default=0)
-    next_reminder_at: Mapped[utc | None] = mapped_column(default=CLOCK_STALE, index=True)
+    # Set when the ticket's facts change (status, team, a reply): its reminder clock
+    # (schedule_models.TicketClock) is recomputed by the next reminder run. None: up to date.
+    clock_stale_at: Mapped[utc | None] = mapped_column(default=utcnow)
 
     contact: Mapped[Contact | None] = relationship(back_populates="tickets")
     messages: Mapped[list[Message]] = relationship(back_populates="ticket", order_by="Message.id")
@@ -249,6 +244,9 @@ class Decision(Base):
 
 
 Index("ix_tickets_status_team", Ticket.status, Ticket.team)
+# Partial: only the few tickets whose reminder clock is stale are in it.
+Index("ix_tickets_clock_stale", Ticket.id, postgresql_where=Ticket.clock_stale_at.is_not(None),
+      sqlite_where=Ticket.clock_stale_at.is_not(None))
 
 __all__: list[Any] = [
     "Attachment", "Blob", "Decision", "ImapFolderState", "ImapLedgerEntry", "Suggestion", "Contact", "Direction", "Event", "Message", "Quarantine", "Ticket", "TicketStatus",

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, event, inspect
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from triage.store.db import CLOCK_STALE, Base, address, intpk, utc
+from triage.store.db import Base, address, intpk, utc, utcnow
 from triage.store.models import Ticket
 from triage.store.outbox_models import Outbox
 
@@ -36,6 +36,26 @@ class Reminder(Base):
     run_id: Mapped[str | None] = mapped_column(String(32), index=True)  # the run that fired it
 
 
+class TicketClock(Base):
+    """The reminder clock of an open ticket: a narrow row, so that the reminder run reads and
+    moves thousands of clocks without touching the wide, scattered ticket rows.
+
+    Recomputed from the ticket's facts (triage.schedule.clocks) whenever `tickets.clock_stale_at`
+    is set; deleted when the ticket is resolved.
+    """
+
+    __tablename__ = "ticket_clocks"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    team: Mapped[str | None] = mapped_column(String(64))
+    due_1: Mapped[utc | None]  # each level's due time; None while the clock is stopped
+    due_2: Mapped[utc | None]
+    due_3: Mapped[utc | None]
+    reminded_level: Mapped[int] = mapped_column(default=0)  # the highest level sent
+    next_at: Mapped[utc | None] = mapped_column(index=True)  # the next level's due time; None: stopped
+    stopped: Mapped[str | None] = mapped_column(String(32))  # why: answered, waiting-on-volunteer, ...
+
+
 Index("ix_tickets_status_created_at", Ticket.status, Ticket.created_at)
 
 @event.listens_for(Session, "before_flush")
@@ -47,12 +67,12 @@ def _stale_on_change(session: Session, _context: Any, _instances: Any) -> None:
             if obj not in session.new and any(
                 state.attrs[name].history.has_changes() for name in ("status", "team", "created_at")
             ):
-                obj.next_reminder_at = CLOCK_STALE
+                obj.clock_stale_at = utcnow()
         elif isinstance(obj, Outbox) and obj.ticket_id is not None and obj.auto_submitted is None:
             if obj in session.new or inspect(obj).attrs.status.history.has_changes():
                 ticket = session.get(Ticket, obj.ticket_id)
                 if ticket is not None:
-                    ticket.next_reminder_at = CLOCK_STALE
+                    ticket.clock_stale_at = utcnow()
 
 
-__all__ = ["Reminder"]
+__all__ = ["Reminder", "TicketClock"]
