@@ -300,3 +300,29 @@ def test_a_ticket_another_run_reminded_first_is_left_out_of_this_runs_mail(remin
     with remind_app.sessions() as session:
         clock = session.get_one(TicketClock, first)
         assert clock.reminded_level == 1 and clock.next_at is not None and clock.next_at > LEVEL1
+
+
+def test_an_answer_the_clock_missed_still_stops_the_reminder(remind_app: App) -> None:
+    """A write path that answered a ticket without marking its clock stale cannot make the run
+    remind it: the run checks the answer in SQL and drops what its insert wrote beyond that."""
+    from sqlalchemy import update
+
+    answered, other = add_ticket(remind_app, 1), add_ticket(remind_app, 2)
+    run_reminders(remind_app.sessions, remind_app.settings, now=CREATED + timedelta(hours=1))  # clocks computed
+    with remind_app.sessions() as session, session.begin():
+        contact = Contact(address="ada@volunteers.example", name="Ada", first_seen=CREATED, last_seen=CREATED)
+        session.add(contact)
+        session.flush()
+        ticket = session.get_one(Ticket, answered)
+        ticket.contact_id = contact.id
+        enqueue_reply(session, ticket, template="reply", body="On it.", actor="liaison:test",
+                      now=CREATED + timedelta(hours=2))
+    with remind_app.sessions() as session, session.begin():  # as if that path had forgotten the clock
+        session.execute(update(Ticket).where(Ticket.id == answered)
+                        .values(clock_stale_at=None, status=TicketStatus.open))
+    report = run_reminders(remind_app.sessions, remind_app.settings, now=LEVEL1)
+    assert [f.ticket_id for f in report.fired] == [other]
+    with remind_app.sessions() as session:
+        assert list(session.scalars(select(Reminder.ticket_id))) == [other]
+        digest = session.scalars(select(Outbox).where(Outbox.auto_submitted.is_not(None))).one()
+        assert "T-2026-00001" not in digest.raw.decode()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -41,8 +40,8 @@ class App:
         do not route should not pay for.
         """
         if self._router is None:
-            from triage.routing.model_store import current_model
             from triage.routing.desk import Router, load_teams
+            from triage.routing.model_store import current_model
 
             teams = load_teams(self.settings.routing.teams_file)
             model = current_model(self.settings.routing)

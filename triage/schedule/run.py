@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import structlog
-from sqlalchemy import and_, case, exists, false, func, literal, null, or_, select, type_coerce, update
+from sqlalchemy import and_, case, exists, func, literal, null, or_, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from triage.config import Settings
@@ -202,15 +202,6 @@ def _recipients(wiring: Wiring, policies: Policies, now: datetime,
     return out
 
 
-def _firing_filter(now: datetime, pairs: Iterable[tuple[str, int]]) -> Any:
-    level, _, _ = _level_columns(now)
-    by_team: dict[str, set[int]] = defaultdict(set)
-    for team, lvl in pairs:
-        by_team[team].add(lvl)
-    wanted = [and_(T.c.team == team, level.in_(sorted(levels))) for team, levels in sorted(by_team.items())]
-    return and_(_due(now), or_(*wanted) if wanted else false())
-
-
 def _dry_run(firing: list[tuple[DueTicket, Party]], report: RunReport) -> None:
     """What would fire. A clock that is due has not been reminded at that level: the run that
     fires a reminder moves the clock in the same transaction."""
@@ -289,17 +280,24 @@ def _groups(candidates: Iterable[tuple[DueTicket, Party]]) -> dict[tuple[str, in
 def _insert_reminders(session: Session, now: datetime, run_id: str, outbox: dict[tuple[str, int], int],
                       recipients: dict[tuple[str, int], Party]) -> Any:
     """INSERT ... SELECT of the reminders rows (address and digest chosen per team and level in
-    SQL), skipping any (ticket, level, due time) already there; returns the ticket ids it wrote."""
+    SQL), skipping any (ticket, level, due time) already there; returns the ticket ids it wrote.
+
+    It reads the clocks alone: the caller's select already checked status and answer on the
+    tickets, and drops whatever this writes beyond its candidates.
+    """
     level, due_at, next_at = _level_columns(now)
     pairs = sorted(outbox)
+    by_team: dict[str, list[int]] = defaultdict(list)
+    for team, lvl in pairs:
+        by_team[team].append(lvl)
 
     def per_pair(values: dict[tuple[str, int], Any]) -> Any:
-        return case(*((and_(T.c.team == team, level == lvl), values[(team, lvl)]) for team, lvl in pairs))
+        return case(*((and_(C.c.team == team, level == lvl), values[(team, lvl)]) for team, lvl in pairs))
 
     chosen = (
-        select(T.c.id, level, due_at, T.c.team, literal(now, UTCDateTime()), next_at, literal(run_id),
+        select(C.c.ticket_id, level, due_at, C.c.team, literal(now, UTCDateTime()), next_at, literal(run_id),
                per_pair({key: recipients[key].address.lower() for key in pairs}), per_pair(outbox))
-        .select_from(C).join(T, T.c.id == C.c.ticket_id).where(_firing_filter(now, pairs))
+        .where(C.c.next_at <= now, or_(*(and_(C.c.team == team, level.in_(lvls)) for team, lvls in by_team.items())))
     )
     columns = ["ticket_id", "level", "due_at", "team", "fired_at", "next_due_at", "run_id", "to_addr", "outbox_id"]
     return (upsert_insert(session)(R).from_select(columns, chosen)

@@ -21,7 +21,6 @@ class Reminder(Base):
     __tablename__ = "reminders"
     __table_args__ = (
         UniqueConstraint("ticket_id", "level", "due_at", name="uq_reminders_ticket_level_due"),
-        Index("ix_reminders_ticket_id_next_due_at", "ticket_id", "next_due_at"),
     )
 
     id: Mapped[intpk]

@@ -39,6 +39,8 @@ def upgrade() -> None:
     with op.batch_alter_table('reminders', schema=None) as batch_op:
         batch_op.add_column(sa.Column('run_id', sa.String(length=32), nullable=True))
         batch_op.create_index(batch_op.f('ix_reminders_run_id'), ['run_id'], unique=False)
+        # The clocks replace the query it served; the unique key covers lookups by ticket.
+        batch_op.drop_index('ix_reminders_ticket_id_next_due_at')
 
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.add_column(sa.Column('clock_stale_at', sa.DateTime(timezone=True), nullable=True))
@@ -58,6 +60,7 @@ def downgrade() -> None:
         batch_op.drop_column('clock_stale_at')
 
     with op.batch_alter_table('reminders', schema=None) as batch_op:
+        batch_op.create_index('ix_reminders_ticket_id_next_due_at', ['ticket_id', 'next_due_at'], unique=False)
         batch_op.drop_index(batch_op.f('ix_reminders_run_id'))
         batch_op.drop_column('run_id')
 
