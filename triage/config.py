@@ -357,7 +357,7 @@ class ReminderSettings(_ReminderPolicyKeys):
     escalation_address: str | None = Field(
         "", description="Level 3 recipient (head of reader relations); empty: mail.liaison_address."
     )
-    batch_size: int = Field(500, gt=0, le=10000, description="Tickets evaluated per query and transaction.")
+    batch_size: int = Field(500, gt=0, le=10000, description="Tickets whose reminder clocks are recomputed per query (those whose facts changed since the last run).")
     teams: dict[str, TeamReminderSettings] | None = Field(
         None, description="Per-team overrides: [reminders.teams.<key>] tables with any policy key above."
     )
