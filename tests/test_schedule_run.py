@@ -41,6 +41,19 @@ def add_ticket(app: App, n: int, *, team: str | None = "legal", created: datetim
         return ticket.id
 
 
+def answer(app: App, ticket_id: int, at: datetime, *, reopen: bool = False) -> None:
+    """The liaison's reply queued on the ticket at `at` (a person's answer); `reopen`: the volunteer wrote back."""
+    with app.sessions() as session, session.begin():
+        contact = Contact(address="ada@volunteers.example", name="Ada", first_seen=CREATED, last_seen=CREATED)
+        session.add(contact)
+        session.flush()
+        ticket = session.get_one(Ticket, ticket_id)
+        ticket.contact_id = contact.id
+        enqueue_reply(session, ticket, template="reply", body="On it.", actor="liaison:test", now=at)
+        if reopen:
+            ticket.status = TicketStatus.open
+
+
 def counts(app: App) -> tuple[int, int, int]:
     with app.sessions() as session:
         return (session.scalar(select(func.count(Reminder.id))) or 0,
@@ -174,15 +187,7 @@ def test_a_ticket_answered_by_a_person_is_never_escalated(remind_app: App) -> No
     """Once the liaison's own mail (not automatic) is queued on a ticket, no reminder or escalation follows."""
     answered = add_ticket(remind_app, 1)
     add_ticket(remind_app, 2)
-    with remind_app.sessions() as session, session.begin():
-        contact = Contact(address="ada@volunteers.example", name="Ada", first_seen=CREATED, last_seen=CREATED)
-        session.add(contact)
-        session.flush()
-        ticket = session.get_one(Ticket, answered)
-        ticket.contact_id = contact.id
-        enqueue_reply(session, ticket, template="reply", body="We are on it.", actor="liaison:test",
-                      now=CREATED + timedelta(hours=1))
-        ticket.status = TicketStatus.open  # the volunteer wrote back: open again, yet answered once
+    answer(remind_app, answered, CREATED + timedelta(hours=1), reopen=True)  # open again, yet answered once
     report = run_reminders(remind_app.sessions, remind_app.settings, now=datetime(2026, 11, 5, 10, tzinfo=UTC))
     assert [f.reference for f in report.fired] == ["T-2026-00002"]
     with remind_app.sessions() as session:
@@ -197,14 +202,7 @@ def test_stats_count_overdue_per_team_and_median_first_response(remind_app: App)
     add_ticket(remind_app, 2, team="press")
     add_ticket(remind_app, 3, created=LEVEL1 - timedelta(hours=1))  # not yet due
     answered = add_ticket(remind_app, 4)
-    with remind_app.sessions() as session, session.begin():
-        contact = Contact(address="ada@volunteers.example", name="Ada", first_seen=CREATED, last_seen=CREATED)
-        session.add(contact)
-        session.flush()
-        ticket = session.get_one(Ticket, answered)
-        ticket.contact_id = contact.id
-        enqueue_reply(session, ticket, template="reply", body="Done.", actor="liaison:test",
-                      now=CREATED + timedelta(hours=3))
+    answer(remind_app, answered, CREATED + timedelta(hours=3))
     with remind_app.sessions() as session:
         assert overdue_by_team(session, remind_app.settings, LEVEL1) == {"legal": 1, "press": 1}
         assert median_first_response_hours(session, CREATED - timedelta(days=1)) == {"*": 3.0, "legal": 3.0}
@@ -242,17 +240,11 @@ def test_a_reply_after_the_clock_was_set_stops_the_reminder(remind_app: App) -> 
     ticket_id = add_ticket(remind_app, 1)
     early = run_reminders(remind_app.sessions, remind_app.settings, now=CREATED + timedelta(hours=1))
     assert early.fired == [] and early.reasons == {"not-due": 1} and early.refreshed == 1
-    with remind_app.sessions() as session, session.begin():
-        contact = Contact(address="ada@volunteers.example", name="Ada", first_seen=CREATED, last_seen=CREATED)
-        session.add(contact)
-        session.flush()
-        ticket = session.get_one(Ticket, ticket_id)
-        ticket.contact_id = contact.id
-        assert ticket.clock_stale_at is None
+    with remind_app.sessions() as session:
+        assert session.get_one(Ticket, ticket_id).clock_stale_at is None
         clock = session.get_one(TicketClock, ticket_id)
         assert clock.next_at is not None and clock.next_at > CREATED and clock.stopped is None
-        enqueue_reply(session, ticket, template="reply", body="On it.", actor="liaison:test",
-                      now=CREATED + timedelta(hours=2))
+    answer(remind_app, ticket_id, CREATED + timedelta(hours=2))
     with remind_app.sessions() as session:
         assert session.get_one(Ticket, ticket_id).clock_stale_at is not None  # the reply made it stale
     with remind_app.sessions() as session, session.begin():
@@ -309,14 +301,7 @@ def test_an_answer_the_clock_missed_still_stops_the_reminder(remind_app: App) ->
 
     answered, other = add_ticket(remind_app, 1), add_ticket(remind_app, 2)
     run_reminders(remind_app.sessions, remind_app.settings, now=CREATED + timedelta(hours=1))  # clocks computed
-    with remind_app.sessions() as session, session.begin():
-        contact = Contact(address="ada@volunteers.example", name="Ada", first_seen=CREATED, last_seen=CREATED)
-        session.add(contact)
-        session.flush()
-        ticket = session.get_one(Ticket, answered)
-        ticket.contact_id = contact.id
-        enqueue_reply(session, ticket, template="reply", body="On it.", actor="liaison:test",
-                      now=CREATED + timedelta(hours=2))
+    answer(remind_app, answered, CREATED + timedelta(hours=2))
     with remind_app.sessions() as session, session.begin():  # as if that path had forgotten the clock
         session.execute(update(Ticket).where(Ticket.id == answered)
                         .values(clock_stale_at=None, status=TicketStatus.open))
