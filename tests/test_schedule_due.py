@@ -80,7 +80,7 @@ def test_ladder_levels_follow_one_another() -> None:
         1, 1, datetime(2026, 11, 3, 9, tzinfo=UTC))
     assert next_due(facts(created, reminded=frozenset({1})), p, datetime(2026, 11, 4, 9, 30, tzinfo=UTC)) == Due(
         1, 2, datetime(2026, 11, 4, 9, tzinfo=UTC))
-    assert next_due(facts(created), p, datetime(2026, 11, 5, 9, 30, tzinfo=UTC)).level == 3  # type: ignore[union-attr]
+    assert next_due(facts(created), p, datetime(2026, 11, 5, 9, 30, tzinfo=UTC)).level == 3
 
 
 def test_skip_reasons() -> None:
