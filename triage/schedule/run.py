@@ -7,11 +7,12 @@ due time of every level and `next_at`, the due time of the next level not yet se
    replies): the only per-ticket Python work, and it follows what changed, not the desk's size;
 2. selects the due tickets through the `next_at` index, checking status and answer
    again in SQL, and skips those whose team is outside business hours (or quiet hours) now;
-3. inserts one `reminders` row per due ticket in one INSERT ... SELECT with ON CONFLICT DO
-   NOTHING on (ticket, level, due time): only this run's winners are reminded, so two runs at
-   once, or one run repeated, never send the same reminder twice;
-4. queues one digest mail per (team, level) through the outbox, listing that run's tickets,
-   rather than one mail per ticket: a team with twelve overdue tickets gets one reminder;
+3. queues one digest mail per (team, level) through the outbox, listing its tickets, rather
+   than one mail per ticket: a team with twelve overdue tickets gets one reminder;
+4. inserts one `reminders` row per due ticket, naming its digest, in one INSERT ... SELECT with
+   ON CONFLICT DO NOTHING on (ticket, level, due time). If another run won some tickets first,
+   3 and 4 are redone without them, so two runs at once, or one run repeated, never send the
+   same reminder twice and no ticket is in two runs' mails;
 5. logs a `reminded` (level 1) or `escalated` (levels 2-3) event per ticket and moves each
    clock to its next level, both in SQL.
 
