@@ -266,3 +266,35 @@ def test_parse_pool_starts_only_for_a_pass_of_several_batches(
         assert runner.last_pass[0].stored == 9 and runner._pool is not None
     finally:
         runner.close()
+
+
+def test_parse_workers_exit_when_the_poller_is_killed(tmp_path: Any) -> None:
+    """A poller killed with SIGKILL (cron's timeout, the OOM killer) leaves no parse worker behind."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    code = (
+        "import os, signal\n"
+        "from triage.ingest.imap_poll import start_parse_pool\n"
+        "pool = start_parse_pool(2)\n"
+        "pids = {pool.submit(os.getpid).result() for _ in range(6)}\n"
+        "print(' '.join(map(str, sorted(pids))), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    workers = [int(pid) for pid in done.stdout.split()]
+    assert done.returncode == -9 and workers
+
+    def alive(pid: int) -> bool:
+        status = Path(f"/proc/{pid}/status")
+        try:
+            return "\nState:\tZ" not in status.read_text()  # a zombie has exited
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers), workers

@@ -11,9 +11,11 @@ Nothing is ever deleted.
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -67,6 +69,23 @@ PARSE_CHUNKS = 4
 
 
 Blobs = dict[str, tuple[str, bytes]]
+
+
+def start_parse_pool(workers: int) -> ProcessPoolExecutor:
+    """Parse worker processes that exit when the process that started them is gone."""
+    return ProcessPoolExecutor(workers, initializer=_exit_with_parent, initargs=(os.getpid(),))
+
+
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """A pool worker waits for work on a pipe and would outlive a parent killed with SIGKILL
+    (cron's timeout, the OOM killer) for ever, holding its memory: a watcher thread ends it."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def parse_chunk_in_worker(raws: list[bytes], max_size: int) -> list[tuple[ParsedMail, Blobs] | RuntimeError]:

@@ -16,7 +16,7 @@ from imapclient.exceptions import LoginError
 
 from triage.config import ImapSettings
 from triage.ingest.imap_connect import connect
-from triage.ingest.imap_poll import FolderPass, FolderPoller
+from triage.ingest.imap_poll import FolderPass, FolderPoller, start_parse_pool
 from triage.ingest.pipeline import Ingestor
 from triage.runners.base import Runner
 
@@ -42,7 +42,7 @@ class PollRunner(Runner):
     def _parse_pool(self) -> ProcessPoolExecutor:
         """Started on the first pass with more than one batch: most passes never need it."""
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self._workers)
+            self._pool = start_parse_pool(self._workers)
             log.info("imap.parse_pool", account=self.settings.name, workers=self._workers)
         return self._pool
 
