@@ -71,11 +71,23 @@ def bootstrap(settings: Settings, *, migrate: bool | None = None) -> App:
     engine = make_engine(settings.database.url)
     ensure_schema(engine, auto_migrate=settings.database.auto_migrate if migrate is None else migrate)
     app = App(settings, engine, make_session_factory(engine), make_read_session_factory(engine))
-    # What start-up allocated (modules, mappers, compiled SQL, templates) lives as long as the
-    # process: frozen, it is no longer walked by every full collection, which otherwise costs
-    # a reminder run or an ingest batch tens of milliseconds at random.
-    gc.freeze()
+    _freeze_startup_objects()
     return app
+
+
+_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """What start-up allocated (modules, mappers, compiled SQL, templates) lives as long as the
+    process: frozen, it is no longer walked by every full collection, which otherwise costs a
+    reminder run or an ingest batch tens of milliseconds at random. Once per process, after a
+    collection, so that no garbage is frozen with it."""
+    global _frozen
+    if not _frozen:
+        gc.collect()
+        gc.freeze()
+        _frozen = True
 
 
 __all__ = ["App", "bootstrap"]
