@@ -260,10 +260,11 @@ def test_parse_pool_starts_only_for_a_pass_of_several_batches(
     try:
         append_many(dovecot_server, [make_mail(message_id=f"<s{i}@v.example>") for i in range(3)])
         runner.run(once=True)
-        assert runner.last_pass[0].stored == 3 and runner._pool is None  # one batch: parsed inline
+        assert runner.parse_pool is not None
+        assert runner.last_pass[0].stored == 3 and runner.parse_pool.starts == 0  # one batch: parsed inline
         append_many(dovecot_server, [make_mail(message_id=f"<b{i}@v.example>") for i in range(9)])
         runner.run(once=True)
-        assert runner.last_pass[0].stored == 9 and runner._pool is not None
+        assert runner.last_pass[0].stored == 9 and runner.parse_pool.starts == 1
     finally:
         runner.close()
 
@@ -298,3 +299,25 @@ def test_parse_workers_exit_when_the_poller_is_killed(tmp_path: Any) -> None:
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(alive(pid) for pid in workers), workers
+
+
+def test_a_parse_worker_killed_under_the_pool_costs_no_mail(dovecot_server: Dovecot, desk: Callable[..., Any]) -> None:
+    """A dead worker breaks the process pool: that batch is parsed inline and the pool is started afresh."""
+    import os
+
+    settings, app = desk(parse_workers="2", batch_size="4")
+    runner = PollRunner(settings.imap, app.ingestor())
+    assert runner.parse_pool is not None
+    try:
+        doomed = runner.parse_pool.get().submit(os._exit, 1)  # as the OOM killer would
+        with pytest.raises(Exception):  # noqa: B017, PT011 - BrokenProcessPool, whichever worker died
+            doomed.result(timeout=30)
+        append_many(dovecot_server, [make_mail(message_id=f"<w{i}@v.example>") for i in range(10)])
+        runner.run(once=True)
+        assert runner.last_pass[0].stored == 10 and runner.last_pass[0].quarantined == 0
+        assert runner.parse_pool.restarts == 1 and runner.parse_pool.starts == 2  # dropped, started afresh
+        append_many(dovecot_server, [make_mail(message_id=f"<x{i}@v.example>") for i in range(10)])
+        runner.run(once=True)  # the new pool works
+        assert runner.last_pass[0].stored == 10 and runner.parse_pool.restarts == 1
+    finally:
+        runner.close()

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -76,6 +76,41 @@ def start_parse_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, initializer=_exit_with_parent, initargs=(os.getpid(),))
 
 
+class ParsePool:
+    """The poller's parse workers: started on first use, started afresh after one died.
+
+    A worker killed under it (the OOM killer) breaks a ProcessPoolExecutor for good; the
+    batch in hand is then parsed inline and the next pass gets a new pool.
+    """
+
+    def __init__(self, workers: int, account: str = "") -> None:
+        self.workers = workers
+        self._account = account
+        self._executor: ProcessPoolExecutor | None = None
+        self.starts = 0  # pools started, and dropped because broken
+        self.restarts = 0
+
+    def get(self) -> Executor:
+        if self._executor is None:
+            self._executor = start_parse_pool(self.workers)
+            self.starts += 1
+            log.info("imap.parse_pool", account=self._account, workers=self.workers)
+        return self._executor
+
+    def broken(self, exc: BaseException) -> None:
+        """A submit or a result failed with BrokenExecutor: drop the pool; the next get() starts one."""
+        log.warning("imap.parse_pool_broken", account=self._account, error=f"{type(exc).__name__}: {exc}")
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+            self.restarts += 1
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+
+
 def _exit_with_parent(parent: int, every: float = 1.0) -> None:
     """A pool worker waits for work on a pipe and would outlive a parent killed with SIGKILL
     (cron's timeout, the OOM killer) for ever, holding its memory: a watcher thread ends it."""
@@ -123,7 +158,7 @@ class FolderPoller:
         *,
         clock: Callable[[], datetime] = utcnow,
         stop: threading.Event | None = None,
-        parse_pool: Callable[[], Executor] | None = None,
+        parse_pool: ParsePool | None = None,
     ) -> None:
         self.settings = settings
         self.account = settings.name
@@ -152,7 +187,7 @@ class FolderPoller:
         # parses while this process stores. Fetching is a PEEK, so a crash here loses nothing;
         # batches still commit, and are marked, strictly in UID order.
         # A single batch gains nothing from the pool; a backfill or a busy morning does.
-        pool = self._pool() if self._pool is not None and len(pending) > self.settings.batch_size else None
+        pool = self._pool if self._pool is not None and len(pending) > self.settings.batch_size else None
         upcoming = self._fetch(client, batches(pending, self.settings.batch_size), pool)
         current = next(upcoming, None)
         while current is not None:
@@ -236,7 +271,7 @@ class FolderPoller:
     # -- ingesting ---------------------------------------------------------------------------
 
     def _fetch(
-        self, client: IMAPClient, uid_batches: Iterable[Sequence[int]], pool: Executor | None
+        self, client: IMAPClient, uid_batches: Iterable[Sequence[int]], pool: ParsePool | None
     ) -> Iterator[FetchedBatch]:
         """Each batch's raw mails, its parsing already under way in the pool when there is one."""
         for batch in uid_batches:
@@ -246,18 +281,28 @@ class FolderPoller:
             if pool is not None:
                 present = [i for i, raw in enumerate(raws) if raw is not None]
                 size = max(1, -(-len(present) // PARSE_CHUNKS))
-                for start in range(0, len(present), size):
-                    positions = present[start:start + size]
-                    chunks.append((positions, pool.submit(
-                        parse_chunk_in_worker, [raws[i] for i in positions], self._max_size  # type: ignore[misc]
-                    )))
+                try:
+                    executor = pool.get()
+                    for start in range(0, len(present), size):
+                        positions = present[start:start + size]
+                        chunks.append((positions, executor.submit(
+                            parse_chunk_in_worker, [raws[i] for i in positions], self._max_size  # type: ignore[misc]
+                        )))
+                except BrokenExecutor as exc:  # the rest of this batch is parsed inline
+                    pool.broken(exc)
             yield FetchedBatch(batch, raws, chunks)
 
     def _ingest_batch(self, folder: str, uidvalidity: int, batch: FetchedBatch, result: FolderPass) -> None:
         parsed: list[ParsedMail | BaseException | None] = [None] * len(batch.uids)
         encoded: list[Blobs | None] = [None] * len(batch.uids)
         for positions, future in batch.parsing:
-            for i, done in zip(positions, future.result(), strict=True):
+            try:
+                results = future.result()
+            except (BrokenExecutor, CancelledError) as exc:  # a worker died: parsed inline, in the store step
+                if self._pool is not None:
+                    self._pool.broken(exc)
+                continue
+            for i, done in zip(positions, results, strict=True):
                 if isinstance(done, BaseException):
                     parsed[i] = done
                 else:

@@ -8,7 +8,6 @@ is reported once per attempt and retried only after `login_retry_seconds`.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import structlog
 from imapclient import IMAPClient
@@ -16,7 +15,7 @@ from imapclient.exceptions import LoginError
 
 from triage.config import ImapSettings
 from triage.ingest.imap_connect import connect
-from triage.ingest.imap_poll import FolderPass, FolderPoller, start_parse_pool
+from triage.ingest.imap_poll import FolderPass, FolderPoller, ParsePool
 from triage.ingest.pipeline import Ingestor
 from triage.runners.base import Runner
 
@@ -30,21 +29,13 @@ class PollRunner(Runner):
         super().__init__(settings.poll_seconds, backoff_max=settings.backoff_max_seconds)
         self.name = f"imap:{settings.name}"
         self.settings = settings
-        self._workers = settings.parse_worker_count()
-        self._pool: ProcessPoolExecutor | None = None
+        workers = settings.parse_worker_count()
+        self.parse_pool = ParsePool(workers, settings.name) if workers else None  # started for a pass of several batches
         self.poller = poller or FolderPoller(
-            settings, ingestor, ingestor.sessions, stop=self.stop_event,
-            parse_pool=self._parse_pool if self._workers else None,
+            settings, ingestor, ingestor.sessions, stop=self.stop_event, parse_pool=self.parse_pool
         )
         self._client: IMAPClient | None = None
         self.last_pass: list[FolderPass] = []
-
-    def _parse_pool(self) -> ProcessPoolExecutor:
-        """Started on the first pass with more than one batch: most passes never need it."""
-        if self._pool is None:
-            self._pool = start_parse_pool(self._workers)
-            log.info("imap.parse_pool", account=self.settings.name, workers=self._workers)
-        return self._pool
 
     def step(self) -> int:
         try:
@@ -110,5 +101,5 @@ class PollRunner(Runner):
             except Exception:  # noqa: BLE001 - the server may already be gone; we are leaving anyway
                 self._drop()
             self._client = None
-        if self._pool is not None:
-            self._pool.shutdown()
+        if self.parse_pool is not None:
+            self.parse_pool.shutdown()
