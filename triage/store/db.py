@@ -6,8 +6,8 @@ tests call it with their own URLs (an SQLite file, a PostgreSQL schema).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from sqlalchemy import JSON, DateTime, Engine, MetaData, String, Table, create_engine, event

@@ -67,11 +67,11 @@ def _stale_on_change(session: Session, _context: Any, _instances: Any) -> None:
                 state.attrs[name].history.has_changes() for name in ("status", "team", "created_at")
             ):
                 obj.clock_stale_at = utcnow()
-        elif isinstance(obj, Outbox) and obj.ticket_id is not None and obj.auto_submitted is None:
-            if obj in session.new or inspect(obj).attrs.status.history.has_changes():
-                ticket = session.get(Ticket, obj.ticket_id)
-                if ticket is not None:
-                    ticket.clock_stale_at = utcnow()
+        elif (isinstance(obj, Outbox) and obj.ticket_id is not None and obj.auto_submitted is None
+              and (obj in session.new or inspect(obj).attrs.status.history.has_changes())):
+            ticket = session.get(Ticket, obj.ticket_id)
+            if ticket is not None:
+                ticket.clock_stale_at = utcnow()
 
 
 __all__ = ["Reminder", "TicketClock"]
