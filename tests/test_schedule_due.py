@@ -106,7 +106,7 @@ def test_team_overrides_come_from_config() -> None:
     assert policies.for_team("legal").calendar.tz == "America/New_York"
     assert policies.for_team("legal").first_response_hours == 2
     assert policies.for_team("press").calendar.tz == "UTC"
-    assert policies.min_first_hours == 2
+    assert policies.for_team("press").first_response_hours == 8  # the default
 
 
 # -- properties ---------------------------------------------------------------------------------

@@ -87,8 +87,8 @@ class ParsePool:
         self.workers = workers
         self._account = account
         self._executor: ProcessPoolExecutor | None = None
-        self.starts = 0  # pools started, and dropped because broken
-        self.restarts = 0
+        self.starts = 0  # executors started
+        self.restarts = 0  # executors dropped because a worker died
 
     def get(self) -> Executor:
         if self._executor is None:

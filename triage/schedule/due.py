@@ -1,9 +1,10 @@
 """When a ticket's next reminder is due: a pure function of its facts, its policy and `now`.
 
-`TicketFacts` is the compact summary of the ticket's events that the run reads in one query:
-when it arrived, when a person first answered, its status changes (the clock pauses while the
-ticket waits on the volunteer) and the levels already sent. `next_due` answers with `Due`
-(send this level now) or `Skip` (with the reason and, where one exists, the next due time).
+`TicketFacts` is the compact summary of the ticket's events: when it arrived, when a person
+first answered, its status changes (the clock pauses while the ticket waits on the volunteer)
+and the levels already sent. `ticket_clock` turns it into the clock the reminder run stores
+and queries in SQL; `next_due` is the same decision for one ticket at one instant (`Due`, or
+`Skip` with its reason), the specification a property test holds the stored clocks to.
 """
 
 from __future__ import annotations
@@ -60,11 +61,6 @@ def paused_intervals(facts: TicketFacts, now: datetime) -> list[Interval]:
     if since is not None:
         paused.append((since, now))
     return paused
-
-
-def due_times(facts: TicketFacts, policy: Policy, now: datetime) -> dict[int, datetime]:
-    """Each level's due time as known at `now` (a pause still running counts up to `now`)."""
-    return _times(facts, policy, now, LEVELS[-1])
 
 
 def _times(facts: TicketFacts, policy: Policy, now: datetime, upto: int) -> dict[int, datetime]:
@@ -145,4 +141,4 @@ def ticket_clock(facts: TicketFacts, policy: Policy, now: datetime) -> Clock:
     return Clock(due, level, due[level], None)
 
 
-__all__ = ["Clock", "Due", "Skip", "TicketFacts", "due_times", "next_due", "paused_intervals", "ticket_clock"]
+__all__ = ["Clock", "Due", "Skip", "TicketFacts", "next_due", "paused_intervals", "ticket_clock"]

@@ -64,10 +64,5 @@ class Policies:
     def for_team(self, team: str | None) -> Policy:
         return self._teams.get(team, self.default) if team is not None else self.default
 
-    @property
-    def min_first_hours(self) -> float:
-        """The shortest first-response time of any team: no ticket younger (in wall time) can be due."""
-        return min([self.default.first_response_hours, *(p.first_response_hours for p in self._teams.values())])
-
 
 __all__ = ["LEVELS", "LEVEL_NAMES", "Policies", "Policy"]

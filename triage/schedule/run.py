@@ -48,7 +48,6 @@ from triage.store.schedule_models import Reminder, TicketClock
 log = structlog.get_logger(__name__)
 
 ACTOR = "system:remind"
-OPEN_STATUSES = (TicketStatus.new, TicketStatus.open, TicketStatus.waiting)
 RUNNING = (TicketStatus.new, TicketStatus.open)  # waiting on the volunteer stops the clock
 TEMPLATES = {1: "reminder", 2: "escalation", 3: "escalation"}  # the mail template of each level
 DIGEST_LIST_LIMIT = 50  # tickets named in one digest; the rest are counted
@@ -217,10 +216,6 @@ def _iso(session: Session, instant: Any) -> Any:
     return func.strftime("%Y-%m-%dT%H:%M:%S+00:00", instant)
 
 
-def _template(level: int) -> str:
-    return TEMPLATES[level]
-
-
 def _fire(session: Session, wiring: Wiring, now: datetime, firing: list[tuple[DueTicket, Party]],
           recipients: dict[tuple[str, int], Party], report: RunReport) -> None:
     """Queue the digests, then insert the reminders naming them, in one statement.
@@ -329,11 +324,11 @@ def _queue_digest(session: Session, wiring: Wiring, team: str, level: int, membe
         data, thread = context(view, wiring.settings, **extra), view.thread()
     else:
         data, thread = _digest_context(wiring, extra), ThreadInfo("")
-    rendered = wiring.renderer.render(_template(level), data, "en")
+    rendered = wiring.renderer.render(TEMPLATES[level], data, "en")
     desk = Party(wiring.settings.mail.liaison_address, wiring.settings.outbox.desk_name)
     message = compose(rendered, sender=desk, to=[to], reply_to=desk, thread=thread,
                       own_domain=wiring.settings.mail.own_domain, date=now, auto_submitted="auto-generated")
-    row = enqueue(session, message, template=_template(level), actor=ACTOR, now=now,
+    row = enqueue(session, message, template=TEMPLATES[level], actor=ACTOR, now=now,
                   ticket_id=members[0].id if len(members) == 1 else None, auto_submitted="auto-generated")
     return row.id
 
