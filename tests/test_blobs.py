@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from triage.bootstrap import App
-from triage.store.blobs import encode, get_blob, put_blob
+from triage.store.blobs import get_blob, put_blob
+from triage.store.codec import encode
 from triage.store.models import Blob
 
 

@@ -278,7 +278,7 @@ def test_parse_workers_exit_when_the_poller_is_killed(tmp_path: Any) -> None:
 
     code = (
         "import os, signal\n"
-        "from triage.ingest.imap_poll import start_parse_pool\n"
+        "from triage.ingest.parse_worker import start_parse_pool\n"
         "pool = start_parse_pool(2)\n"
         "pids = {pool.submit(os.getpid).result() for _ in range(6)}\n"
         "print(' '.join(map(str, sorted(pids))), flush=True)\n"

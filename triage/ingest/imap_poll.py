@@ -11,9 +11,7 @@ Nothing is ever deleted.
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -28,12 +26,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import ImapSettings
-from triage.ingest.parse import parse_mail
+from triage.ingest.parse_worker import PARSE_CHUNKS, Blobs, parse_chunk_in_worker, start_parse_pool
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.pipeline import IncomingMail, Ingestor, IngestOutcome
 from triage.ingest.sources import batches
-from triage.ingest.store_batch import encode_blobs
-from triage.store.blobs import sha256_hex
 from triage.store.db import upsert_insert, utcnow
 from triage.store.models import ImapFolderState, ImapLedgerEntry
 
@@ -61,19 +57,6 @@ class FolderPass:
 
     def count(self, status: str) -> None:
         setattr(self, status, getattr(self, status) + 1)
-
-
-# A batch goes to the pool in this many chunks: enough to keep every worker busy, few
-# enough that the per-task round trip stays small next to the parsing.
-PARSE_CHUNKS = 4
-
-
-Blobs = dict[str, tuple[str, bytes]]
-
-
-def start_parse_pool(workers: int) -> ProcessPoolExecutor:
-    """Parse worker processes that exit when the process that started them is gone."""
-    return ProcessPoolExecutor(workers, initializer=_exit_with_parent, initargs=(os.getpid(),))
 
 
 class ParsePool:
@@ -109,33 +92,6 @@ class ParsePool:
         if self._executor is not None:
             self._executor.shutdown()
             self._executor = None
-
-
-def _exit_with_parent(parent: int, every: float = 1.0) -> None:
-    """A pool worker waits for work on a pipe and would outlive a parent killed with SIGKILL
-    (cron's timeout, the OOM killer) for ever, holding its memory: a watcher thread ends it."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(every)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
-def parse_chunk_in_worker(raws: list[bytes], max_size: int) -> list[tuple[ParsedMail, Blobs] | RuntimeError]:
-    """Runs in a pool process: parses, and compresses the blobs the store will write.
-
-    Any failure comes back as a value, to be quarantined in order.
-    """
-    out: list[tuple[ParsedMail, Blobs] | RuntimeError] = []
-    for raw in raws:
-        try:
-            parsed = parse_mail(raw, max_size=max_size)
-            out.append((parsed, encode_blobs(raw, sha256_hex(raw), parsed)))
-        except Exception as exc:  # noqa: BLE001 - returned, then quarantined by the parent
-            out.append(RuntimeError(f"{type(exc).__name__}: {exc}"))
-    return out
 
 
 @dataclass

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from triage.config import MailSettings
 from triage.ingest import threading
 from triage.ingest.parsed import ParsedMail
-from triage.store.blobs import encode
+from triage.store.codec import encode
 from triage.store.db import core_table, upsert_insert
 from triage.store.models import (
     Attachment,
@@ -334,16 +334,6 @@ def store_batch(
         )
     assert all(item is not None for item in results)
     return [item for item in results if item is not None]
-
-
-def encode_blobs(raw: bytes, digest: str, parsed: ParsedMail) -> dict[str, tuple[str, bytes]]:
-    """The blobs one mail will store, compressed: a parse worker calls this so the storing
-    process does not have to (compression is a fifth of its time)."""
-    out = {digest: encode(raw)}
-    for part in parsed.attachments:
-        if part.sha256 not in out:
-            out[part.sha256] = encode(part.content)
-    return out
 
 
 def _insert_keyed(session: Session, table: Table, rows: list[dict[str, Any]], key: str) -> list[int]:

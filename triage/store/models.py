@@ -251,5 +251,7 @@ Index("ix_tickets_clock_stale", Ticket.id, postgresql_where=Ticket.clock_stale_a
 __all__: list[Any] = [
     "Attachment", "Blob", "Decision", "ImapFolderState", "ImapLedgerEntry", "Suggestion", "Contact", "Direction", "Event", "Message", "Quarantine", "Ticket", "TicketStatus",
 ]
-from triage.store import outbox_models  # noqa: E402,F401
-from triage.store import schedule_models  # noqa: E402,F401
+from triage.store import (
+    outbox_models,  # noqa: E402,F401
+    schedule_models,  # noqa: E402,F401
+)

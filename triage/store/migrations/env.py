@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from triage.store.db import Base
 from triage.store import models  # noqa: F401 - registers the tables on Base.metadata
+from triage.store.db import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only `alembic` run by hand reaches this
