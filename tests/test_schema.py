@@ -133,3 +133,36 @@ def test_migrations_build_the_schema_the_models_describe(db_url: str) -> None:
         assert diff == []
     finally:
         engine.dispose()
+
+
+def test_reminders_keep_their_rows_through_0007_and_back(db_url: str) -> None:
+    """0007 narrows the reminders table to its key and drops the events rows it duplicated;
+    the rows survive the upgrade and a downgrade."""
+    from alembic import command
+
+    from triage.store.schema import _config, upgrade
+
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine, "0006")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO tickets (id, reference, subject, status, created_at, updated_at) "
+                              "VALUES (1, 'T-1', 'Question', 'open', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+            conn.execute(text("INSERT INTO reminders (ticket_id, level, due_at, team, to_addr, fired_at) "
+                              "VALUES (1, 1, '2026-11-03 09:00:00', 'legal', 'legal@example.org', CURRENT_TIMESTAMP)"))
+            for actor, action in (("system:remind", "reminded"), ("liaison:ada", "status")):
+                conn.execute(text("INSERT INTO events (ticket_id, at, actor, action, detail) "
+                                  "VALUES (1, CURRENT_TIMESTAMP, :actor, :action, '{}')"),
+                             {"actor": actor, "action": action})
+        upgrade(engine, "0007")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT ticket_id, level, team FROM reminders")).all() == [(1, 1, "legal")]
+            assert conn.execute(text("SELECT action FROM events")).scalars().all() == ["status"]
+        with engine.begin() as conn:
+            config = _config(engine)
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0006")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT ticket_id, level, id IS NOT NULL FROM reminders")).all() == [(1, 1, True)]
+    finally:
+        engine.dispose()

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from triage.schedule.history import reminder_events
 from triage.store.models import Contact, Message, Quarantine, Ticket, TicketStatus
 
 
@@ -107,7 +108,8 @@ def ticket_detail(session: Session, ident: str) -> dict[str, Any]:
             for m in ticket.messages
         ],
         "events": [
-            {"at": _iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail} for e in ticket.events
+            {"at": _iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail}
+            for e in sorted([*ticket.events, *reminder_events(session, ticket.id)], key=lambda e: e.at)
         ],
     }
 

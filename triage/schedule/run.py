@@ -13,15 +13,14 @@ due time of every level and `next_at`, the due time of the next level not yet se
    ON CONFLICT DO NOTHING on (ticket, level, due time). If another run won some tickets first,
    3 and 4 are redone without them, so two runs at once, or one run repeated, never send the
    same reminder twice and no ticket is in two runs' mails;
-5. logs a `reminded` (level 1) or `escalated` (levels 2-3) event per ticket and moves each
-   clock to its next level, both in SQL.
+5. moves each clock to its next level, in SQL. The reminders rows are the ticket's log of its
+   reminders (`triage.schedule.history`): no events row is written beside each.
 
 All of it is one transaction. Every open ticket that does not fire is counted under a reason.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,15 +38,15 @@ from triage.outbox.queue import OutboxError, enqueue
 from triage.outbox.render import TemplateError
 from triage.outbox.wiring import Wiring, wiring_for
 from triage.schedule.clocks import refresh_clocks
+from triage.schedule.history import ACTOR
 from triage.schedule.policy import LEVEL_NAMES, Policies, Policy
 from triage.store.db import UTCDateTime, core_table, upsert_insert, utcnow
-from triage.store.models import Event, Ticket, TicketStatus
+from triage.store.models import Ticket, TicketStatus
 from triage.store.outbox_models import Outbox, OutboxStatus
 from triage.store.schedule_models import Reminder, TicketClock
 
 log = structlog.get_logger(__name__)
 
-ACTOR = "system:remind"
 RUNNING = (TicketStatus.new, TicketStatus.open)  # waiting on the volunteer stops the clock
 TEMPLATES = {1: "reminder", 2: "escalation", 3: "escalation"}  # the mail template of each level
 DIGEST_LIST_LIMIT = 50  # tickets named in one digest; the rest are counted
@@ -218,16 +217,17 @@ def _iso(session: Session, instant: Any) -> Any:
 
 def _fire(session: Session, wiring: Wiring, now: datetime, firing: list[tuple[DueTicket, Party]],
           recipients: dict[tuple[str, int], Party], report: RunReport) -> None:
-    """Queue the digests, then insert the reminders naming them, in one statement.
+    """Queue the digests, insert the reminders naming them in one statement, move the clocks.
 
     Optimistic: the digests list every candidate. If the insert does not win them all (another
     run reminded some first), everything since the savepoint is undone and done again with the
     winners only, so no ticket is ever in two runs' mails.
     """
     candidates = {row.id: (row, to) for row, to in firing}
+    lost: list[int] = []
     for _attempt in range(3):
         savepoint = session.begin_nested()
-        run_id, groups, failed = uuid.uuid4().hex, _groups(candidates.values()), []
+        groups, failed = _groups(candidates.values()), []
         outbox: dict[tuple[str, int], int] = {}
         for key, members in sorted(groups.items()):
             try:
@@ -236,34 +236,36 @@ def _fire(session: Session, wiring: Wiring, now: datetime, firing: list[tuple[Du
             except (ComposeError, TemplateError, OutboxError) as exc:  # not sent, so not reminded: next run retries
                 log.error("remind.failed", team=key[0], level=key[1], tickets=len(members), error=str(exc))
                 failed += [(row, "error") for row in members]
-        won = set(session.scalars(_insert_reminders(session, now, run_id, outbox, recipients))) if outbox else set()
+        won = set(session.scalars(_insert_reminders(session, now, outbox))) if outbox else set()
         wanted = {i for i, (row, _) in candidates.items() if (row.team, row.level) in outbox}
-        if extra := won - wanted:  # fell due since the select (a concurrent refresh): next run's, not in a mail
-            session.execute(R.delete().where(R.c.run_id == run_id, R.c.ticket_id.in_(sorted(extra))))
-            won -= extra
+        if extra := sorted(won - wanted):  # not checked by the select (answered, or due since): not in a mail
+            session.execute(R.delete().where(R.c.ticket_id.in_(extra), R.c.outbox_id.in_(list(outbox.values()))))
+            won -= set(extra)
         if won == wanted:
             break
         savepoint.rollback()  # some were reminded by another run meanwhile: redo with the winners
-        lost = [candidates.pop(i)[0] for i in wanted - won]
-        report.skipped += [Skipped(row.id, row.reference, "already-reminded", row.level, row.due_at) for row in lost]
-        session.execute(update(T).where(T.c.id.in_([row.id for row in lost])).values(clock_stale_at=utcnow()))
+        gone = [candidates.pop(i)[0] for i in wanted - won]
+        lost += [row.id for row in gone]
+        report.skipped += [Skipped(row.id, row.reference, "already-reminded", row.level, row.due_at) for row in gone]
     else:
         raise RuntimeError("the reminder run lost its tickets to other runs three times; it will run again")
     savepoint.commit()
+    if lost:  # recomputed by the next run from the reminders that beat this one
+        session.execute(update(T).where(T.c.id.in_(lost)).values(clock_stale_at=utcnow()))
     report.skipped += [Skipped(row.id, row.reference, why, row.level, row.due_at) for row, why in failed]
     report.fired += sorted(
         (Fired(row.id, row.reference, row.team, row.level, row.due_at, to.address, TEMPLATES[row.level],
                outbox[(row.team, row.level)]) for i, (row, to) in candidates.items() if i in won),
         key=lambda f: f.ticket_id)
-    session.execute(core_table(Event).insert().from_select(
-        ["ticket_id", "at", "actor", "action", "detail"],
-        select(R.c.ticket_id, literal(now, UTCDateTime()), literal(ACTOR),
-               case((R.c.level == 1, "reminded"), else_="escalated"), _event_detail(session))
-        .where(R.c.run_id == run_id),
-    ))
-    session.execute(update(C).where(C.c.ticket_id == R.c.ticket_id, R.c.run_id == run_id)
-                    .values(reminded_level=R.c.level, next_at=R.c.next_due_at,
-                            stopped=case((R.c.next_due_at.is_(None), "ladder-complete"), else_=null())))
+    # The clocks just reminded move to their next level, computed from their own columns. The
+    # rows the insert skipped as extra, or lost to another run, keep theirs.
+    if not outbox:
+        return
+    level, _, next_at = _level_columns(now)
+    held = sorted({*extra, *lost})
+    session.execute(update(C).where(_chosen(now, outbox), *([C.c.ticket_id.not_in(held)] if held else []))
+                    .values(reminded_level=level, next_at=next_at,
+                            stopped=case((next_at.is_(None), "ladder-complete"), else_=null())))
 
 
 def _groups(candidates: Iterable[tuple[DueTicket, Party]]) -> dict[tuple[str, int], list[DueTicket]]:
@@ -273,39 +275,29 @@ def _groups(candidates: Iterable[tuple[DueTicket, Party]]) -> dict[tuple[str, in
     return groups
 
 
-def _insert_reminders(session: Session, now: datetime, run_id: str, outbox: dict[tuple[str, int], int],
-                      recipients: dict[tuple[str, int], Party]) -> Any:
-    """INSERT ... SELECT of the reminders rows (address and digest chosen per team and level in
-    SQL), skipping any (ticket, level, due time) already there; returns the ticket ids it wrote.
+def _chosen(now: datetime, outbox: dict[tuple[str, int], int]) -> Any:
+    """The clocks due now whose (team, level) has a digest in `outbox`."""
+    level, _, _ = _level_columns(now)
+    by_team: dict[str, list[int]] = defaultdict(list)
+    for team, lvl in sorted(outbox):
+        by_team[team].append(lvl)
+    return and_(C.c.next_at <= now, or_(*(and_(C.c.team == team, level.in_(lvls)) for team, lvls in by_team.items())))
+
+
+def _insert_reminders(session: Session, now: datetime, outbox: dict[tuple[str, int], int]) -> Any:
+    """INSERT ... SELECT of the reminders rows (the digest chosen per team and level in SQL),
+    skipping any (ticket, level, due time) already there; returns the ticket ids it wrote.
 
     It reads the clocks alone: the caller's select already checked status and answer on the
     tickets, and drops whatever this writes beyond its candidates.
     """
-    level, due_at, next_at = _level_columns(now)
-    pairs = sorted(outbox)
-    by_team: dict[str, list[int]] = defaultdict(list)
-    for team, lvl in pairs:
-        by_team[team].append(lvl)
-
-    def per_pair(values: dict[tuple[str, int], Any]) -> Any:
-        return case(*((and_(C.c.team == team, level == lvl), values[(team, lvl)]) for team, lvl in pairs))
-
-    chosen = (
-        select(C.c.ticket_id, level, due_at, C.c.team, literal(now, UTCDateTime()), next_at, literal(run_id),
-               per_pair({key: recipients[key].address.lower() for key in pairs}), per_pair(outbox))
-        .where(C.c.next_at <= now, or_(*(and_(C.c.team == team, level.in_(lvls)) for team, lvls in by_team.items())))
-    )
-    columns = ["ticket_id", "level", "due_at", "team", "fired_at", "next_due_at", "run_id", "to_addr", "outbox_id"]
+    level, due_at, _ = _level_columns(now)
+    digest = case(*((and_(C.c.team == team, level == lvl), outbox_id) for (team, lvl), outbox_id in outbox.items()))
+    chosen = select(C.c.ticket_id, level, due_at, C.c.team, literal(now, UTCDateTime()), digest).where(
+        _chosen(now, outbox))
+    columns = ["ticket_id", "level", "due_at", "team", "fired_at", "outbox_id"]
     return (upsert_insert(session)(R).from_select(columns, chosen)
             .on_conflict_do_nothing(index_elements=["ticket_id", "level", "due_at"]).returning(R.c.ticket_id))
-
-
-def _event_detail(session: Session) -> Any:
-    """The event's JSON detail, built in SQL: level, who got it, the due time, the outbox mail."""
-    to = case(*((R.c.level == lvl, name) for lvl, name in LEVEL_NAMES.items()))
-    build = func.json_build_object if session.get_bind().dialect.name == "postgresql" else func.json_object
-    return build("level", R.c.level, "to", to, "address", R.c.to_addr, "due_at", _iso(session, R.c.due_at),
-                 "outbox", R.c.outbox_id)
 
 
 def _queue_digest(session: Session, wiring: Wiring, team: str, level: int, members: list[DueTicket], to: Party,

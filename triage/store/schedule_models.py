@@ -1,38 +1,34 @@
 """The reminders table: one row per reminder or escalation sent, keyed by (ticket, level, due time).
 
-The unique key is what makes the reminder run idempotent: a run inserts the row with
-ON CONFLICT DO NOTHING and queues the mail only when its insert won, in the same transaction,
-so two runs (or two workers) never send the same reminder twice.
+The key is what makes the reminder run idempotent: a run inserts the rows with ON CONFLICT DO
+NOTHING and keeps in its mails only the tickets whose insert won, in the same transaction, so two
+runs (or two workers) never send the same reminder twice. The rows are also the ticket's log of
+its reminders (`triage.schedule.history`): no separate events row is written for each.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, event, inspect
+from sqlalchemy import ForeignKey, Index, String, event, inspect
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from triage.store.db import Base, address, intpk, utc, utcnow
+from triage.store.db import Base, utc, utcnow
 from triage.store.models import Ticket
 from triage.store.outbox_models import Outbox
 
 
 class Reminder(Base):
-    __tablename__ = "reminders"
-    __table_args__ = (
-        UniqueConstraint("ticket_id", "level", "due_at", name="uq_reminders_ticket_level_due"),
-    )
+    """A reminder sent: narrow, because a run writes thousands in one statement."""
 
-    id: Mapped[intpk]
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
-    level: Mapped[int]
-    due_at: Mapped[utc]
-    team: Mapped[str | None] = mapped_column(String(64))
-    to_addr: Mapped[address | None]
-    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+    __tablename__ = "reminders"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    level: Mapped[int] = mapped_column(primary_key=True)
+    due_at: Mapped[utc] = mapped_column(primary_key=True)
+    team: Mapped[str | None] = mapped_column(String(64))  # the owning team when it fired
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))  # the mail it went out in
     fired_at: Mapped[utc]
-    next_due_at: Mapped[utc | None]  # earliest the next level can be due; None: the ladder is done
-    run_id: Mapped[str | None] = mapped_column(String(32), index=True)  # the run that fired it
 
 
 class TicketClock(Base):
