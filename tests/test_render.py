@@ -149,3 +149,22 @@ def test_reminder_digest_lists_its_tickets_and_counts_the_rest(renderer: Rendere
         assert f"- {ticket['reference']}: " in rendered.text
     assert "{{ 7 * 7 }}" in rendered.text and "49" not in rendered.text
     assert "and 2 more" in rendered.text and "(waiting 1 day)" in rendered.text
+
+
+def test_warm_compiles_every_template_once_and_leaves_a_broken_one_to_render(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """After warm(), a template edited on disk still renders as compiled (compiled at warm, not at
+    first use); a template that does not compile does not stop warm(), and render names it."""
+    import shutil
+
+    root = tmp_path / "templates"
+    shutil.copytree(default_templates_dir(), root)
+    broken = root / "email" / "broken"
+    broken.mkdir()
+    (broken / "subject.txt").write_text("{% if %}\n")
+    (broken / "body.txt").write_text("body\n")
+    renderer = Renderer(root)
+    renderer.warm()
+    (root / "email" / "reply" / "body.txt").write_text("edited after warm\n")
+    assert "edited after warm" not in renderer.render("reply", full_context()).text
+    with pytest.raises(TemplateError, match="broken"):
+        renderer.render("broken", full_context())

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from triage.schedule.history import reminder_events
-from triage.store.models import Contact, Message, Quarantine, Ticket, TicketStatus
+from triage.schedule.history import LoggedReminder, reminder_events
+from triage.store.models import Contact, Event, Message, Quarantine, Ticket, TicketStatus
 
 
 class NotFound(LookupError):
@@ -72,6 +72,7 @@ def find_ticket(session: Session, ident: str) -> Ticket:
 def ticket_detail(session: Session, ident: str) -> dict[str, Any]:
     ticket = find_ticket(session, ident)
     linked = session.get(Ticket, ticket.linked_ticket_id) if ticket.linked_ticket_id else None
+    log: list[Event | LoggedReminder] = [*ticket.events, *reminder_events(session, ticket.id)]
     return {
         "id": ticket.id,
         "reference": ticket.reference,
@@ -109,7 +110,7 @@ def ticket_detail(session: Session, ident: str) -> dict[str, Any]:
         ],
         "events": [
             {"at": _iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail}
-            for e in sorted([*ticket.events, *reminder_events(session, ticket.id)], key=lambda e: e.at)
+            for e in sorted(log, key=lambda e: e.at)
         ],
     }
 

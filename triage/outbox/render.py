@@ -72,6 +72,16 @@ class Renderer:
             auto_reload=False,
         )
 
+    def warm(self) -> None:
+        """Compile every mail's templates now, so that a long-running process compiles them once,
+        at start, and not inside the first run that sends mail. A template that does not compile
+        is left for `render` to report, with the mail that needs it."""
+        for path in sorted((self.root / "email").rglob("*.txt")) + sorted((self.root / "email").rglob("*.html")):
+            try:
+                self._env.get_template(path.relative_to(self.root).as_posix())
+            except jinja2.TemplateError:
+                continue
+
     def names(self) -> list[str]:
         """The mails that have a template folder."""
         folder = self.root / "email"

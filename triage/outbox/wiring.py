@@ -90,6 +90,7 @@ def wiring_for(settings: Settings) -> Wiring:
         renderer = _renderers.get(folder)
         if renderer is None:
             renderer = _renderers[folder] = Renderer(folder)
+            renderer.warm()
         teams = _teams.get((teams_file, stamp))
     if teams is None:
         teams = load_teams(teams_file, required=False)

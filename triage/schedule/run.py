@@ -253,10 +253,9 @@ def _fire(session: Session, wiring: Wiring, now: datetime, firing: list[tuple[Du
     if lost:  # recomputed by the next run from the reminders that beat this one
         session.execute(update(T).where(T.c.id.in_(lost)).values(clock_stale_at=utcnow()))
     report.skipped += [Skipped(row.id, row.reference, why, row.level, row.due_at) for row, why in failed]
-    report.fired += sorted(
-        (Fired(row.id, row.reference, row.team, row.level, row.due_at, to.address, TEMPLATES[row.level],
-               outbox[(row.team, row.level)]) for i, (row, to) in candidates.items() if i in won),
-        key=lambda f: f.ticket_id)
+    report.fired += [  # in ticket order, as the candidates are
+        Fired(row.id, row.reference, row.team, row.level, row.due_at, to.address, TEMPLATES[row.level],
+              outbox[(row.team, row.level)]) for i, (row, to) in candidates.items() if i in won]
     # The clocks just reminded move to their next level, computed from their own columns. The
     # rows the insert skipped as extra, or lost to another run, keep theirs.
     if not outbox:
