@@ -13,7 +13,10 @@ spread over the day). Then it times, in the same process:
 - decide: `run_reminders(..., dry_run=True)`;
 - write floor: INSERT ... SELECT of one plain row per due ticket into an unindexed table, and
   commit: the least any run that records its reminders must write;
-- run: the real run: a reminder row and an event per due ticket, one digest mail per team;
+- statement floor: the three statements the run cannot do without (the due select with its
+  checks, the keyed reminders insert, the clock move), in raw SQL, rolled back: what the
+  design costs before any Python, ORM or mail around it;
+- run: the real run: a reminder row per due ticket, one digest mail per team, clocks moved;
 - nothing due: the same run again (every due ticket now reminded).
 
     .venv/bin/python bench/bench_remind.py [--tickets 1000000] [--only sqlite|postgresql]
@@ -76,7 +79,7 @@ def write_floor(engine: Any, unique: bool = False) -> float:
     """The least a run that records each due reminder must do: INSERT ... SELECT one narrow row
     per due ticket, and commit; with `unique`, under the (ticket, level, due time) key the
     issue asks for, with ON CONFLICT DO NOTHING. (The run writes a reminder row under that
-    key, an event, and moves the clock: three indexed rows per ticket.)"""
+    key and moves the clock: two indexed rows per ticket.)"""
     stamp = "TIMESTAMP WITH TIME ZONE" if engine.dialect.name == "postgresql" else "TEXT"
     key = ", UNIQUE (ticket_id, level, due_at)" if unique else ""
     with engine.begin() as conn:
@@ -90,6 +93,38 @@ def write_floor(engine: Any, unique: bool = False) -> float:
     finally:
         with engine.begin() as conn:
             conn.execute(text("DROP TABLE bench_floor"))
+
+
+LEVEL = "CASE WHEN c.due_3 <= :now THEN 3 WHEN c.due_2 <= :now THEN 2 ELSE 1 END"
+DUE = "CASE WHEN c.due_3 <= :now THEN c.due_3 WHEN c.due_2 <= :now THEN c.due_2 ELSE c.due_1 END"
+NEXT = "CASE WHEN c.due_3 <= :now THEN NULL WHEN c.due_2 <= :now THEN c.due_3 ELSE c.due_2 END"
+FLOOR_STATEMENTS = (
+    # 1. the due rows, with the checks the run makes on the tickets (still running, not answered)
+    ("select", f"SELECT t.id, t.reference, t.team, {LEVEL}, {DUE} FROM ticket_clocks c JOIN tickets t "
+               "ON t.id = c.ticket_id WHERE c.next_at <= :now AND t.status IN ('new', 'open') AND NOT EXISTS "
+               "(SELECT 1 FROM outbox o WHERE o.ticket_id = t.id AND o.auto_submitted IS NULL "
+               "AND o.status <> 'failed')"),
+    # 2. one reminders row per due ticket under the (ticket, level, due time) key
+    ("insert", f"INSERT INTO reminders (ticket_id, level, due_at, team, fired_at) SELECT c.ticket_id, {LEVEL}, "
+               f"{DUE}, c.team, :now FROM ticket_clocks c WHERE c.next_at <= :now ON CONFLICT DO NOTHING"),
+    # 3. each due ticket out of the due set: its clock moves to the next level
+    ("move", f"UPDATE ticket_clocks SET reminded_level = {LEVEL.replace('c.', '')}, "
+             f"next_at = {NEXT.replace('c.', '')} WHERE next_at <= :now"),
+)
+
+
+def statement_floor(engine: Any) -> dict[str, float]:
+    """The three statements any run of this design must make, in raw SQL with no Python around
+    them, timed one by one in a transaction that is rolled back (so the commit is not counted)."""
+    times: dict[str, float] = {}
+    with engine.connect() as conn:
+        with conn.begin() as transaction:
+            for name, sql in FLOOR_STATEMENTS:
+                start = time.perf_counter()
+                conn.execute(text(sql), {"now": NOW}).all() if name == "select" else conn.execute(text(sql), {"now": NOW})
+                times[name] = time.perf_counter() - start
+            transaction.rollback()
+    return times
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -121,6 +156,7 @@ def bench(name: str, url: str, n: int) -> None:
         t_dry, dry = min((timed(lambda: run_reminders(app.sessions, settings, now=NOW, dry_run=True))
                           for _ in range(3)), key=lambda pair: pair[0])
         t_floor, t_keyed = write_floor(app.engine), write_floor(app.engine, unique=True)
+        floors = min((statement_floor(app.engine) for _ in range(3)), key=lambda f: sum(f.values()))
         t_run, report = timed(lambda: run_reminders(app.sessions, settings, now=NOW))
         t_none, none = timed(lambda: run_reminders(app.sessions, settings, now=NOW + timedelta(minutes=5)))
         mails = len({f.outbox_id for f in report.fired})
@@ -129,8 +165,12 @@ def bench(name: str, url: str, n: int) -> None:
         print(f"[{name}] write floor: {rows:,} plain rows inserted and committed in {t_floor:.3f} s "
               f"= {t_floor / t_base:.1f}x baseline; under the unique key: {t_keyed:.3f} s = "
               f"{t_keyed / t_base:.1f}x baseline")
+        t_statements = sum(floors.values())
+        print(f"[{name}] statement floor (the run's three statements in raw SQL, no commit): {t_statements:.3f} s = "
+              f"{t_statements / t_base:.1f}x baseline ("
+              + ", ".join(f"{key} {value:.3f} s" for key, value in floors.items()) + ")")
         print(f"[{name}] run: {len(report.fired):,} fired ({mails} digest mail{'s' if mails != 1 else ''}) "
-              f"in {t_run:.3f} s = {t_run / t_base:.1f}x baseline")
+              f"in {t_run:.3f} s = {t_run / t_base:.1f}x baseline = {t_run / t_statements:.1f}x the statement floor")
         print(f"[{name}] nothing due: {len(none.fired)} fired in {t_none:.3f} s = {t_none / t_base:.1f}x baseline; "
               f"skip reasons {none.reasons}", flush=True)
     finally:
