@@ -6,6 +6,8 @@ tests call it with their own URLs (an SQLite file, a PostgreSQL schema).
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -83,10 +85,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        _switch_to_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any, *, attempts: int = 300) -> None:
+    """WAL mode is stored in the file, so only a new database needs switching. The switch needs
+    the database to itself, and SQLite reports "locked" at once, without its busy timeout, when
+    several processes open a new database together: so wait and retry here (up to 30 s)."""
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
 
 
 READ_ONLY = "triage_read_only"
