@@ -2,7 +2,8 @@
 """The reminder run on 1,000,000 tickets (1% due), next to a bare indexed SELECT of the due rows.
 
 For each engine (an SQLite file; a fresh PostgreSQL schema when the server answers) it fills
-`tickets` in SQL (97% resolved, 2% open but too young, 1% open and overdue for level 1). Every
+`tickets` in SQL (97% resolved, 2% open but too young, 1% open and overdue: level 1 passed
+and level 2 due at `now`, so the run sends level-2 escalations). Every
 open ticket starts with a stale reminder clock, as ingest leaves a new ticket; an untimed first
 run computes the clocks (its time is reported: it is what ingest-time changes cost the run,
 spread over the day). Then it times, in the same process:
@@ -46,7 +47,7 @@ from triage.logging import configure_logging
 from triage.schedule.run import run_reminders
 
 NOW = datetime(2026, 11, 4, 12, tzinfo=UTC)  # a Wednesday, in business hours
-OLD = NOW - timedelta(days=2)  # Monday 12:00: level 1 due Tuesday 12:00
+OLD = NOW - timedelta(days=2)  # Monday 12:00: level 1 due Tuesday 12:00, level 2 due at NOW
 YOUNG = NOW - timedelta(hours=1)
 PG_URL = os.environ.get("TRIAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
