@@ -39,7 +39,7 @@ def reminder_events(session: Session, ticket_id: int) -> list[LoggedReminder]:
     return [
         LoggedReminder(fired_at, ACTOR, "reminded" if level == 1 else "escalated",
                        {"level": level, "to": LEVEL_NAMES.get(level), "address": address, "team": team,
-                        "due_at": due_at.isoformat(), "outbox": outbox_id})
+                        "due_at": due_at.isoformat(timespec="seconds"), "outbox": outbox_id})  # as the run reports it
         for level, due_at, fired_at, team, outbox_id, address in rows
     ]
 
