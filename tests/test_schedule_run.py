@@ -155,6 +155,41 @@ def test_two_concurrent_runs_never_send_twice(db_url: str) -> None:
             app.close()
 
 
+def test_three_runs_at_once_name_each_ticket_in_exactly_one_mail(db_url: str) -> None:
+    """Three workers firing 40 due tickets at the same instant: every ticket is reminded once and
+    listed in exactly one of the digests that were queued (a run that loses tickets to another
+    redoes its mail without them)."""
+    apps = [bootstrap(load_settings(environ={"TRIAGE_DATABASE_URL": db_url})) for _ in range(3)]
+    try:
+        tickets = [add_ticket(apps[0], n) for n in range(1, 41)]
+        run_reminders(apps[0].sessions, apps[0].settings, now=CREATED + timedelta(hours=1))  # clocks computed
+        barrier = threading.Barrier(3)
+        fired: list[list[int]] = []
+        errors: list[BaseException] = []
+
+        def work(app: App) -> None:
+            try:
+                barrier.wait()
+                fired.append([f.ticket_id for f in run_reminders(app.sessions, app.settings, now=LEVEL1).fired])
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(app,)) for app in apps]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        assert sorted(t for run in fired for t in run) == tickets
+        with apps[0].sessions() as session:
+            mails = [row.raw.decode() for row in session.scalars(select(Outbox))]
+        for n in range(1, 41):
+            assert sum(f"T-2026-{n:05d}" in mail for mail in mails) == 1, n
+    finally:
+        for app in apps:
+            app.close()
+
+
 def test_remind_command_json_and_dry_run(db_url: str, tmp_path: object) -> None:
     """`triage remind --dry-run --now ISO --json` prints fired and skipped with reasons, sending nothing."""
     settings: Settings = load_settings(environ={"TRIAGE_DATABASE_URL": db_url})
