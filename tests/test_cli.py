@@ -95,7 +95,22 @@ def test_quarantine_lists_and_retries(tmp_path: Path, run) -> None:  # type: ign
     assert retry.exit_code == 1 and "0 of 1 released" in retry.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["parse"], ["ingest"], ["tickets"], ["show"], ["quarantine"], ["poll"],
+def test_unmatched_lists_the_bounce_no_ticket_holds(run) -> None:  # type: ignore[no-untyped-def]
+    """The sample mailbox's bounce (of a reply this database never sent) is listed with the address
+    that bounced; its autoreply, threaded onto a ticket, is not; --kind filters."""
+    assert run("unmatched").stdout.strip() == "no unmatched mail"
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample-mailbox"
+    assert run("ingest", str(sample)).exit_code == 0
+    rows = json.loads(run("unmatched", "--json").stdout)
+    assert [(r["kind"], r["bounced_recipients"]) for r in rows] == [
+        ("bounce", ["tomasz.wisniewski@poczta.example.pl"])]
+    assert json.loads(run("unmatched", "--kind", "autoreply", "--json").stdout) == []
+    text = run("unmatched").stdout
+    assert "[bounce]" in text and "bounced: tomasz.wisniewski@poczta.example.pl" in text
+
+
+@pytest.mark.parametrize("command", [[], ["parse"], ["ingest"], ["tickets"], ["show"], ["quarantine"], ["unmatched"],
+                                     ["poll"], ["remind"],
                                      ["db"], ["db", "upgrade"], ["db", "current"], ["config", "check"],
                                      ["config", "example"]])
 def test_every_command_has_help(command: list[str]) -> None:

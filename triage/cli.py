@@ -25,7 +25,7 @@ from triage.ingest.pipeline import IncomingMail
 from triage.ingest.sources import SourceError, batches, open_source
 from triage.logging import configure_logging
 from triage.routing.errors import RoutingError
-from triage.queries import NotFound, list_quarantine, list_tickets, ticket_detail
+from triage.queries import NotFound, list_quarantine, list_tickets, list_unmatched, ticket_detail
 from triage.store.schema import SchemaError, current_revision, head_revision, upgrade
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -298,6 +298,29 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
     click.echo("events:")
     for event in detail["events"]:
         click.echo(f"  {event['at']}  {event['actor']:16} {event['action']:18} {json.dumps(event['detail'])}")
+
+
+@cli.command()
+@click.option("--kind", type=click.Choice(["bounce", "autoreply", "normal"]), help="Only mail of this kind.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many (newest first).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a list.")
+@pass_ctx
+def unmatched(ctx: Context, kind: str | None, limit: int | None, as_json: bool) -> None:
+    """Mail stored without a ticket: bounces and autoreplies that match none, newest first."""
+    with ctx.app() as app, app.reads() as session:
+        rows = list_unmatched(session, kind=kind, limit=limit)
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("no unmatched mail")
+        return
+    for row in rows:
+        click.echo(f"#{row['id']} {row['received_at']} [{row['kind']}] {row['from_addr'] or '-'}  "
+                   f"{(row['subject'] or '')[:70]}")
+        if row["bounced_recipients"]:
+            click.echo(f"    bounced: {', '.join(row['bounced_recipients'])}")
+        click.echo(f"    {row['why'] or row['thread_reason']}")
 
 
 @cli.command()

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from triage.schedule.history import LoggedReminder, reminder_events
-from triage.store.models import Contact, Event, Message, Quarantine, Ticket, TicketStatus
+from triage.store.models import Contact, Direction, Event, Message, Quarantine, Ticket, TicketStatus
 
 
 class NotFound(LookupError):
@@ -113,6 +113,32 @@ def ticket_detail(session: Session, ident: str) -> dict[str, Any]:
             for e in sorted(log, key=lambda e: e.at)
         ],
     }
+
+
+def list_unmatched(session: Session, *, kind: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Inbound mail stored without a ticket, newest first: bounces and autoreplies that match no
+    ticket (they never open one), so that the liaison still sees a volunteer's address bouncing
+    or an out-of-office about a thread this desk no longer holds."""
+    query = (select(Message).where(Message.ticket_id.is_(None), Message.direction == Direction.inbound)
+             .order_by(Message.received_at.desc(), Message.id.desc()))
+    if kind is not None:
+        query = query.where(Message.kind == kind)
+    if limit is not None:
+        query = query.limit(limit)
+    return [
+        {
+            "id": m.id,
+            "received_at": _iso(m.received_at),
+            "kind": m.kind,
+            "why": m.kind_reason,
+            "from_addr": m.from_addr,
+            "subject": m.subject,
+            "bounced_recipients": (m.extra or {}).get("bounced_recipients", []),
+            "thread_reason": m.thread_reason,
+            "raw_sha256": m.raw_sha256,
+        }
+        for m in session.scalars(query)
+    ]
 
 
 def list_quarantine(session: Session, *, include_released: bool = False) -> list[dict[str, Any]]:
