@@ -355,3 +355,6 @@ def test_an_answer_the_clock_missed_still_stops_the_reminder(remind_app: App) ->
         assert list(session.scalars(select(Reminder.ticket_id))) == [other]
         digest = session.scalars(select(Outbox).where(Outbox.auto_submitted.is_not(None))).one()
         assert "T-2026-00001" not in digest.raw.decode()
+        assert session.get_one(Ticket, answered).clock_stale_at is not None  # so the next run mends its clock
+    later = run_reminders(remind_app.sessions, remind_app.settings, now=LEVEL1 + timedelta(minutes=5))
+    assert later.fired == [] and later.refreshed == 1 and later.reasons == {"answered": 1, "not-due": 1}

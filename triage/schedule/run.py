@@ -252,8 +252,9 @@ def _fire(session: Session, wiring: Wiring, now: datetime, firing: list[tuple[Du
     else:
         raise RuntimeError("the reminder run lost its tickets to other runs three times; it will run again")
     savepoint.commit()
-    if lost:  # recomputed by the next run from the reminders that beat this one
-        session.execute(update(T).where(T.c.id.in_(lost)).values(clock_stale_at=utcnow()))
+    if recompute := sorted({*extra, *lost}):  # clocks the next run recomputes from the facts: the reminders
+        # that beat this run, or the answer or status change that reached the ticket but not its clock
+        session.execute(update(T).where(T.c.id.in_(recompute)).values(clock_stale_at=utcnow()))
     report.skipped += [Skipped(row.id, row.reference, why, row.level, row.due_at) for row, why in failed]
     report.fired += [  # in ticket order, as the candidates are
         Fired(row.id, row.reference, row.team, row.level, row.due_at, to.address, TEMPLATES[row.level],
@@ -263,8 +264,7 @@ def _fire(session: Session, wiring: Wiring, now: datetime, firing: list[tuple[Du
     if not outbox:
         return
     level, _, next_at = _level_columns(now)
-    held = sorted({*extra, *lost})
-    session.execute(update(C).where(_chosen(now, outbox), *([C.c.ticket_id.not_in(held)] if held else []))
+    session.execute(update(C).where(_chosen(now, outbox), *([C.c.ticket_id.not_in(recompute)] if recompute else []))
                     .values(reminded_level=level, next_at=next_at,
                             stopped=case((next_at.is_(None), "ladder-complete"), else_=null())))
 
