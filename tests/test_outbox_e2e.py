@@ -308,3 +308,29 @@ def test_sigkill_anywhere_in_the_send_path_never_sends_twice(
     assert kills["in-send-path"] >= 1
     with app.sessions() as session:
         assert len(session.scalars(select(Ticket)).all()) == MAILS
+
+
+def test_a_reminder_digest_reaches_the_team_once(make_app: MakeApp, smtp_sink: SmtpSink, clock: Clock) -> None:
+    """Two overdue tickets routed to legal: the reminder run queues one digest, the sender delivers
+    it to the team's address as automatic mail naming both, and neither runs again send it twice."""
+    from triage.schedule.run import run_reminders
+
+    app = make_app(**smtp_env(smtp_sink), TRIAGE_OUTBOX_AUTO_ACKNOWLEDGE="false")
+    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)  # Monday 09:00
+    references = [ingestor.ingest(make_mail(message_id=f"<r{n}@volunteers.example>", subject=f"Question {n}"))
+                  .ticket_reference for n in (1, 2)]
+    with app.sessions() as session, session.begin():
+        for ticket in session.scalars(select(Ticket)):
+            ticket.team = "legal"
+    clock.advance(days=1, hours=2)  # Tuesday 11:00: eight business hours have passed
+    report = run_reminders(app.sessions, app.settings, now=clock.now)
+    assert sorted(f.reference for f in report.fired) == sorted(references)
+    assert run_reminders(app.sessions, app.settings, now=clock.advance(minutes=5)).fired == []
+    sender = sender_for(app, clock)
+    assert sender.send_due().sent == 1 and sender.send_due().touched == 0
+    [received] = smtp_sink.messages
+    assert received.rcpt_tos == ("legal@example.org",)
+    digest = headers(received.raw)
+    assert digest["Auto-Submitted"] == "auto-generated" and "2 tickets" in str(digest["Subject"])
+    body = digest.get_body(("plain",))
+    assert body is not None and all(ref in body.get_content() for ref in references)
