@@ -259,10 +259,10 @@ def _fire(session: Session, wiring: Wiring, now: datetime, firing: list[tuple[Du
     report.fired += [  # in ticket order, as the candidates are
         Fired(row.id, row.reference, row.team, row.level, row.due_at, to.address, TEMPLATES[row.level],
               outbox[(row.team, row.level)]) for i, (row, to) in candidates.items() if i in won]
-    # The clocks just reminded move to their next level, computed from their own columns. The
-    # rows the insert skipped as extra, or lost to another run, keep theirs.
     if not outbox:
         return
+    # The clocks just reminded move to their next level, computed from their own columns; those
+    # left to the next run's recomputation (above) keep theirs.
     level, _, next_at = _level_columns(now)
     session.execute(update(C).where(_chosen(now, outbox), *([C.c.ticket_id.not_in(recompute)] if recompute else []))
                     .values(reminded_level=level, next_at=next_at,
