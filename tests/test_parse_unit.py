@@ -303,7 +303,7 @@ def test_outlook_header_block_quotes_everything_below() -> None:
         "An: Carla <carla@example.org>\nBetreff: Saturday\n\nCan you help on Saturday?\n"
     )
     parts = split_reply(text)
-    assert parts.new == "Sure, count me in.\n\nBest,\nCarla"
+    assert (parts.new, parts.signature) == ("Sure, count me in.", "Best,\nCarla")
     assert parts.quoted.startswith("________________________________\nVon: Desk")
 
 
@@ -320,6 +320,28 @@ def test_signature_delimiter_and_mobile_footer() -> None:
     assert split_reply("Thanks!\n-- \nCarla\nFood bank").signature == "-- \nCarla\nFood bank"
     parts = split_reply("Passt.\n\nVon meinem iPhone gesendet")
     assert (parts.new, parts.signature) == ("Passt.", "Von meinem iPhone gesendet")
+
+
+@pytest.mark.parametrize("closing", ["Best regards,", "Kind regards", "Thanks,", "Viele Grüße", "Cordialement,",
+                                     "Un saludo", "Met vriendelijke groet,"])
+def test_a_closing_line_with_a_short_name_below_starts_the_signature(closing: str) -> None:
+    """Without a delimiter, "Best regards," and its kin start the signature when only a few short
+    lines (name, role) follow and something was written above."""
+    text = f"Hello,\n\nmay our chapter use the logo?\n\n{closing}\nAda Lovelace\nChapter lead, Berlin\n"
+    parts = split_reply(text)
+    assert (parts.new, parts.signature) == (
+        "Hello,\n\nmay our chapter use the logo?", f"{closing}\nAda Lovelace\nChapter lead, Berlin")
+
+
+@pytest.mark.parametrize("text", [
+    "Best regards,\nAda",  # nothing written above it: the closing is the message
+    "Thanks!",  # nothing below it
+    "We met.\nRegards\nthis line below the closing is a long sentence, so it is not a name or a role",
+    "Plan:\nBest\n" + "".join(f"item {n}\n" for n in range(6)),  # too many lines below for a signature
+])
+def test_a_closing_line_without_a_short_signature_below_stays_in_the_text(text: str) -> None:
+    parts = split_reply(text)
+    assert parts.signature == "" and parts.new == text.strip("\n")
 
 
 def test_plain_text_without_quotes_is_all_new() -> None:

@@ -4,7 +4,8 @@ Classification and the liaison's view care about the new words; the quoted histo
 signature are kept (nothing is thrown away) but apart. The rules are line-based and linear in
 the text's length: a reply header ("On ... wrote:" in several languages, Outlook's
 "-----Original Message-----" or its "From:/Sent:/To:/Subject:" block), a run of '>' lines,
-the "-- " signature delimiter and the mobile "Sent from my ..." line. A forwarded message
+the "-- " signature delimiter, the mobile "Sent from my ..." line, and a closing line ("Best
+regards,") with only a name or a few short lines below it. A forwarded message
 ("---------- Forwarded message ----------") is new content for a ticket desk, so quote
 markers below a forward marker are left in the new text.
 """
@@ -66,6 +67,18 @@ _MOBILE = re.compile(
     r"|enviado do meu |verzonden vanaf mijn |verstuurd vanaf mijn |inviato da )",
     re.IGNORECASE,
 )
+# A closing line on its own, in the languages above ("Best regards," "Viele Grüße" "Cordialement").
+_VALEDICTION = re.compile(
+    r"^(?:(?:best|kind|warm|many|warmest|kindest)\s+(?:regards|wishes|thanks)|regards|cheers|best|thanks"
+    r"|thank you|sincerely|yours(?: truly| sincerely)?|all the best"
+    r"|(?:mit )?(?:viele|beste|liebe|herzliche|freundliche)n? grüße|mit freundlichen grüßen|gruß|grüße"
+    r"|cordialement|bien à vous|bien cordialement|amitiés|saludos(?: cordiales)?|un saludo|atentamente"
+    r"|(?:met )?vriendelijke groet(?:en)?|groeten|cordiali saluti|saluti|distinti saluti"
+    r"|atenciosamente|abraços|cumprimentos|med vänlig hälsning|vänliga hälsningar|mvh|hilsen|pozdrawiam)"
+    r"\s*[,.!]?$",
+    re.IGNORECASE,
+)
+SIGN_OFF_LINES = 5  # at most this many short lines (name, role, chapter) below a closing line
 _UNDERSCORES = re.compile(r"^_{10,}$")
 # Two or more dashes and a word, as "-----Original Message-----" and its kin begin.
 # [^\S\n] is what strip() removes, but the line end.
@@ -248,4 +261,22 @@ def _split_signature(lines: list[str], text: str) -> tuple[list[str], list[str]]
             break
         if len(line) < 80 and _MOBILE.match(line):
             return lines[:i], lines[i:]
+    return _split_sign_off(lines)
+
+
+def _split_sign_off(lines: list[str]) -> tuple[list[str], list[str]]:
+    """Without a delimiter, a closing line ("Best regards,") near the end with only a few short
+    lines below it (a name, a role) starts the signature, if words were written above it."""
+    below = 0
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i].strip()
+        if not line:
+            continue
+        if len(line) < 40 and _VALEDICTION.match(line):
+            if below and any(earlier.strip() for earlier in lines[:i]):
+                return lines[:i], lines[i:]
+            return lines, []
+        below += 1
+        if below > SIGN_OFF_LINES or len(line) > 60:
+            return lines, []
     return lines, []
