@@ -17,7 +17,7 @@ from triage.cli import cli
 from triage.config import Settings, load_settings
 from triage.outbox.queue import enqueue_reply
 from triage.queries import ticket_detail
-from triage.schedule.run import run_reminders
+from triage.schedule.run import RunReport, run_reminders
 from triage.store.models import Contact, Event, Ticket, TicketStatus
 from triage.store.outbox_models import Outbox
 from triage.store.schedule_models import Reminder
@@ -121,29 +121,35 @@ def test_skips_are_reported_with_reasons(remind_app: App) -> None:
     assert night.reasons == {"outside-business-hours": 1, "waiting-on-volunteer": 1}
 
 
+def runs_at_once(apps: list[App], now: datetime) -> list[RunReport]:
+    """One reminder run per app, all released at the same instant from their own threads."""
+    barrier = threading.Barrier(len(apps))
+    reports: list[RunReport] = []
+    errors: list[BaseException] = []
+
+    def work(app: App) -> None:
+        try:
+            barrier.wait()
+            reports.append(run_reminders(app.sessions, app.settings, now=now))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(app,)) for app in apps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return reports
+
+
 def test_two_concurrent_runs_never_send_twice(db_url: str) -> None:
     """Two workers running at the same instant, each with its own engine, queue each reminder once."""
     apps = [bootstrap(load_settings(environ={"TRIAGE_DATABASE_URL": db_url})) for _ in range(2)]
     try:
         for n in range(1, 21):
             add_ticket(apps[0], n)
-        barrier = threading.Barrier(2)
-        reports: list[int] = []
-        errors: list[BaseException] = []
-
-        def work(app: App) -> None:
-            try:
-                barrier.wait()
-                reports.append(len(run_reminders(app.sessions, app.settings, now=LEVEL1).fired))
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(app,)) for app in apps]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert not errors
+        reports = [len(report.fired) for report in runs_at_once(apps, LEVEL1)]
         assert sum(reports) == 20
         reminders, mails, events = counts(apps[0])
         assert (reminders, events) == (20, 20) and 1 <= mails <= 2  # one digest per run that won tickets
@@ -163,23 +169,7 @@ def test_three_runs_at_once_name_each_ticket_in_exactly_one_mail(db_url: str) ->
     try:
         tickets = [add_ticket(apps[0], n) for n in range(1, 41)]
         run_reminders(apps[0].sessions, apps[0].settings, now=CREATED + timedelta(hours=1))  # clocks computed
-        barrier = threading.Barrier(3)
-        fired: list[list[int]] = []
-        errors: list[BaseException] = []
-
-        def work(app: App) -> None:
-            try:
-                barrier.wait()
-                fired.append([f.ticket_id for f in run_reminders(app.sessions, app.settings, now=LEVEL1).fired])
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(app,)) for app in apps]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert not errors
+        fired = [[f.ticket_id for f in report.fired] for report in runs_at_once(apps, LEVEL1)]
         assert sorted(t for run in fired for t in run) == tickets
         with apps[0].sessions() as session:
             mails = [row.raw.decode() for row in session.scalars(select(Outbox))]
