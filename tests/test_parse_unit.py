@@ -366,6 +366,29 @@ def test_html_to_text_keeps_structure() -> None:
     assert text.index("Sat") < text.index("Sun")
 
 
+def test_html_only_reply_quote_without_attribution_is_quoted() -> None:
+    """An HTML-only reply whose client marks the earlier mail (Apple Mail's cite, Gmail's
+    gmail_quote) keeps it out of the new text even with no "On ... wrote:" line above it."""
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"] = "Ada <ada@volunteers.example>"
+    msg["To"] = "liaison@example.org"
+    msg["Subject"] = "Re: Saturday"
+    msg["Message-ID"] = "<html-cite@volunteers.example>"
+    msg.set_content("<div>Yes, Saturday works.</div><blockquote type=\"cite\"><div>Can you help on Saturday?</div>"
+                    "<blockquote class=\"gmail_quote\">An older question</blockquote></blockquote>", subtype="html")
+    mail = parse_mail(msg.as_bytes())
+    assert mail.new_text.strip() == "Yes, Saturday works."
+    assert "> Can you help on Saturday?" in mail.quoted_text and "> An older question" in mail.quoted_text
+
+
+def test_an_indented_html_block_of_the_senders_own_stays_new_text() -> None:
+    """A bare <blockquote> (Thunderbird's "indent") is the sender's own words, not a quote."""
+    text = html_to_text("<p>My plan:</p><blockquote>step one<br>step two</blockquote><p>ok?</p>")
+    assert split_reply(text).new == "My plan:\n\nstep one\nstep two\n\nok?"
+
+
 @pytest.mark.parametrize("html", ["", "   ", "<html></html>", "\x00\x01<p>x</p>", "<<<>>>", "<!-- -->"])
 def test_html_to_text_never_raises(html: str) -> None:
     """Empty, control-character and broken markup gives a string, never an exception."""

@@ -10,14 +10,19 @@ from __future__ import annotations
 import html as html_lib
 import re
 
+import lxml.html
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
-from lxml.etree import LxmlError
+from lxml.etree import LxmlError, ParserError
 
 _CONFIG = ParserConfig(display_links=False, display_images=False)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TAG = re.compile(r"<[^>]*>")
 _BLANK_RUN = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+# What mail clients mark as the quoted earlier mail (Apple Mail and Thunderbird cite, Gmail, Yahoo).
+# A bare <blockquote> is left alone: Thunderbird's "indent" writes one around the sender's own words.
+_QUOTES = ("//blockquote[@type='cite' or @cite or contains(@class, 'gmail_quote')]"
+           "[not(ancestor::blockquote)] | //div[contains(@class, 'yahoo_quoted')][not(ancestor::blockquote)]")
 
 
 def html_to_text(html: str) -> str:
@@ -30,9 +35,33 @@ def html_to_text(html: str) -> str:
         return ""
     cleaned = _CONTROL.sub("", html)
     try:
-        text = get_text(cleaned, _CONFIG)
+        text = get_text(_mark_quotes(cleaned), _CONFIG)
     except (LxmlError, ValueError):
         # lxml gives up on some broken documents; a tag strip still yields the words.
         text = html_lib.unescape(_TAG.sub(" ", cleaned))
     lines = [line.rstrip() for line in text.splitlines()]
     return _BLANK_RUN.sub("\n\n", "\n".join(lines)).strip("\n")
+
+
+def _mark_quotes(html: str) -> str:
+    """`html` with each quoted earlier mail rendered as text with "> " before every line, so the
+    quote splitter finds it as it finds a plain-text quote, attribution line or not."""
+    if "quote" not in html and "cite" not in html:
+        return html
+    try:
+        document = lxml.html.document_fromstring(html)
+    except (LxmlError, ParserError, ValueError):
+        return html
+    quotes = document.xpath(_QUOTES)
+    if not quotes:
+        return html
+    for quote in quotes:
+        inner = get_text(lxml.html.tostring(quote, encoding="unicode"), _CONFIG)
+        marked = lxml.html.Element("pre")
+        marked.text = "\n" + "\n".join(f"> {line.strip()}".rstrip() for line in inner.strip("\n").splitlines()) + "\n"
+        marked.tail = quote.tail
+        parent = quote.getparent()
+        if parent is None:
+            return html
+        parent.replace(quote, marked)
+    return str(lxml.html.tostring(document, encoding="unicode"))
