@@ -366,6 +366,13 @@ def test_html_to_text_keeps_structure() -> None:
     assert text.index("Sat") < text.index("Sun")
 
 
+def test_nested_divs_are_not_indented() -> None:
+    """Mail HTML nests <div>s (Gmail's dir="ltr" wrapper, Outlook's sections); the text the
+    liaison reads starts at the margin whatever the depth, and inline elements keep their spaces."""
+    html = '<div dir="ltr"><div>Hi <span>team</span></div><div><div><div>may we use the logo?</div></div></div></div>'
+    assert html_to_text(html) == "Hi team\nmay we use the logo?"
+
+
 def test_html_only_reply_quote_without_attribution_is_quoted() -> None:
     """An HTML-only reply whose client marks the earlier mail (Apple Mail's cite, Gmail's
     gmail_quote) keeps it out of the new text even with no "On ... wrote:" line above it."""

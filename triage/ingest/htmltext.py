@@ -12,10 +12,17 @@ import re
 
 import lxml.html
 from inscriptis import get_text
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.html_properties import Display
 from inscriptis.model.config import ParserConfig
+from inscriptis.model.html_element import HtmlElement
 from lxml.etree import LxmlError, ParserError
 
-_CONFIG = ParserConfig(display_links=False, display_images=False)
+# inscriptis' relaxed profile (spaces around inline elements, so words of badly built HTML do not
+# run together), without its two-space indent per <div>: mail HTML nests divs deeply (Gmail,
+# Outlook), and each level indented the text the liaison reads.
+_CSS = {**CSS_PROFILES["relaxed"], "div": HtmlElement(display=Display.block)}
+_CONFIG = ParserConfig(css=_CSS, display_links=False, display_images=False)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TAG = re.compile(r"<[^>]*>")
 _BLANK_RUN = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
