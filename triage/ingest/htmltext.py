@@ -53,7 +53,8 @@ def html_to_text(html: str) -> str:
 def _mark_quotes(html: str) -> str:
     """`html` with each quoted earlier mail rendered as text with "> " before every line, so the
     quote splitter finds it as it finds a plain-text quote, attribution line or not."""
-    if "quote" not in html and "cite" not in html:
+    lowered = html.lower()
+    if "quote" not in lowered and "cite" not in lowered:
         return html
     try:
         document = lxml.html.document_fromstring(html)

@@ -76,9 +76,9 @@ class Renderer:
         """Compile every mail's templates now, so that a long-running process compiles them once,
         at start, and not inside the first run that sends mail. A template that does not compile
         is left for `render` to report, with the mail that needs it."""
-        for path in sorted((self.root / "email").rglob("*.txt")) + sorted((self.root / "email").rglob("*.html")):
+        for name in self._env.list_templates(extensions=("txt", "html")):
             try:
-                self._env.get_template(path.relative_to(self.root).as_posix())
+                self._env.get_template(name)
             except jinja2.TemplateError:
                 continue
 

@@ -206,8 +206,11 @@ def _recipients(wiring: Wiring, policies: Policies, now: datetime,
 def _dry_run(firing: list[tuple[DueTicket, Party]], report: RunReport) -> None:
     """What would fire. A clock that is due has not been reminded at that level: the run that
     fires a reminder moves the clock in the same transaction."""
-    report.fired = [Fired(row.id, row.reference, row.team, row.level, row.due_at, to.address, TEMPLATES[row.level],
-                          None) for row, to in firing]
+    report.fired = [_fired(row, to, None) for row, to in firing]
+
+
+def _fired(row: DueTicket, to: Party, outbox_id: int | None) -> Fired:
+    return Fired(row.id, row.reference, row.team, row.level, row.due_at, to.address, TEMPLATES[row.level], outbox_id)
 
 
 def _iso(session: Session, instant: Any) -> Any:
@@ -257,8 +260,7 @@ def _fire(session: Session, wiring: Wiring, now: datetime, firing: list[tuple[Du
         session.execute(update(T).where(T.c.id.in_(recompute)).values(clock_stale_at=utcnow()))
     report.skipped += [Skipped(row.id, row.reference, why, row.level, row.due_at) for row, why in failed]
     report.fired += [  # in ticket order, as the candidates are
-        Fired(row.id, row.reference, row.team, row.level, row.due_at, to.address, TEMPLATES[row.level],
-              outbox[(row.team, row.level)]) for i, (row, to) in candidates.items() if i in won]
+        _fired(row, to, outbox[(row.team, row.level)]) for i, (row, to) in candidates.items() if i in won]
     if not outbox:
         return
     # The clocks just reminded move to their next level, computed from their own columns; those

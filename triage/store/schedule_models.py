@@ -1,4 +1,5 @@
-"""The reminders table: one row per reminder or escalation sent, keyed by (ticket, level, due time).
+"""The reminder tables: `reminders`, one row per reminder or escalation sent, keyed by (ticket,
+level, due time), and `ticket_clocks`, the reminder clock of each open ticket.
 
 The key is what makes the reminder run idempotent: a run inserts the rows with ON CONFLICT DO
 NOTHING and keeps in its mails only the tickets whose insert won, in the same transaction, so two
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, event, inspect
+from sqlalchemy import ForeignKey, String, event, inspect
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from triage.store.db import Base, utc, utcnow
@@ -50,8 +51,6 @@ class TicketClock(Base):
     next_at: Mapped[utc | None] = mapped_column(index=True)  # the next level's due time; None: stopped
     stopped: Mapped[str | None] = mapped_column(String(32))  # why: answered, waiting-on-volunteer, ...
 
-
-Index("ix_tickets_status_created_at", Ticket.status, Ticket.created_at)
 
 @event.listens_for(Session, "before_flush")
 def _stale_on_change(session: Session, _context: Any, _instances: Any) -> None:

@@ -3,7 +3,8 @@
 The run writes thousands of these rows in one statement, so each row carries only what is not
 found elsewhere: the serial id, the address (the outbox row has it), the next level's due time
 (the clock has it) and the run id go. The `reminded` and `escalated` events rows that runs wrote
-beside each reminder are removed: the ticket's log now reads them from this table.
+beside each reminder are removed: the ticket's log now reads them from this table. The index
+on tickets (status, created_at), which served the candidate query the clocks replaced, goes too.
 
 Revision ID: 0007
 Revises: 0006
@@ -31,12 +32,16 @@ def upgrade() -> None:
         batch_op.drop_column('next_due_at')
         batch_op.drop_column('run_id')
         batch_op.create_primary_key('pk_reminders', ['ticket_id', 'level', 'due_at'])
+    with op.batch_alter_table('tickets', schema=None) as batch_op:
+        batch_op.drop_index('ix_tickets_status_created_at')
     events = sa.table('events', sa.column('actor', sa.String()), sa.column('action', sa.String()))
     op.execute(events.delete().where(events.c.actor == 'system:remind',
                                      events.c.action.in_(['reminded', 'escalated'])))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('tickets', schema=None) as batch_op:
+        batch_op.create_index('ix_tickets_status_created_at', ['status', 'created_at'], unique=False)
     with op.batch_alter_table('reminders', schema=None) as batch_op:
         batch_op.drop_constraint('pk_reminders', type_='primary')
         batch_op.add_column(sa.Column('id', sa.Integer(), sa.Identity(), nullable=False))
