@@ -270,6 +270,6 @@ def to_bytes(message: EmailMessage) -> bytes:
 
 
 __all__ = [
-    "AutoSubmitted", "ComposeError", "HeaderInjectionError", "POLICY", "Party", "ThreadInfo",
+    "POLICY", "AutoSubmitted", "ComposeError", "HeaderInjectionError", "Party", "ThreadInfo",
     "chain_references", "compose", "msg_id_problem", "subject_with_reference", "to_bytes", "valid_msg_id",
 ]
