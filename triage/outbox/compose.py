@@ -23,7 +23,7 @@ import email.policy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.policy import Policy
@@ -65,7 +65,7 @@ class ThreadInfo:
     references: Sequence[str] = field(default_factory=tuple)
 
 
-class _MsgIdsHeader(UnstructuredHeader):
+class _MsgIdsHeader(UnstructuredHeader, BaseHeader):
     """In-Reply-To and References, which the standard library treats as free text: folded only
     between ids, never RFC 2047-encoded (a long id would otherwise arrive as an encoded word that
     no client matches). Their ids are checked by `valid_msg_id` first."""
