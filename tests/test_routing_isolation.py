@@ -19,7 +19,8 @@ from triage.cli import cli
 from triage.ingest.pipeline import Ingestor
 from triage.outbox import queue
 from triage.routing.desk import Router, load_teams
-from triage.store.models import Contact, Decision, Event, Suggestion as StoredSuggestion, Ticket
+from triage.store.models import Contact, Decision, Event, Ticket
+from triage.store.models import Suggestion as StoredSuggestion
 from triage.store.outbox_models import OutboxStatus
 
 DATA = Path(__file__).resolve().parents[1] / "data"
