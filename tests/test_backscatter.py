@@ -105,7 +105,7 @@ def test_echoed_subject_and_name_are_capped(make_app: MakeApp, clock: Clock) -> 
         make_mail(sender=f'"{name}" <ada@volunteers.example>', subject=pitch))
     with app.sessions.begin() as session:
         enqueue_handoff(session, session.scalars(select(Ticket)).one(), "legal", "liaison", clock.now)
-    ack, team, notice = outbox_rows(app)
+    ack, _team, notice = outbox_rows(app)
     for row in (ack, notice):
         message = parsed(row.raw)
         subject = str(message["Subject"])

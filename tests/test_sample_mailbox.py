@@ -67,7 +67,7 @@ def _hostile_batches(sample: list[IncomingMail]) -> list[list[IncomingMail]]:
 
     lukas = parse_mail(sample[0].raw)  # opens T-2026-00001
     target = lukas.message_id or ""
-    ours = "Authentication-Results: mx.example.org; dmarc=fail header.from=mail.example.de\n".encode()
+    ours = b"Authentication-Results: mx.example.org; dmarc=fail header.from=mail.example.de\n"
     first = [
         make_mail(sender="Eve <eve@elsewhere.example>", message_id="<h1@elsewhere.example>", in_reply_to=target),
         make_mail(sender="Eve <eve@elsewhere.example>", message_id="<h2@elsewhere.example>",

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from tests.conftest import Clock, make_mail
 from tests.test_outbox import MakeApp, fixture_make_app, outbox_rows  # noqa: F401 - fixture_make_app: make_app
 from triage.bootstrap import App
-from triage.ingest.pipeline import IngestOutcome, Ingestor
+from triage.ingest.pipeline import Ingestor, IngestOutcome
 from triage.outbox.queue import OutboxError, build_reply, enqueue_handoff
 from triage.store.blobs import put_blob
 from triage.store.models import Direction, Event, Message, Ticket, TicketStatus
