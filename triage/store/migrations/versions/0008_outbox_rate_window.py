@@ -5,7 +5,7 @@ a per-domain limit counts acknowledgments to a whole domain, so the query is by 
 the (to_addr, created_at) index, which served the exact-address count, gives way to one on
 created_at.
 
-Revision ID: 0009
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-11-25
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = '0009'
+revision = '0008'
 down_revision = '0007'
 branch_labels = None
 depends_on = None
