@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from triage.outbox.loops import InboundFacts, RecipientFacts, may_auto_answer, may_send_automatic
+from triage.outbox.loops import (
+    InboundFacts,
+    RecipientFacts,
+    may_auto_answer,
+    may_send_automatic,
+    rate_domain,
+    rate_key,
+)
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -57,3 +64,56 @@ def test_rate_limit_counts_automatic_mail_per_address() -> None:
     busy = RecipientFacts("ada@volunteers.example", False, 3)
     refused = may_send_automatic(busy, rate_limit_per_hour=3, liaison_address="liaison@example.org")
     assert not refused.allowed and "limit 3" in refused.describe()
+
+
+@pytest.mark.parametrize(("signals", "code"), [
+    (("null-return-path",), "null-return-path"),
+    (("precedence:bulk",), "bulk"),
+    (("precedence:junk",), "bulk"),
+    (("list-headers:list-unsubscribe", "list-headers:list-post"), "list-headers"),
+    (("auto-response-suppress:oof",), "suppress-auto-reply"),
+])
+def test_robot_bulk_and_list_headers_refuse_an_acknowledgment(signals: tuple[str, ...], code: str) -> None:
+    """Each header signal that says 'do not answer automatically' refuses, once, with its own code."""
+    mail = InboundFacts("normal", "ada@volunteers.example", "<a1@v.example>", None, NOW, signals)
+    result = may_auto_answer(mail, RecipientFacts("ada@volunteers.example", False, 0), own_domain="example.org",
+                             liaison_address="liaison@example.org", rate_limit_per_hour=3, now=NOW,
+                             max_age=timedelta(hours=72))
+    assert result.codes == [code]
+
+
+def test_mail_without_a_date_is_not_answered() -> None:
+    """No (valid) Date: a robot's mail, or a crafted one; no acknowledgment."""
+    assert verdict(date=None) == ["no-date"]
+
+
+def test_dmarc_fail_refuses_and_unauthenticated_refuses_when_required() -> None:
+    """A From our server found forged is never answered; one not proven genuine only when so configured."""
+    def codes(authentication: str, require: bool) -> list[str]:
+        mail = InboundFacts("normal", "ada@volunteers.example", "<a1@v.example>", None, NOW, (), authentication)
+        return may_auto_answer(mail, RecipientFacts("ada@volunteers.example", False, 0), own_domain="example.org",
+                               liaison_address="liaison@example.org", rate_limit_per_hour=3, now=NOW,
+                               max_age=timedelta(hours=72), require_authentication=require).codes
+    assert codes("fail", False) == ["dmarc-fail"] and codes("none", False) == [] and codes("pass", False) == []
+    assert codes("none", True) == ["unauthenticated"] and codes("pass", True) == []
+
+
+def test_per_domain_limit_counts_acknowledgments_to_the_domain() -> None:
+    """Below the domain's limit: yes; at it: no, whatever the address."""
+    mail = InboundFacts("normal", "new@victim.example", "<a1@v.example>", None, NOW)
+    for count, allowed in ((19, True), (20, False)):
+        result = may_auto_answer(mail, RecipientFacts("new@victim.example", False, 0, count),
+                                 own_domain="example.org", liaison_address="liaison@example.org",
+                                 rate_limit_per_hour=3, now=NOW, max_age=timedelta(hours=72),
+                                 domain_limit_per_hour=20)
+        assert result.allowed is allowed and (allowed or result.codes == ["domain-rate-limit"])
+
+
+def test_rate_key_folds_case_and_sub_addresses_but_not_dots() -> None:
+    """victim+1@ and Victim+2@ are one mailbox; j.doe@ and jdoe@ are two, except at Gmail, which ignores dots."""
+    assert {rate_key(a) for a in ("victim@x.example", "victim+1@x.example", "Victim+2@X.Example")} == {
+        "victim@x.example"}
+    assert rate_key("j.doe@x.example") != rate_key("jdoe@x.example")
+    assert rate_key("J.Doe+promo@googlemail.com") == rate_key("jdoe@gmail.com") == "jdoe@gmail.com"
+    assert rate_key("+tag@x.example") == "+tag@x.example" and rate_key("no-at-sign") == "no-at-sign"
+    assert rate_domain("a+b@Sub.X.Example") == "sub.x.example"

@@ -60,20 +60,76 @@ def _snapshot(app: App) -> list[tuple[object, ...]]:
     return messages + events + contacts  # type: ignore[operator]
 
 
+def _hostile_batches(sample: list[IncomingMail]) -> list[list[IncomingMail]]:
+    """Strangers, robots and a forged participant against the sample's tickets and tickets of their own batch."""
+    from tests.conftest import make_mail
+    from triage.ingest.parse import parse_mail
+
+    lukas = parse_mail(sample[0].raw)  # opens T-2026-00001
+    target = lukas.message_id or ""
+    ours = b"Authentication-Results: mx.example.org; dmarc=fail header.from=mail.example.de\n"
+    first = [
+        make_mail(sender="Eve <eve@elsewhere.example>", message_id="<h1@elsewhere.example>", in_reply_to=target),
+        make_mail(sender="Eve <eve@elsewhere.example>", message_id="<h2@elsewhere.example>",
+                  subject="Re: [T-2026-00001] Logo", references=[target]),
+        make_mail(sender="Bo <bo@elsewhere.example>", message_id="<h3@elsewhere.example>", subject="Out of office",
+                  in_reply_to=target, headers={"Auto-Submitted": "auto-replied"}),
+        ours + make_mail(sender=f"Lukas <{lukas.from_addr}>", message_id="<h4@mail.example.de>", in_reply_to=target),
+        make_mail(sender=f"Lukas <{lukas.from_addr}>", message_id="<h5@mail.example.de>", in_reply_to=target),
+        make_mail(sender="Zoe <zoe@new.example>", message_id="<z1@new.example>", subject="A new question"),
+        make_mail(sender="Eve <eve@elsewhere.example>", message_id="<h6@elsewhere.example>", in_reply_to="<z1@new.example>"),
+        make_mail(sender="Zoe <zoe@new.example>", message_id="<z2@new.example>", in_reply_to="<z1@new.example>"),
+        make_mail(sender="Legal <legal@example.org>", message_id="<t1@example.org>", in_reply_to="<out1@example.org>"),
+    ]
+    second = [
+        make_mail(sender="Eve <eve@elsewhere.example>", message_id="<h7@elsewhere.example>", in_reply_to="<z2@new.example>"),
+        make_mail(sender="Zoe <zoe@new.example>", message_id="<z3@new.example>", references=["<h6@elsewhere.example>"]),
+        make_mail(sender="Legal <legal@example.org>", message_id="<t2@example.org>", in_reply_to="<out1@example.org>"),
+    ]
+    return [[IncomingMail(raw) for raw in batch] for batch in (first, second)]
+
+
+def _our_mail_to_legal(app: App, clock: Clock) -> None:
+    """An outbound mail of ours on T-2026-00002 to legal@example.org (as a hand-off stores it)."""
+    from triage.store.blobs import put_blob
+    from triage.store.models import Direction
+
+    with app.sessions.begin() as session:
+        ticket = session.scalars(select(Ticket).where(Ticket.reference == "T-2026-00002")).one()
+        session.add(Message(
+            ticket_id=ticket.id, direction=Direction.outbound, message_id="<out1@example.org>", in_reply_to=None,
+            references=[], from_addr="liaison@example.org", from_name=None, to_addrs=["legal@example.org"],
+            cc_addrs=[], subject="For Legal", date=clock.now, received_at=clock.now, body_text="", new_text="",
+            quoted_text="", signature="", body_html=None, kind="normal", kind_reason=None, list_id=None, defects=[],
+            size=1, oversize=False, raw_sha256=put_blob(session, b"For Legal"), source="outbox:handoff-team",
+            thread_reason="sent by triage", extra={},
+        ))
+
+
 def test_set_based_and_per_mail_paths_store_the_same(app: App, clock: Clock, tmp_path: Path) -> None:
-    """The fast batch path and the per-mail fallback produce the same tickets, threading, events, contacts."""
+    """The fast batch path and the per-mail fallback produce the same tickets, threading, events, contacts,
+    strangers, robots and forged participants included."""
     from triage.bootstrap import bootstrap
     from triage.config import load_settings
 
     mails = [IncomingMail(raw, source=label) for label, raw in open_source(SAMPLE)]
-    fast = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    mail_settings = app.settings.mail.model_copy(update={"trusted_authserv_ids": ["mx.example.org"]})
+    fast = Ingestor(app.sessions, mail_settings, clock=clock)
     assert [o.status for o in fast.ingest_many(mails)].count("stored") == 29
-    assert fast.fallbacks == 0  # the batch path stored it all, not the per-mail fallback
     other = bootstrap(load_settings(environ={"TRIAGE_DATABASE_URL": f"sqlite:///{tmp_path / 'slow.db'}"}))
     try:
-        slow = Ingestor(other.sessions, other.settings.mail, clock=clock, set_based=False)
+        slow = Ingestor(other.sessions, mail_settings, clock=clock, set_based=False)
         slow.ingest_many(mails)
+        for each in (app, other):
+            _our_mail_to_legal(each, clock)
+        for batch in _hostile_batches(mails):
+            assert {o.status for o in fast.ingest_many(batch)} == {"stored"}
+            slow.ingest_many(batch)
+        assert fast.fallbacks == 0  # the batch path stored it all, not the per-mail fallback
         assert _snapshot(app) == _snapshot(other)
+        with app.sessions() as session:
+            flagged = session.scalars(select(Ticket.flag).where(Ticket.flag.is_not(None))).all()
+        assert len(flagged) == 1 + 6  # the sample's leak, then h1, h2, h4 (forged), h6, h7 and z3
     finally:
         other.close()
 

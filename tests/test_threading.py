@@ -83,3 +83,54 @@ def test_header_candidates_order() -> None:
     """In-Reply-To first, then References newest first, without repeats."""
     m = mail(in_reply_to="<c@x>", references=["<a@x>", "<b@x>", "<c@x>"])
     assert header_candidates(m) == ["<c@x>", "<b@x>", "<a@x>"]
+
+
+RESOLVED = replace(ADA_TICKET, resolved=True)
+
+
+def test_stranger_with_a_known_message_id_gets_a_new_linked_flagged_ticket() -> None:
+    """In-Reply-To or References naming a ticket's mail does not let a non-participant join it or reopen it."""
+    for headers in ({"in_reply_to": "<ack@example.org>"}, {"references": ["<x@y>", "<ack@example.org>"]}):
+        stranger = mail(from_addr="eve@elsewhere.example", **headers)
+        decision = decide(stranger, reference=None, by_reference=None, by_header=("<ack@example.org>", RESOLVED))
+        assert decision.placement is Placement.new_linked and decision.ticket == RESOLVED
+        assert not decision.reopen and decision.flag == "unknown sender replied on T-2026-00007"
+        assert "eve@elsewhere.example, who is not on that ticket's thread" in decision.reason
+
+
+def test_participant_by_header_appends_and_reopens() -> None:
+    """The contact or an address our mail went to (the team) answering by header joins, and reopens a resolved ticket."""
+    for sender in ("ada@volunteers.example", "Legal@Example.org"):
+        decision = decide(mail(from_addr=sender, in_reply_to="<ack@example.org>"), reference=None,
+                          by_reference=None, by_header=("<ack@example.org>", RESOLVED))
+        assert decision.placement is Placement.append and decision.reopen
+
+
+def test_automatic_mail_from_a_non_participant_attaches_by_header_without_effect() -> None:
+    """A bounce from a mail server matched by header is filed on its ticket, never reopening it."""
+    bounce = mail(from_addr="mailer-daemon@mx.elsewhere.example", kind="bounce", in_reply_to="<ack@example.org>")
+    decision = decide(bounce, reference=None, by_reference=None, by_header=("<ack@example.org>", RESOLVED))
+    assert decision.placement is Placement.append and not decision.reopen and decision.flag is None
+    assert "bounce from a non-participant, filed without effect" in decision.reason
+
+
+def test_a_participant_whose_from_failed_dmarc_is_a_stranger() -> None:
+    """Our server's DMARC fail for the From: the participant's address is forged, by subject or by header."""
+    for ref, by_reference, by_header in (("T-2026-00007", ADA_TICKET, None),
+                                         (None, None, ("<ack@example.org>", ADA_TICKET))):
+        forged = decide(mail(in_reply_to="<ack@example.org>"), reference=ref, by_reference=by_reference,
+                        by_header=by_header, authentication="fail")
+        assert forged.placement is Placement.new_linked and forged.flag is not None
+        assert forged.flag.startswith("forged participant") and "failed DMARC" in forged.reason
+        for authentication in ("pass", "none"):
+            kept = decide(mail(in_reply_to="<ack@example.org>"), reference=ref, by_reference=by_reference,
+                          by_header=by_header, authentication=authentication)  # type: ignore[arg-type]
+            assert kept.placement is Placement.append
+
+
+def test_authentication_never_makes_a_stranger_a_participant() -> None:
+    """A DMARC pass proves who wrote, not that they belong on the ticket."""
+    stranger = mail(from_addr="eve@elsewhere.example", in_reply_to="<ack@example.org>")
+    decision = decide(stranger, reference=None, by_reference=None, by_header=("<ack@example.org>", ADA_TICKET),
+                      authentication="pass")
+    assert decision.placement is Placement.new_linked

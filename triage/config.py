@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from datetime import date, time
@@ -66,6 +67,24 @@ class MailSettings(_Section):
         description="Mails larger than this are stored raw and flagged oversize, not parsed in full.",
     )
     reference_prefix: str = Field("T", pattern=r"^[A-Z]{1,5}$", description="Ticket reference prefix: T-2026-00042.")
+    trusted_authserv_ids: list[str] = Field(
+        default_factory=list,
+        description="authserv-ids (RFC 8601) of our own receiving mail servers, e.g. [\"mx.example.org\"]: only "
+        "their topmost Authentication-Results fields are believed about the From domain's DMARC result "
+        "(the server must remove incoming fields that claim its id). Empty: none is believed.",
+    )
+
+    @field_validator("trusted_authserv_ids", mode="before")
+    @classmethod
+    def _authserv_ids(cls, value: object) -> object:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return value
+        ids = [str(item).strip().lower() for item in items if str(item).strip()]
+        for ident in ids:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,252}", ident):
+                raise ValueError(f"{ident!r} is not an authserv-id such as mx.example.org")
+        return ids
 
     @field_validator("liaison_address")
     @classmethod
@@ -248,7 +267,16 @@ class OutboxSettings(_Section):
         True, description="On the liaison's routing approval, mail the team and tell the volunteer who has it."
     )
     rate_limit_per_hour: int = Field(
-        3, ge=0, description="At most this many automatic mails to one address per hour; 0: no automatic mail."
+        3, ge=0, description="At most this many automatic mails to one address per hour; 0: no automatic mail. "
+        "Sub-addresses count as their address (a+1@x and A+2@x are a@x).",
+    )
+    rate_limit_per_domain_per_hour: int = Field(
+        20, ge=1, description="At most this many acknowledgments per hour to the addresses of one domain "
+        "(mail no person has read yet answered to a From anyone can write).",
+    )
+    acknowledge_unauthenticated: bool = Field(
+        True, description="Acknowledge mail whose From has no DMARC pass from a trusted server "
+        "(mail.trusted_authserv_ids); false: only authenticated senders. A From failing DMARC never is.",
     )
     templates_dir: str = Field("templates", description="Folder holding email/<name>/ templates.")
     desk_name: str = Field("Community Liaison", description="Display name on the From header and in signatures.")

@@ -30,7 +30,7 @@ from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datet
 
 from mailparser.utils import get_addresses
 
-from triage.ingest import htmltext, kinds, quotes
+from triage.ingest import htmltext, kinds, quotes, signals
 from triage.ingest.charsets import decode_bytes, decode_words
 from triage.ingest.parsed import NotAMailError, ParsedAttachment, ParsedMail
 
@@ -187,6 +187,7 @@ def _build(raw: bytes, msg: Message, defects: list[str], oversize: bool) -> Pars
         auto_submitted=verdict.auto_submitted,
         bounce_original_message_id=verdict.original_message_id,
         bounced_recipients=verdict.recipients,
+        header_signals=signals.header_signals(msg.raw_items()),
     )
 
 

@@ -67,6 +67,7 @@ class ParsedMail:
     auto_submitted: str | None = None
     bounce_original_message_id: str | None = None
     bounced_recipients: list[str] = field(default_factory=list)
+    header_signals: tuple[str, ...] = ()  # see triage.ingest.signals: bulk, list, robot and DMARC facts
 
     def contract(self) -> dict[str, Any]:
         """The `triage parse --json` object: every key always present, unknown values null."""

@@ -25,6 +25,7 @@ from triage.config import MailSettings
 from triage.ingest import threading
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
+from triage.ingest.signals import sender_authentication
 from triage.ingest.store_batch import message_values, store_batch
 from triage.store.blobs import get_blob, put_blob, sha256_hex
 from triage.store.db import utcnow
@@ -62,20 +63,17 @@ def _existing_message(session: Session, parsed: ParsedMail, digest: str) -> Mess
 
 
 def _ticket_facts(session: Session, ticket: Ticket) -> threading.TicketFacts:
+    """The ticket's participants: its contact and whom our own mail on it went to (never an inbound sender)."""
     participants: set[str] = set()
     if ticket.contact_id is not None:
-        participants.add(session.get_one(Contact, ticket.contact_id).address)
+        participants.add(session.get_one(Contact, ticket.contact_id).address.lower())
     rows = session.execute(
-        select(Message.direction, Message.from_addr, Message.to_addrs, Message.cc_addrs).where(
-            Message.ticket_id == ticket.id
+        select(Message.to_addrs, Message.cc_addrs).where(
+            Message.ticket_id == ticket.id, Message.direction == Direction.outbound
         )
     )
-    for direction, from_addr, to_addrs, cc_addrs in rows:
-        if direction == Direction.inbound and from_addr:
-            participants.add(from_addr)
-        elif direction == Direction.outbound:
-            participants.update(to_addrs or [])
-            participants.update(cc_addrs or [])
+    for to_addrs, cc_addrs in rows:
+        participants.update(a.lower() for a in [*(to_addrs or []), *(cc_addrs or [])])
     return threading.TicketFacts(
         id=ticket.id,
         reference=ticket.reference,
@@ -171,7 +169,10 @@ def store_mail(
                 by_header = (header_id, _ticket_facts(session, session.get_one(Ticket, hits[header_id])))
                 break
 
-    decision = threading.decide(parsed, reference=reference, by_reference=by_reference, by_header=by_header)
+    authentication = sender_authentication(parsed.header_signals, parsed.from_addr, settings.trusted_authserv_ids)
+    decision = threading.decide(
+        parsed, reference=reference, by_reference=by_reference, by_header=by_header, authentication=authentication
+    )
     ticket: Ticket | None = None
     if decision.placement == threading.Placement.append:
         assert decision.ticket is not None

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from triage.config import MailSettings
 from triage.ingest import threading
 from triage.ingest.parsed import ParsedMail
+from triage.ingest.signals import sender_authentication
 from triage.store.codec import encode
 from triage.store.db import core_table, upsert_insert
 from triage.store.models import (
@@ -95,7 +96,10 @@ def message_values(
         "raw_sha256": digest,
         "source": source,
         "thread_reason": reason,
-        "extra": {"bounced_recipients": parsed.bounced_recipients} if parsed.bounced_recipients else {},
+        "extra": {
+            **({"bounced_recipients": parsed.bounced_recipients} if parsed.bounced_recipients else {}),
+            **({"signals": list(parsed.header_signals)} if parsed.header_signals else {}),
+        },
     }
 
 
@@ -135,20 +139,16 @@ def _load_tickets(session: Session, ticket_ids: set[int], references: set[str]) 
         .where(or_(Ticket.id.in_(ticket_ids), Ticket.reference.in_(references)))
     )
     states = {
-        tid: _TicketState(tid, ref, status, {address} if address else set()) for tid, ref, status, address in rows
+        tid: _TicketState(tid, ref, status, {address.lower()} if address else set())
+        for tid, ref, status, address in rows
     }
-    if states:
-        for tid, direction, from_addr, to_addrs, cc_addrs in session.execute(
-            select(Message.ticket_id, Message.direction, Message.from_addr, Message.to_addrs, Message.cc_addrs)
-            .where(Message.ticket_id.in_(list(states)))
+    if states:  # participants: the contact and whom our own mail went to (as `pipeline._ticket_facts`)
+        for tid, to_addrs, cc_addrs in session.execute(
+            select(Message.ticket_id, Message.to_addrs, Message.cc_addrs)
+            .where(Message.ticket_id.in_(list(states)), Message.direction == Direction.outbound)
         ):
-            if tid is None:
-                continue
-            if direction == Direction.inbound and from_addr:
-                states[tid].participants.add(from_addr)
-            elif direction == Direction.outbound:
-                states[tid].participants.update(to_addrs or [])
-                states[tid].participants.update(cc_addrs or [])
+            if tid is not None:
+                states[tid].participants.update(a.lower() for a in [*(to_addrs or []), *(cc_addrs or [])])
     return states
 
 
@@ -250,7 +250,10 @@ def store_batch(
                 header_hit = (header_id, header_state.facts())
                 break
         cited_facts = cited.facts() if cited else None
-        decision = threading.decide(parsed, reference=reference, by_reference=cited_facts, by_header=header_hit)
+        authentication = sender_authentication(parsed.header_signals, parsed.from_addr, settings.trusted_authserv_ids)
+        decision = threading.decide(
+            parsed, reference=reference, by_reference=cited_facts, by_header=header_hit, authentication=authentication
+        )
         state: _TicketState | None = None
         if decision.placement == threading.Placement.append:
             state = cited if cited_facts is not None and decision.ticket is cited_facts else header_state
@@ -264,7 +267,7 @@ def store_batch(
                 events.append(_event(state, now, "status", old="waiting", new="open", why="volunteer replied"))
         elif decision.placement in (threading.Placement.new, threading.Placement.new_linked):
             linked = decision.ticket.id if decision.placement == threading.Placement.new_linked and decision.ticket else None
-            state = _TicketState(0, "", TicketStatus.new, {parsed.from_addr} if parsed.from_addr else set(),
+            state = _TicketState(0, "", TicketStatus.new, {parsed.from_addr.lower()} if parsed.from_addr else set(),
                                  changed=True)
             opened.append((state, {
                 "reference": f"~{uuid.uuid4().hex[:24]}", "subject": parsed.subject, "status": TicketStatus.new,
@@ -275,8 +278,6 @@ def store_batch(
             if linked is not None:
                 assert decision.ticket is not None
                 events.append(_event(state, now, "flagged", flag=decision.flag, linked=decision.ticket.reference))
-        if state is not None and parsed.from_addr:
-            state.participants.add(parsed.from_addr)
         seen[digest] = (index, digest, state)
         if parsed.message_id:
             seen[parsed.message_id] = (index, digest, state)

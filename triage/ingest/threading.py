@@ -1,9 +1,15 @@
 """Which ticket does a new mail belong to? A pure decision over facts the store looked up.
 
 Order: the ticket reference in the subject, then In-Reply-To and References against
-Message-IDs we have seen or sent, else a new ticket. A subject reference from an address
-never seen on that ticket's thread does not join it: that is how a peer leaked private
-mail, so we open a new ticket linked to the referenced one and flag it.
+Message-IDs we have seen or sent, else a new ticket. Only a participant's person-written mail
+joins a ticket, whichever of the two matched: a reference or a Message-ID is no secret (it
+is quoted, forwarded, shown in archives), and a stranger who joined would be quoted to the
+staff team as the volunteer and could reopen the ticket. A stranger's mail opens a new ticket
+linked to the one it cites, flagged for the liaison. The participants are the ticket's
+contact and the addresses our own mail on the ticket went to (the staff team we handed it to
+among them); a From whose DMARC check failed at our own server is nobody's participant.
+Bounces and auto-replies still join the ticket their headers name, since they carry no text
+for anyone and a bounce comes from a server, not a participant; they never change its status.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from triage.ingest.parsed import ParsedMail
+from triage.ingest.signals import SenderAuthentication
 
 
 class Placement(str, enum.Enum):
@@ -29,7 +36,7 @@ class TicketFacts:
 
     id: int
     reference: str
-    participants: frozenset[str]
+    participants: frozenset[str]  # lower-case addresses
     resolved: bool
 
 
@@ -64,18 +71,28 @@ def header_candidates(mail: ParsedMail) -> list[str]:
     return ids
 
 
+def is_participant(mail: ParsedMail, ticket: TicketFacts, authentication: SenderAuthentication = "none") -> bool:
+    """Is the sender one of the ticket's participants, and not shown to be forged?"""
+    sender = (mail.from_addr or "").lower()
+    return bool(sender) and sender in ticket.participants and authentication != "fail"
+
+
 def decide(
     mail: ParsedMail,
     *,
     reference: str | None,
     by_reference: TicketFacts | None,
     by_header: tuple[str, TicketFacts] | None,
+    authentication: SenderAuthentication = "none",
 ) -> ThreadDecision:
-    """Place `mail` given the ticket its subject names (if any) and the first ticket its headers hit."""
+    """Place `mail` given the ticket its subject names (if any) and the first ticket its headers hit.
+
+    `authentication` is what our own server found of the From domain's DMARC check
+    (`signals.sender_authentication`).
+    """
     automatic = mail.kind != "normal"
-    sender = mail.from_addr or ""
     if by_reference is not None:
-        if sender and sender in by_reference.participants:
+        if is_participant(mail, by_reference, authentication):
             return ThreadDecision(
                 Placement.append,
                 by_reference,
@@ -83,22 +100,21 @@ def decide(
                 reopen=by_reference.resolved and not automatic,
             )
         if not automatic:
-            return ThreadDecision(
-                Placement.new_linked,
-                by_reference,
-                f"subject reference {by_reference.reference} from {sender or 'an unknown sender'}, "
-                "who is not on that ticket's thread",
-                flag=f"unknown sender cited {by_reference.reference}",
-            )
+            return _stranger(mail, by_reference, f"subject reference {by_reference.reference}", "cited",
+                             authentication)
     if by_header is not None:
         header_id, ticket = by_header
-        return ThreadDecision(
-            Placement.append,
-            ticket,
-            f"{'In-Reply-To' if header_id == mail.in_reply_to else 'References'} {header_id} "
-            f"is on {ticket.reference}",
-            reopen=ticket.resolved and not automatic,
-        )
+        via = f"{'In-Reply-To' if header_id == mail.in_reply_to else 'References'} {header_id} is on {ticket.reference}"
+        if automatic:
+            known = is_participant(mail, ticket, authentication)
+            return ThreadDecision(
+                Placement.append,
+                ticket,
+                via if known else f"{via}; {mail.kind} from a non-participant, filed without effect",
+            )
+        if is_participant(mail, ticket, authentication):
+            return ThreadDecision(Placement.append, ticket, f"{via}, from a participant", reopen=ticket.resolved)
+        return _stranger(mail, ticket, via, "replied on", authentication)
     if automatic:
         return ThreadDecision(
             Placement.none, None, f"{mail.kind} that matches no ticket; stored without opening one"
@@ -106,3 +122,17 @@ def decide(
     if reference is not None:
         return ThreadDecision(Placement.new, None, f"subject cites unknown reference {reference}; new ticket")
     return ThreadDecision(Placement.new, None, "no reference and no known Message-ID; new ticket")
+
+
+def _stranger(
+    mail: ParsedMail, ticket: TicketFacts, matched: str, verb: str, authentication: SenderAuthentication
+) -> ThreadDecision:
+    """A new ticket linked to `ticket` and flagged: the sender matched it but is not on its thread."""
+    sender = mail.from_addr or "an unknown sender"
+    if authentication == "fail" and (mail.from_addr or "").lower() in ticket.participants:
+        who, flag = f"{sender}, whose From failed DMARC at our server", f"forged participant {verb}"
+    else:
+        who, flag = f"{sender}, who is not on that ticket's thread", f"unknown sender {verb}"
+    return ThreadDecision(
+        Placement.new_linked, ticket, f"{matched}; from {who}", flag=f"{flag} {ticket.reference}"
+    )

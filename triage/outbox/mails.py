@@ -20,11 +20,21 @@ from triage.teams import Team
 
 HISTORY_LIMIT = 20
 QUOTE_LIMIT = 4000
+SUBJECT_LIMIT = 120  # a sender's subject or name echoed in our mail: long enough to recognise, too short to carry a pitch
+NAME_LIMIT = 64
 
 
-def one_line(value: str | None) -> str | None:
-    """A volunteer's subject as it may appear inside ours: whitespace (line breaks too) collapsed."""
-    return " ".join(value.split()) if value else value
+def one_line(value: str | None, limit: int = SUBJECT_LIMIT) -> str | None:
+    """A sender's subject or name as it may appear inside ours: whitespace (line breaks too) collapsed, capped.
+
+    Anyone can choose the subject and name of a mail that reaches the desk, and the
+    acknowledgment echoes them to the From address, which anyone can choose too: capped,
+    they cannot carry a spammer's message to a third party.
+    """
+    if not value:
+        return value
+    text = " ".join(value[: limit * 4 + 64].split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _iso(value: Any) -> str | None:
@@ -42,16 +52,15 @@ class TicketView:
 
     @property
     def volunteer(self) -> Party | None:
+        """Whom mail to the volunteer goes to: the ticket's contact, never another sender on the ticket."""
         if self.contact is not None:
-            return Party(self.contact.address, one_line(self.contact.name))
-        if self.last_inbound is not None and self.last_inbound.from_addr:
-            return Party(self.last_inbound.from_addr, one_line(self.last_inbound.from_name))
+            return Party(self.contact.address, one_line(self.contact.name, NAME_LIMIT))
         return None
 
     def thread(self) -> ThreadInfo:
-        """Answer the volunteer's latest mail, chaining its References. Ids that `compose` would
-        refuse (malformed, or a value the standard library chokes on) are left out, so the ticket
-        can still be answered: the reference in the subject threads it."""
+        """Answer the volunteer's latest mail (`last_inbound`), chaining its References. Ids that
+        `compose` would refuse (malformed, or a value the standard library chokes on) are left
+        out, so the ticket can still be answered: the reference in the subject threads it."""
         last = self.last_inbound
         if last is None:
             return ThreadInfo(self.ticket.reference)
@@ -60,10 +69,20 @@ class TicketView:
 
 
 def load_view(session: Session, ticket: Ticket) -> TicketView:
+    """The ticket, its contact, and the contact's own latest mail as `last_inbound`.
+
+    What is quoted to a team and answered is the volunteer's own word: another sender's
+    mail on the ticket (a bounce, an auto-reply, the staff team) is never taken for it. Where
+    none is found (no contact: the opening mail had no From), the mail that opened the ticket,
+    whose sender the contact is, stands for it.
+    """
     messages = list(session.scalars(select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id)))
     inbound = [m for m in messages if m.direction == Direction.inbound and m.kind == "normal"]
     contact = session.get(Contact, ticket.contact_id) if ticket.contact_id is not None else None
-    return TicketView(ticket, contact, inbound[-1] if inbound else None, messages)
+    author = contact.address.lower() if contact is not None else None
+    own = [m for m in inbound if (m.from_addr.lower() if m.from_addr else None) == author]
+    last = own[-1] if own else (inbound[0] if inbound else None)
+    return TicketView(ticket, contact, last, messages)
 
 
 def context(
@@ -96,6 +115,7 @@ def context(
             "text": (last.new_text or last.body_text or "")[:QUOTE_LIMIT],
             "date": _iso(last.date or last.received_at),
             "from_addr": last.from_addr,
+            "from_name": one_line(last.from_name, NAME_LIMIT),
         } if last is not None else None,
         "history": [
             {"direction": m.direction.value, "date": _iso(m.date or m.received_at), "from_addr": m.from_addr,

@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from triage.config import MailSettings
+from triage.ingest.signals import sender_authentication
 from triage.outbox import loops
 from triage.outbox.compose import AutoSubmitted, Party, compose, to_bytes
 from triage.outbox.failures import record_failed_mail
@@ -151,21 +152,35 @@ def _failed(session: Session, ticket_id: int | None, now: datetime, template: st
     return Failed(template, to, row.last_error or "", row.id)
 
 
-def automatic_last_hour(session: Session, address: str, now: datetime) -> int:
-    """Automatic mails queued to `address` within the rate window before `now`."""
-    return int(session.scalar(
-        select(func.count(Outbox.id)).where(
-            Outbox.to_addr == address.lower(), Outbox.auto_submitted.is_not(None),
-            Outbox.created_at > now - loops.RATE_WINDOW,
+def _automatic_since(session: Session, now: datetime) -> list[tuple[str, str]]:
+    """(to_addr, template) of the automatic mails queued within the rate window before `now`."""
+    rows = session.execute(
+        select(Outbox.to_addr, Outbox.template).where(
+            Outbox.created_at > now - loops.RATE_WINDOW, Outbox.auto_submitted.is_not(None)
         )
-    ) or 0)
+    )
+    return [(to_addr, template) for to_addr, template in rows]
+
+
+def automatic_last_hour(session: Session, address: str, now: datetime) -> int:
+    """Automatic mails queued to `address` within the rate window before `now`, its sub-addresses included."""
+    key = loops.rate_key(address)
+    return sum(1 for to_addr, _ in _automatic_since(session, now) if loops.rate_key(to_addr) == key)
 
 
 def _recipient_facts(session: Session, party: Party, contact: Contact | None, now: datetime) -> loops.RecipientFacts:
     bouncing = contact.bouncing if contact is not None else bool(session.scalar(
         select(Contact.bouncing).where(func.lower(Contact.address) == party.address.lower())
     ))
-    return loops.RecipientFacts(party.address.lower(), bouncing, automatic_last_hour(session, party.address, now))
+    key, domain = loops.rate_key(party.address), loops.rate_domain(party.address)
+    recent = _automatic_since(session, now)
+    return loops.RecipientFacts(
+        party.address.lower(), bouncing,
+        automatic_last_hour=sum(1 for to_addr, _ in recent if loops.rate_key(to_addr) == key),
+        domain_acknowledgments_last_hour=sum(
+            1 for to_addr, template in recent if template == "acknowledgment" and loops.rate_domain(to_addr) == domain
+        ),
+    )
 
 
 def _skip(session: Session, ticket_id: int | None, now: datetime, template: str, to: str | None,
@@ -251,11 +266,17 @@ def _acknowledge(session: Session, wiring: Wiring, message: Message, ticket: Tic
     view = TicketView(ticket, contact, message, [message])
     volunteer = view.volunteer
     facts = _recipient_facts(session, volunteer, contact, now) if volunteer is not None else None
+    signals = tuple(str(s) for s in (message.extra or {}).get("signals", ()))
     verdict = loops.may_auto_answer(
-        loops.InboundFacts(message.kind, message.from_addr, message.message_id, message.list_id, message.date),
+        loops.InboundFacts(
+            message.kind, message.from_addr, message.message_id, message.list_id, message.date, signals,
+            sender_authentication(signals, message.from_addr, settings.mail.trusted_authserv_ids),
+        ),
         facts, own_domain=settings.mail.own_domain, liaison_address=settings.mail.liaison_address,
         rate_limit_per_hour=settings.outbox.rate_limit_per_hour, now=now,
         max_age=timedelta(hours=settings.outbox.acknowledge_max_age_hours),
+        domain_limit_per_hour=settings.outbox.rate_limit_per_domain_per_hour,
+        require_authentication=not settings.outbox.acknowledge_unauthenticated,
     )
     if not verdict.allowed or volunteer is None:
         return _skip(session, ticket.id, now, "acknowledgment", message.from_addr, verdict.describe(), verdict.codes)

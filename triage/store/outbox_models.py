@@ -38,7 +38,7 @@ class Outbox(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
-        Index("ix_outbox_to_addr_created_at", "to_addr", "created_at"),
+        Index("ix_outbox_created_at", "created_at"),  # the rate limits read the last hour across addresses
     )
 
     id: Mapped[intpk]

@@ -4,8 +4,8 @@ A mail that composition refused (a poison address, a template error) is still re
 outbox, `failed` with the reason in `last_error`, so that `triage outbox` shows it beside the
 mail that was sent; it has no bytes, and the sender never claims or retries it.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-25
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0008'
-down_revision = '0007'
+revision = '0009'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
