@@ -155,3 +155,15 @@ def test_long_message_ids_are_folded_but_never_encoded() -> None:
     assert str(wire["In-Reply-To"]).split() == [long_id]
     assert str(wire["References"]).split()[-1] == long_id and b"=?" not in raw.split(b"\r\n\r\n")[0]
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+
+
+def test_long_names_and_subjects_the_library_folds_oddly_still_compose() -> None:
+    """The standard library folds a long dotted name into an unquoted obs-phrase or split encoded
+    words, and a long non-ASCII subject loses a space between encoded words: the text is the same
+    up to whitespace, so the mail is built (the check compares characters, not spacing)."""
+    name = "Visit spam.example now " * 4 + "…"
+    message = build(to=[Party("ada@volunteers.example", name)],
+                    rendered=rendered("Re: Ваше сообщение не доставлено. Mail failure."))
+    back = email.message_from_bytes(to_bytes(message), policy=email.policy.default)
+    assert back["To"].addresses[0].addr_spec == "ada@volunteers.example"
+    assert "".join(back["To"].addresses[0].display_name.split()) == "".join(name.split())

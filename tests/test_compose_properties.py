@@ -13,6 +13,7 @@ from __future__ import annotations
 import email
 import email.policy
 from datetime import UTC, datetime
+from email.errors import ObsoleteHeaderDefect
 from email.message import EmailMessage
 from typing import Any
 
@@ -50,6 +51,11 @@ def party() -> st.SearchStrategy[Party]:
     return st.builds(Party, address(), st.one_of(st.none(), ANY_TEXT, SPICED))
 
 
+def squeeze(text: str) -> str:
+    """Text without its whitespace: what folding may move (see compose._same_text)."""
+    return "".join(text.split())
+
+
 def check(message: EmailMessage, meant: dict[str, Any]) -> None:
     """The wire form is 7-bit CRLF text within the line limit, and reads back to what was meant."""
     raw = to_bytes(message)
@@ -58,17 +64,17 @@ def check(message: EmailMessage, meant: dict[str, Any]) -> None:
     back = email.message_from_bytes(raw, policy=email.policy.default)
     wire = email.message_from_bytes(raw, policy=email.policy.compat32)  # ids as written, not decoded
     for name in ("From", "To", "Cc", "Reply-To"):
-        if meant[name]:
-            assert [(a.display_name, a.addr_spec) for a in back[name].addresses] == [
-                (p.name or "", p.address) for p in meant[name]]
-            assert not back[name].defects
-    assert "".join(str(back["Subject"]).split()) == "".join(meant["Subject"].split())  # folding moves spaces
-    assert "".join(str(back["X-Triage-Ticket"] or "").split()) == "".join(meant["reference"].split())
+        if meant[name]:  # the address exactly, the name up to whitespace (folding moves spaces)
+            assert [(squeeze(a.display_name), a.addr_spec) for a in back[name].addresses] == [
+                (squeeze(p.name or ""), p.address) for p in meant[name]]
+            assert not [d for d in back[name].defects if not isinstance(d, ObsoleteHeaderDefect)]
+    assert squeeze(str(back["Subject"])) == squeeze(meant["Subject"])
+    assert squeeze(str(back["X-Triage-Ticket"] or "")) == squeeze(meant["reference"])
     assert str(wire["In-Reply-To"] or "").split() == ([meant["in_reply_to"].strip()] if meant["in_reply_to"] else [])
     assert str(wire["References"] or "").split()[-1:] == ([meant["in_reply_to"].strip()] if meant["in_reply_to"]
                                                           else [r.strip() for r in meant["references"]][-1:])
     assert len(str(wire["Message-ID"]).split()) == 1
-    assert "".join(str(back["Content-Language"]).split()) == "".join(meant["language"].split())
+    assert squeeze(str(back["Content-Language"])) == squeeze(meant["language"])
     assert back.get_body(("plain",)) is not None
 
 
