@@ -23,9 +23,9 @@ import email.policy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.errors import ObsoleteHeaderDefect
 from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
-from email.errors import ObsoleteHeaderDefect
 from email.parser import BytesHeaderParser
 from email.policy import Policy
 from email.utils import format_datetime, make_msgid
