@@ -337,7 +337,7 @@ def _queue_group(session: Session, wiring: Wiring, key: tuple[str, int], members
     except Exception as exc:  # noqa: BLE001 - one mail's failure never rolls back the run
         error: Exception = exc
     alone: dict[int, int] = {}
-    rest = members
+    failing = members  # the tickets the group's failed row stands for
     if len(members) > 1:
         faults: dict[int, Exception] = {}
         for row in members:  # as in the digest, on its own; building reads and writes nothing
@@ -355,9 +355,9 @@ def _queue_group(session: Session, wiring: Wiring, key: tuple[str, int], members
                     return _enqueue_digest(session, wiring, level, _digest(session, wiring, team, level, rest, to,
                                                                             now, queued_at), rest, queued_at), alone, False
             except Exception as exc:  # noqa: BLE001 - the rest fails as a whole
-                error = exc
-    log.error("remind.failed", team=team, level=level, tickets=len(rest), error=type(error).__name__)
-    return _record_failure(session, wiring, level, rest, to, error, queued_at), alone, True
+                error, failing = exc, rest
+    log.error("remind.failed", team=team, level=level, tickets=len(failing), error=type(error).__name__)
+    return _record_failure(session, wiring, level, failing, to, error, queued_at), alone, True
 
 
 def _record_failure(session: Session, wiring: Wiring, level: int, members: list[DueTicket], to: Party,
