@@ -27,7 +27,7 @@ from triage.config import load_settings
 from triage.ingest.pipeline import Ingestor
 from triage.outbox import wiring
 from triage.outbox.compose import ComposeError, to_bytes
-from triage.outbox.queue import Failed, OutboxError, Queued, Skipped, build_reply, enqueue_handoff
+from triage.outbox.queue import OutboxError, build_reply, enqueue_handoff
 from triage.store.models import Event, Message, Ticket
 from triage.store.outbox_models import Outbox, OutboxStatus
 
@@ -107,7 +107,7 @@ def test_hostile_headers_through_parse_store_and_compose(
             return
         ticket = session.get_one(Ticket, ticket_id)
         handoff = enqueue_handoff(session, ticket, "legal", "liaison:test", datetime.now(UTC))
-        assert all(isinstance(r, Queued | Skipped | Failed) for r in handoff)
+        assert [r.template for r in handoff]  # queued, skipped or failed: never raised
         try:
             _, reply = build_reply(session, ticket, template="reply", body="On it.", now=datetime.now(UTC))
             assert_valid(to_bytes(reply))
