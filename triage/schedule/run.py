@@ -271,11 +271,13 @@ def _fire(session: Session, wiring: Wiring, now: datetime, firing: list[tuple[Du
     if recompute := sorted({*extra, *lost}):  # clocks the next run recomputes from the facts: the reminders
         # that beat this run, or the answer or status change that reached the ticket but not its clock
         session.execute(update(T).where(T.c.id.in_(recompute)).values(clock_stale_at=utcnow()))
-    named = {i: alone.get(i, outbox[(row.team, row.level)]) for i, (row, _) in candidates.items() if i in won}
-    report.skipped += [Skipped(i, row.reference, "mail-failed", row.level, row.due_at)
-                       for i, (row, _) in candidates.items() if named.get(i) in failed]
+    if failed:  # reminded, but their mail is a failed row: reported as skipped, with the reason
+        named = {i: alone.get(i, outbox[(row.team, row.level)]) for i, (row, _) in candidates.items() if i in won}
+        report.skipped += [Skipped(i, row.reference, "mail-failed", row.level, row.due_at)
+                           for i, (row, _) in candidates.items() if named.get(i) in failed]
+        won = {i for i in won if named[i] not in failed}
     report.fired += [  # in ticket order, as the candidates are
-        _fired(row, to, named[i]) for i, (row, to) in candidates.items() if i in named and named[i] not in failed]
+        _fired(row, to, outbox[(row.team, row.level)]) for i, (row, to) in candidates.items() if i in won]
     if not outbox:
         return
     # The clocks just reminded move to their next level, computed from their own columns; those
