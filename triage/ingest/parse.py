@@ -551,7 +551,7 @@ def _date(value: str | None, defects: list[str]) -> datetime | None:
         return None
     try:
         parsed = _rfc5322_date(value.strip()) or parsedate_to_datetime(value.strip())
-        if 100 <= parsed.year < 1000:
+        if 100 <= parsed.year < 1000 and str(parsed.year) in value.split():
             parsed = parsed.replace(year=parsed.year + 1900)  # obs-year: "101" is 2001 (RFC 5322 4.3)
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
@@ -768,9 +768,9 @@ class _BodyWalk:
                 data = b""
             if _is_binary(data):
                 # Declared (or defaulted to) text, but binary: as text it would be garbage in
-                # the ticket, so it is kept as what it is, an attachment.
+                # the ticket, so it is kept as what it is, an attachment of unknown type.
                 self.defects.append(f"binary-in-text-part:{ctype}")
-                self.attachments.append(self._attachment(head, ctype, disposition, data))
+                self.attachments.append(self._attachment(head, "application/octet-stream", disposition, data))
                 return
             text = decode_bytes(data, head.charset(), self.defects)
             (self.plain if ctype == "text/plain" else self.html).append(text)
