@@ -42,7 +42,7 @@ def person_mail(source: Path) -> Iterator[tuple[str, str, bytes]]:
     files = sorted(source.rglob("*.mbox")) if source.is_dir() else [source]
     for file in files:
         box = mailbox.mbox(file, create=False)
-        for key in box.keys():
+        for key in box.iterkeys():
             yield "person", f"{file.name}#{key}", box.get_bytes(key)
 
 
@@ -56,8 +56,12 @@ def kind_of(raw: bytes) -> tuple[str, str | None]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=Path, nargs="*", help="folders with normal/ malformed/ bounce/ autoreply/")
-    parser.add_argument("--mbox", type=Path, nargs="*", default=[], help="mbox files (or folders of them) of person mail")
+    parser.add_argument(
+        "--samples", type=Path, nargs="*", help="folders with normal/ malformed/ bounce/ autoreply/"
+    )
+    parser.add_argument(
+        "--mbox", type=Path, nargs="*", default=[], help="mbox files (or folders of them) of person mail"
+    )
     parser.add_argument("--show", action="store_true", help="list every message read as another kind")
     args = parser.parse_args()
     roots = args.samples or [SHARED_SAMPLES if SHARED_SAMPLES.is_dir() else REPO / "tests" / "corpus"]
@@ -67,19 +71,25 @@ def main() -> int:
             return 2
     counts: dict[str, Counter[str]] = {}
     misses: list[str] = []
-    sources = [m for root in roots for m in sorted_mail(root)] + [m for s in args.mbox for m in person_mail(s)]
+    sources = [m for root in roots for m in sorted_mail(root)] + [
+        m for s in args.mbox for m in person_mail(s)
+    ]
     for folder, name, raw in sources:
         kind, reason = kind_of(raw)
         counts.setdefault(folder, Counter())[kind] += 1
         if kind != EXPECTED.get(folder, "normal"):
             misses.append(f"  {folder}/{name}: {kind} ({reason})")
-    print(f"corpus     {', '.join(str(r) for r in roots)}" + (f" + mbox {', '.join(map(str, args.mbox))}" if args.mbox else ""))
+    print(
+        f"corpus     {', '.join(str(r) for r in roots)}"
+        + (f" + mbox {', '.join(map(str, args.mbox))}" if args.mbox else "")
+    )
     print(f"{'folder':10} {'mails':>6} " + " ".join(f"{k:>9}" for k in KINDS) + "   recall")
     for folder, tally in counts.items():
         total = sum(tally.values())
         expected = EXPECTED.get(folder, "normal")
         print(
-            f"{folder:10} {total:6d} " + " ".join(f"{tally[k]:9d}" for k in KINDS)
+            f"{folder:10} {total:6d} "
+            + " ".join(f"{tally[k]:9d}" for k in KINDS)
             + f"   {tally[expected] / total:6.1%} {expected}"
         )
     person = [counts[f] for f in ("normal", "malformed", "person") if f in counts]
@@ -87,7 +97,9 @@ def main() -> int:
     if total:
         auto = sum(t["autoreply"] for t in person)
         bounce = sum(t["bounce"] for t in person)
-        print(f"person mail read as autoreply: {auto}/{total} ({auto / total:.2%}); as bounce: {bounce}/{total} ({bounce / total:.2%})")
+        print(
+            f"person mail read as autoreply: {auto}/{total} ({auto / total:.2%}); as bounce: {bounce}/{total} ({bounce / total:.2%})"
+        )
     if args.show and misses:
         print("read as another kind:")
         print("\n".join(misses))

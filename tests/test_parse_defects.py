@@ -66,7 +66,9 @@ def test_kept_dates_are_utc() -> None:
 
 def test_three_digit_year_is_read_as_rfc_5322_says() -> None:
     """obs-year: a three-digit year is 1900 plus it (old software wrote 101 for 2001)."""
-    assert parse_mail(with_date("Mon,  2 Apr 101 04:20:10 CST")).date == datetime(2001, 4, 2, 10, 20, 10, tzinfo=UTC)
+    assert parse_mail(with_date("Mon,  2 Apr 101 04:20:10 CST")).date == datetime(
+        2001, 4, 2, 10, 20, 10, tzinfo=UTC
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -78,9 +80,13 @@ def test_three_digit_year_is_read_as_rfc_5322_says() -> None:
     sign=st.sampled_from("+-"),
     zone=st.integers(0, 2359),
 )
-def test_no_kept_date_overflows_downstream(year: int, month: int, day: int, seconds: int, sign: str, zone: int) -> None:
+def test_no_kept_date_overflows_downstream(
+    year: int, month: int, day: int, seconds: int, sign: str, zone: int
+) -> None:
     """Any Date the parser keeps survives what later stages do with it: UTC storage, local time, +-800 years."""
-    month_name = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()[month - 1]
+    month_name = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][
+        month - 1
+    ]
     clock = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
     mail = parse_mail(with_date(f"{day} {month_name} {year:04d} {clock} {sign}{zone:04d}"))
     if mail.date is None:
@@ -101,8 +107,11 @@ def test_loop_guard_compares_the_latest_kept_date_with_now() -> None:
     verdict = may_auto_answer(
         InboundFacts("normal", "ada@volunteers.example", "<a@v.example>", None, date),
         RecipientFacts("ada@volunteers.example", False, 0),
-        own_domain="example.org", liaison_address="liaison@example.org", rate_limit_per_hour=3,
-        now=datetime(2026, 11, 2, 9, 0, tzinfo=UTC), max_age=timedelta(hours=72),
+        own_domain="example.org",
+        liaison_address="liaison@example.org",
+        rate_limit_per_hour=3,
+        now=datetime(2026, 11, 2, 9, 0, tzinfo=UTC),
+        max_age=timedelta(hours=72),
     )
     assert verdict.allowed
 
@@ -110,7 +119,9 @@ def test_loop_guard_compares_the_latest_kept_date_with_now() -> None:
 def test_far_future_date_is_stored_not_quarantined(app: App, clock: Clock) -> None:
     """Between two good mails, a year-9999 Date at -1200 is stored (date null); nothing is quarantined."""
     ingest = Ingestor(app.sessions, app.settings.mail, clock=clock)
-    far = re.sub(rb"Date: [^\r\n]*", b"Date: Fri, 31 Dec 9999 23:59:59 -1200", make_mail(message_id="<far@v.example>"))
+    far = re.sub(
+        rb"Date: [^\r\n]*", b"Date: Fri, 31 Dec 9999 23:59:59 -1200", make_mail(message_id="<far@v.example>")
+    )
     outcomes = [
         ingest.ingest(make_mail(message_id="<before@v.example>"), source="test"),
         ingest.ingest(far, source="test"),
@@ -184,7 +195,9 @@ def test_repaired_base64_body_is_a_defect() -> None:
 # --- binary data is never body text --------------------------------------------------------------
 
 DSN = CORPUS / "bounce" / "sisimai__maildir__bsd__rfc3464-59.eml"
-ICON_HEAD = b'Content-Type: image/png; name="icon.png"\r\nContent-Disposition: attachment; filename="icon.png"\r\n'
+ICON_HEAD = (
+    b'Content-Type: image/png; name="icon.png"\r\nContent-Disposition: attachment; filename="icon.png"\r\n'
+)
 
 
 def test_real_delivery_report_keeps_its_icons_out_of_the_text() -> None:
@@ -294,13 +307,17 @@ def test_ask_challenge_by_its_subject() -> None:
 
 def test_tmda_confirmation_by_its_message_id() -> None:
     """TMDA's confirmation requests carry a Message-ID ending in -tmda-confirm."""
-    raw = mail_with(subject="Re: Question").replace(b"<q1@example.org>", b"<1293.1292.tmda@example.org-tmda-confirm>")
+    raw = mail_with(subject="Re: Question").replace(
+        b"<q1@example.org>", b"<1293.1292.tmda@example.org-tmda-confirm>"
+    )
     assert parse_mail(raw).kind == "autoreply"
 
 
 def test_boxbe_challenge_dressed_as_a_delivery_report_is_not_a_bounce() -> None:
     """Boxbe wraps its challenge in a delivery report; the address is alive, so it is no bounce."""
-    parsed = parse_mail((CORPUS / "autoreply" / "mail-deliverystatus-bounceparser__t__corpus__boxbe-cr.msg.eml").read_bytes())
+    parsed = parse_mail(
+        (CORPUS / "autoreply" / "mail-deliverystatus-bounceparser__t__corpus__boxbe-cr.msg.eml").read_bytes()
+    )
     assert parsed.kind == "autoreply" and "Boxbe" in (parsed.kind_reason or "")
     assert parsed.bounced_recipients == []
 
@@ -402,7 +419,7 @@ def test_no_person_written_absence_notice_in_the_enron_mail_is_an_autoreply() ->
     checked = 0
     for path in sorted((SHARED / "datasets").glob("enron-*/*.mbox")):
         box = mailbox.mbox(path, create=False)
-        for key in box.keys():
+        for key in box.iterkeys():
             raw = box.get_bytes(key)
             if subject.search(raw[:4096]) is None:
                 continue

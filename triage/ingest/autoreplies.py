@@ -66,7 +66,13 @@ HEADERS = frozenset(
         "x-mailer",
     ]
 )
-_RESPONDER_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponder", "x-mail-autoreply", "x-autoreply-from")
+_RESPONDER_HEADERS = (
+    "x-autoreply",
+    "x-autorespond",
+    "x-autoresponder",
+    "x-mail-autoreply",
+    "x-autoreply-from",
+)
 _NO = frozenset({"no", "false", "0", "off", "none"})
 _SUBJECT_LIMIT = 400
 # Challenge-response services whose own domain sends their notices (and nothing a person writes).
@@ -80,6 +86,7 @@ _CHALLENGE_HEADERS = {
     "spamlion": "Spamlion",
     "x-exispam": "ExiSpam",
 }
+_CHALLENGE_NAMES = frozenset(_CHALLENGE_HEADERS)
 # Reply and forward prefixes that mail clients put before a subject, in many languages.
 _PREFIX = re.compile(
     r"\s*+(?:(?P<reply>re|aw|sv|vs|antw|odp|ref|rif|res|rv|r|ynt|atb|odg|отв|на|回复|答复|回覆|答覆)"
@@ -119,21 +126,26 @@ _VACATION_MAILER = re.compile(r"vacation|auto-?respon|auto-?reply", re.IGNORECAS
 
 
 def challenge_reason(headers: Mapping[str, list[str]], subject: str, from_addr: str | None) -> str | None:
-    """Why this mail is a challenge-response system's request to prove the sender a person."""
-    for name, system in _CHALLENGE_HEADERS.items():
-        if name in headers:
-            return f"challenge-response: {name} header ({system})"
-    if _first(headers, "x-delivery-agent").upper().startswith("TMDA") or _first(headers, "message-id")[
-        -200:
-    ].lower().endswith("-tmda-confirm>"):
+    """Why this mail is a challenge-response system's request to prove the sender a person.
+
+    Asked of every mail before the bounce rules, so the common case (none of these) is cheap.
+    """
+    if not _CHALLENGE_NAMES.isdisjoint(headers):
+        name = min(_CHALLENGE_NAMES.intersection(headers))
+        return f"challenge-response: {name} header ({_CHALLENGE_HEADERS[name]})"
+    agent = headers.get("x-delivery-agent")
+    message_id = headers.get("message-id")
+    if (agent and agent[0].lstrip().upper().startswith("TMDA")) or (
+        message_id and message_id[0][-200:].rstrip().lower().endswith("-tmda-confirm>")
+    ):
         return "challenge-response: TMDA confirmation request"
-    if _first(headers, "precedence").lower() == "spam":
+    precedence = headers.get("precedence")
+    if precedence and precedence[0].strip().lower() == "spam":
         return "challenge-response: Precedence: spam"
-    senders = [from_addr or "", *headers.get("sender", []), *headers.get("return-path", [])]
-    for domain in sorted({_domain(s) for s in senders} - {""}):
-        system = _CHALLENGE_DOMAINS.get(domain)
-        if system:
-            return f"challenge-response: sender on {domain} ({system})"
+    for sender in (from_addr, _first(headers, "sender"), _first(headers, "return-path")):
+        domain = _domain(sender) if sender else ""
+        if domain in _CHALLENGE_DOMAINS:
+            return f"challenge-response: sender on {domain} ({_CHALLENGE_DOMAINS[domain]})"
     if subject[:_SUBJECT_LIMIT].lstrip().lower().startswith("unverified email to "):
         return f"challenge-response: subject {subject.strip()[:60]!r}"
     return None
@@ -173,7 +185,7 @@ def _machine_header(headers: Mapping[str, list[str]]) -> str | None:
 
 
 def _domain(address: str) -> str:
-    return address.strip().strip("<>").rpartition("@")[2].strip().rstrip(">").lower()
+    return address.rpartition("@")[2].strip(" \t<>").lower()
 
 
 def _subject_reason(headers: Mapping[str, list[str]], subject: str) -> str | None:

@@ -78,9 +78,9 @@ _AT_IN_NAME = re.compile(r"@[^,<>\"]*<")
 _BODY_TYPES = ("text/plain", "text/html")
 # C0 control characters that no text in an ASCII-based charset uses (NUL, which broken
 # mailers pad text with and `clean_text` drops, and TAB, LF, VT, FF, CR and ESC are left out);
-# how much of a body is looked at to tell text from binary data.
+# how much of the start of a body is looked at to tell text from binary data.
 _CONTROL_BYTE = re.compile(rb"[\x01-\x08\x0e-\x1a\x1c-\x1f]")
-_BINARY_SAMPLE = 65536
+_BINARY_SAMPLE = 1024
 _READ_HEADERS = (
     frozenset(
         [
