@@ -338,6 +338,8 @@ def test_boxbe_challenge_dressed_as_a_delivery_report_is_not_a_bounce() -> None:
         "Automatyczna odpowiedź: Pytanie",
         "[Automatyczna odpowiedź] test",
         "Automatická odpověď: Dotaz",
+        "Afwezigheidsbericht: Vraag",
+        "Odpověď mimo kancelář: Dotaz",
         "Автоответ: Вопрос",
         "自动回复: 问题",
         "AUTO: Ann Example is out of the office (returning 05/01/2026)",

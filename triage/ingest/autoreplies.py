@@ -99,6 +99,7 @@ _PREFIX = re.compile(
 _RESPONDER_START = re.compile(
     r"\[?(?:(?:automatic reply|automatic response|auto[- ]?reply|auto[- ]?respon(?:se|der)"
     r"|out of office auto[- ]?reply|abwesenheitsnotiz|automatische antwort|automatische abwesenheitsnachricht"
+    r"|afwezigheidsbericht|odpověď mimo kancelář"
     r"|réponse automatique|respuesta automática|resposta automática|risposta automatica"
     r"|automatisch antwoord|autosvar|automatiskt svar|automatisk svar|automaattinen vastaus"
     r"|automatyczna odpowiedź|odpowiedź automatyczna|automatická odpověď|automatická odpoveď"

@@ -5,8 +5,9 @@ address is dead, so later stages need this verdict before they route anything. S
 signals come first (RFC 3464 delivery-status and RFC 5965 feedback reports; RFC 3834
 Auto-Submitted); then the habits of real servers that send neither: MAILER-DAEMON or
 postmaster senders, the empty Return-Path <>, and their well-known subjects and phrases.
-Bounce wins over autoreply, because most bounces also say "Auto-Submitted".
-Deciding only: nothing here acts on the verdict.
+Bounce wins over autoreply, because most bounces also say "Auto-Submitted"; only a
+challenge-response request, which some systems dress as a bounce, wins over it. The autoreply
+rules are in `autoreplies`. Deciding only: nothing here acts on the verdict.
 """
 
 from __future__ import annotations
