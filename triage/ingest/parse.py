@@ -60,10 +60,10 @@ _CANONICAL_DATE = re.compile(
     r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?([0-9]{1,2}) (" + "|".join(_MONTHS) + r") ([1-9][0-9]{3})"
     r" ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})"
 )
-# The dates a mail may carry: a thousand years clear of both ends of `datetime`, so that no
-# timezone conversion or date arithmetic downstream can overflow on a date the parser kept.
-_EARLIEST_DATE = datetime(1000, 1, 1, tzinfo=UTC)
-_LATEST_DATE = datetime(9000, 1, 1, tzinfo=UTC)
+# The years (UTC) a mail's date may have: a thousand clear of both ends of `datetime`, so that
+# no timezone conversion or date arithmetic downstream can overflow on a date the parser kept.
+_EARLIEST_YEAR = 1000
+_LATEST_YEAR = 9000
 _SIMPLE_ADDRESS = re.compile(r"\s*(?:([^<>@]*?)\s*<([^<>\s@]+@[^<>\s@]+)>|([^<>\s@]+@[^<>\s@]+))\s*")
 _ATOM = r'[^\s"(),:;<>@\[\]\\]+'  # what getaddresses reads as one word ('.' included)
 _ADDR_SPEC = f"{_ATOM}@{_ATOM}"
@@ -559,7 +559,7 @@ def _date(value: str | None, defects: list[str]) -> datetime | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         defects.append("bad-date")
         return None
-    if not _EARLIEST_DATE <= parsed < _LATEST_DATE:
+    if not _EARLIEST_YEAR <= parsed.year < _LATEST_YEAR:
         defects.append("bad-date")
         return None
     return parsed
