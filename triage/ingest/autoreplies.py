@@ -15,7 +15,7 @@ mail read as one is as bad as a missed autoreply: it goes unanswered. Hence two 
 - Challenge-response systems ask an unknown sender to prove they are a person: Boxbe (its
   notices come from boxbe.com, dressed as a delivery report, so they are checked before
   bounces: the volunteer's address is alive), Bluebottle, cPanel BoxTrapper, TMDA, ASK and
-  others, each by the header or Message-ID it stamps.
+  others, each by the header, Message-ID or subject it stamps.
 - Subjects a person may write as well ("Out of Office", "Urlaub", "Re: Automatic reply: ...",
   "Auto-reply not working") count only with a second sign of a machine: an Exchange
   inbox-rule header, `Precedence: junk`, a vacation X-Mailer, or a subject that is the
