@@ -28,6 +28,7 @@ from email.parser import BytesHeaderParser, Parser
 from email.policy import compat32
 from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
 
+from charset_normalizer import is_binary
 from mailparser.utils import get_addresses
 
 from triage.ingest import htmltext, kinds, quotes, signals
@@ -59,6 +60,10 @@ _CANONICAL_DATE = re.compile(
     r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?([0-9]{1,2}) (" + "|".join(_MONTHS) + r") ([1-9][0-9]{3})"
     r" ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})"
 )
+# The years (UTC) a mail's date may have: a thousand clear of both ends of `datetime`, so that
+# no timezone conversion or date arithmetic downstream can overflow on a date the parser kept.
+_EARLIEST_YEAR = 1000
+_LATEST_YEAR = 9000
 _SIMPLE_ADDRESS = re.compile(r"\s*(?:([^<>@]*?)\s*<([^<>\s@]+@[^<>\s@]+)>|([^<>\s@]+@[^<>\s@]+))\s*")
 _ATOM = r'[^\s"(),:;<>@\[\]\\]+'  # what getaddresses reads as one word ('.' included)
 _ADDR_SPEC = f"{_ATOM}@{_ATOM}"
@@ -71,6 +76,11 @@ _PHRASE_ADDRESS = re.compile(
 _NOT_SIMPLE = re.compile(r'["()\\;:=]')
 _AT_IN_NAME = re.compile(r"@[^,<>\"]*<")
 _BODY_TYPES = ("text/plain", "text/html")
+# C0 control characters that no text in an ASCII-based charset uses (NUL, which broken
+# mailers pad text with and `clean_text` drops, and TAB, LF, VT, FF, CR and ESC are left out);
+# how much of the start of a body is looked at to tell text from binary data.
+_CONTROL_BYTE = re.compile(rb"[\x01-\x08\x0e-\x1a\x1c-\x1f]")
+_BINARY_SAMPLE = 1024
 _READ_HEADERS = (
     frozenset(
         [
@@ -529,17 +539,30 @@ def _first_id(value: str | None) -> str | None:
 
 
 def _date(value: str | None, defects: list[str]) -> datetime | None:
-    """Timezone-aware date; a missing zone or -0000 means UTC (RFC 5322 4.3)."""
+    """Timezone-aware date in UTC; a missing zone or -0000 means UTC (RFC 5322 4.3).
+
+    Every later stage stores, compares and converts this date (the database keeps UTC, the
+    loop guard subtracts it from `now`), so only an instant well inside what `datetime` can
+    hold is kept: 31 Dec 9999 at -1200 is past the last representable UTC instant, and a
+    date near either end would overflow at the first conversion or timedelta added to it.
+    Anything else is damage (`bad-date`), like an unreadable date; the mail is still read.
+    """
     if not value or not value.strip():
         defects.append("missing-date")
         return None
     try:
         parsed = _rfc5322_date(value.strip()) or parsedate_to_datetime(value.strip())
+        if 100 <= parsed.year < 1000 and str(parsed.year) in value.split():
+            parsed = parsed.replace(year=parsed.year + 1900)  # obs-year: "101" is 2001 (RFC 5322 4.3)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.astimezone(UTC)
     except (TypeError, ValueError, IndexError, OverflowError):
         defects.append("bad-date")
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
+    if not _EARLIEST_YEAR <= parsed.year < _LATEST_YEAR:
+        defects.append("bad-date")
+        return None
     return parsed
 
 
@@ -581,26 +604,38 @@ def _ascii_params(value: str) -> tuple[tuple[str, object], ...]:
     return tuple(probe.get_params([]))
 
 
-def _decoded(part: Message) -> object:
+def _decoded(part: Message, defects: list[str]) -> object:
     """`part.get_payload(decode=True)`, with a clean base64 body decoded in one strict step.
 
-    For base64 the stdlib splits the body into lines and joins them, then makes the same
-    strict decode (after padding) that this does; only when that raises does it try its
-    lenient fallbacks, so anything but a clean body is left to it.
+    Line breaks and blanks between base64 characters are not data (RFC 2045 6.8), so a body
+    clean but for them is decoded here at once. For anything else (missing padding, characters
+    outside the alphabet, a cut-off last group, raw 8-bit bytes) the stdlib's lenient fallback
+    repairs what it can without a word: its bytes are kept, and `bad-base64` tells the liaison
+    that the part may be damaged.
     """
     # The raw body: get_payload() would first decode an 8-bit one with the declared charset.
     payload = part._payload  # type: ignore[attr-defined]
-    if (
-        isinstance(payload, str)
-        and payload.isascii()
-        and str(part.get("content-transfer-encoding", "")).lower() == "base64"
-    ):
-        encoded = payload.encode("ascii").replace(b"\r", b"").replace(b"\n", b"")
+    # The stdlib's own test, unstripped: with any other value it does not decode base64 either.
+    if not isinstance(payload, str) or str(part.get("content-transfer-encoding", "")).lower() != "base64":
+        return part.get_payload(decode=True)
+    if payload.isascii():
         try:
-            return binascii.a2b_base64(encoded + b"==="[: -len(encoded) % 4], strict_mode=True)
+            return binascii.a2b_base64(payload.encode("ascii").translate(None, b" \t\r\n"), strict_mode=True)
         except binascii.Error:
             pass
+    defects.append("bad-base64")
     return part.get_payload(decode=True)
+
+
+def _is_binary(data: bytes) -> bool:
+    """Is this body binary data (an image, an archive) rather than text in some charset?
+
+    Text in a mail charset has no C0 control characters but NUL (UTF-16, or padding), TAB,
+    LF, VT, FF, CR and ESC (ISO-2022), so a body without the others is text and costs one
+    scan of its start; only one with them is given to charset-normalizer to decide.
+    """
+    sample = data[:_BINARY_SAMPLE]
+    return _CONTROL_BYTE.search(sample) is not None and bool(is_binary(sample))
 
 
 class _Head:
@@ -729,17 +764,28 @@ class _BodyWalk:
             and not attached
             and (disposition == "inline" or (disposition is None and not head.named()))
         ):
-            data = _decoded(part)
-            text = decode_bytes(data, head.charset(), self.defects) if isinstance(data, bytes) else ""
+            data = _decoded(part, self.defects)
+            if not isinstance(data, bytes):
+                data = b""
+            if _is_binary(data):
+                # Declared (or defaulted to) text, but binary: as text it would be garbage in
+                # the ticket, so it is kept as what it is, an attachment of unknown type.
+                self.defects.append(f"binary-in-text-part:{ctype}")
+                self.attachments.append(self._attachment(head, "application/octet-stream", disposition, data))
+                return
+            text = decode_bytes(data, head.charset(), self.defects)
             (self.plain if ctype == "text/plain" else self.html).append(text)
         elif alternative and ctype.startswith("text/") and ctype != "text/calendar" and not head.named():
             return  # another rendition of the same body (text/enriched and the like)
         else:
             self.attachments.append(self._attachment(head, ctype, disposition))
 
-    def _attachment(self, head: _Head, ctype: str, disposition: str | None) -> ParsedAttachment:
+    def _attachment(
+        self, head: _Head, ctype: str, disposition: str | None, content: object = None
+    ) -> ParsedAttachment:
         part = head.part
-        content = _decoded(part)
+        if content is None:
+            content = _decoded(part, self.defects)
         if not isinstance(content, bytes):
             content = b""
         cid = part.get("content-id")
