@@ -167,3 +167,12 @@ def test_long_names_and_subjects_the_library_folds_oddly_still_compose() -> None
     back = email.message_from_bytes(to_bytes(message), policy=email.policy.default)
     assert back["To"].addresses[0].addr_spec == "ada@volunteers.example"
     assert "".join(back["To"].addresses[0].display_name.split()) == "".join(name.split())
+
+
+@pytest.mark.parametrize("name", ["Community  Liaison", "Ana\tLovelace", " Ada "])
+def test_whitespace_in_a_name_is_no_reason_to_refuse_a_mail(name: str) -> None:
+    """A reader collapses the whitespace of a display name; a desk name with two spaces must not
+    make every mail a ComposeError."""
+    back = email.message_from_bytes(to_bytes(build(sender=Party("liaison@example.org", name))),
+                                    policy=email.policy.default)
+    assert back["From"].addresses[0].display_name == " ".join(name.split())

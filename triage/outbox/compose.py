@@ -101,7 +101,8 @@ def _single_line(what: str, value: str | None) -> str | None:
 
 
 def _address(what: str, party: Party) -> Address:
-    """The mailbox, if `email.headerregistry` reads it back exactly as given and without defects."""
+    """The mailbox, if `email.headerregistry` reads it back as given (the name up to whitespace) and
+    without defects."""
     _single_line(f"{what} address", party.address)
     _single_line(f"{what} name", party.name)
     bare = f"{what} address {_show(party.address)} is not a bare address such as ana@example.org"
@@ -118,7 +119,8 @@ def _address(what: str, party: Party) -> Address:
         parsed = [(a.display_name, a.addr_spec) for a in header.addresses]
     except Exception as exc:  # noqa: BLE001 - the standard library's parser raises many kinds on bad input
         raise ComposeError(f"{what} address {_show(party.address)}: {type(exc).__name__}: {exc}") from None
-    if header.defects or parsed != [(party.name or "", party.address)]:
+    if header.defects or len(parsed) != 1 or parsed[0][1] != party.address or not _same_text(
+            parsed[0][0], party.name or ""):  # the address exactly; the name up to whitespace (see _same_text)
         why = "; ".join(str(d) for d in header.defects) or f"read back as {parsed}"
         raise ComposeError(f"{what} {_show(str(mailbox))} is not a valid mailbox: {why}")
     return mailbox
