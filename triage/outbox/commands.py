@@ -111,7 +111,11 @@ def outbox(ctx: Context, send: bool, retry_ids: tuple[int, ...], sent_ids: tuple
         if retry_ids:
             done = sender.retry(list(retry_ids), actor="liaison")
             click.echo(f"queued again: {', '.join(f'#{i}' for i in done) or 'none'}", err=as_json)
-            status |= int(len(done) != len(set(retry_ids)))
+            if refused := sorted(set(retry_ids) - set(done)):
+                click.echo(f"not queued again: {', '.join(f'#{i}' for i in refused)} (only failed or uncertain mail "
+                           "can be; a mail that was never built has no bytes to send: its error says what to fix)",
+                           err=True)
+            status |= int(bool(refused))
         if sent_ids:
             done = sender.mark_sent(list(sent_ids), actor="liaison")
             click.echo(f"marked sent: {', '.join(f'#{i}' for i in done) or 'none'}", err=as_json)

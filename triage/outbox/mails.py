@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from triage.config import Settings
-from triage.outbox.compose import Party, ThreadInfo
+from triage.outbox.compose import Party, ThreadInfo, valid_msg_id
 from triage.store.models import Contact, Direction, Message, Ticket
 from triage.teams import Team
 
@@ -58,11 +58,14 @@ class TicketView:
         return None
 
     def thread(self) -> ThreadInfo:
-        """Answer the volunteer's latest mail (`last_inbound`), chaining its References."""
+        """Answer the volunteer's latest mail (`last_inbound`), chaining its References. Ids that
+        `compose` would refuse (malformed, or a value the standard library chokes on) are left
+        out, so the ticket can still be answered: the reference in the subject threads it."""
         last = self.last_inbound
-        if last is None or not last.message_id:
+        if last is None:
             return ThreadInfo(self.ticket.reference)
-        return ThreadInfo(self.ticket.reference, last.message_id, tuple(last.references or ()))
+        answered = last.message_id if valid_msg_id(last.message_id) else None
+        return ThreadInfo(self.ticket.reference, answered, tuple(r for r in last.references or () if valid_msg_id(r)))
 
 
 def load_view(session: Session, ticket: Ticket) -> TicketView:

@@ -11,11 +11,17 @@ The use cases here:
 - `enqueue_handoff` (called by the routing desk when the liaison approves a team);
 - `build_reply` / `enqueue_reply` (the liaison's `triage reply`).
 Automatic mail is asked of `loops` first; a refusal is recorded on the ticket with its reasons.
+
+Each ticket's mail is built in a savepoint of its own. Whatever goes wrong while building it
+(a value composition refuses, a template error, any other exception) rolls back that savepoint
+only and is recorded by `record_failed_mail`: a `failed` outbox row without bytes and a
+`mail-failed` event on the ticket, both with the reason. The caller's transaction (an ingest
+batch, a routing approval) goes on with every other ticket.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -28,14 +34,16 @@ from sqlalchemy.orm import Session
 from triage.config import MailSettings
 from triage.ingest.signals import sender_authentication
 from triage.outbox import loops
-from triage.outbox.compose import AutoSubmitted, ComposeError, Party, compose, to_bytes
+from triage.outbox.compose import AutoSubmitted, Party, compose, to_bytes
+from triage.outbox.failures import record_failed_mail
 from triage.outbox.language import choose_language
 from triage.outbox.mails import TicketView, context, load_view
-from triage.outbox.render import Rendered, TemplateError
+from triage.outbox.render import Rendered
 from triage.outbox.wiring import Wiring, current, settings_for, wiring_for
 from triage.store.blobs import put_blob
 from triage.store.models import Contact, Direction, Event, Message, Ticket, TicketStatus
 from triage.store.outbox_models import Outbox, OutboxStatus
+from triage.teams import Team
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +76,16 @@ class Skipped:
     template: str
     to: str | None
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A mail that could not be built; `outbox_id` is its failed row."""
+
+    template: str
+    to: str | None
+    reason: str
+    outbox_id: int
 
 
 # -- the primitive -------------------------------------------------------------------------------
@@ -125,6 +143,13 @@ def enqueue(
         "auto_submitted": auto_submitted,
     }))
     return row
+
+
+def _failed(session: Session, ticket_id: int | None, now: datetime, template: str, to: str | None,
+            error: BaseException, *, actor: str = ACTOR, auto_submitted: AutoSubmitted | None = None) -> Failed:
+    row = record_failed_mail(session, template=template, ticket_id=ticket_id, to=to, error=error, actor=actor,
+                             now=now, auto_submitted=auto_submitted)
+    return Failed(template, to, row.last_error or "", row.id)
 
 
 def _automatic_since(session: Session, now: datetime) -> list[tuple[str, str]]:
@@ -192,13 +217,14 @@ def _language(wiring: Wiring, name: str, contact: Contact | None, text: str) -> 
 
 def acknowledge_new_tickets(
     session: Session, outcomes: Sequence[_Outcome], *, now: datetime, mail: MailSettings | None = None
-) -> list[Queued | Skipped]:
+) -> list[Queued | Skipped | Failed]:
     """Queue the acknowledgment for each ticket a normal mail of this batch opened (outbox.auto_acknowledge).
 
     Runs in the ingest transaction. A mail that may not be answered (autoreply, bounce, list
     mail, our own mail back, a bouncing or rate-limited address, an old mail) gets a
-    `mail-skipped` event with the reasons instead. A failure to build one acknowledgment is
-    logged and recorded on its ticket; it never fails the ingest.
+    `mail-skipped` event with the reasons instead. A failure to build one acknowledgment (any
+    exception) is rolled back to its savepoint and recorded on its ticket (`record_failed_mail`);
+    it never fails the ingest.
     """
     settings = settings_for(mail)
     if not settings.outbox.auto_acknowledge:
@@ -206,7 +232,10 @@ def acknowledge_new_tickets(
     pks = [o.message_pk for o in outcomes if o.status == "stored" and o.ticket_reference and o.message_pk]
     if not pks:
         return []
-    wiring = wiring_for(settings)
+    try:
+        wiring: Wiring | Exception = wiring_for(settings)
+    except Exception as exc:  # noqa: BLE001 - a broken templates folder fails each acknowledgment, not the ingest
+        wiring = exc
     pairs = list(session.execute(
         select(Message, Ticket).join(Ticket, Ticket.id == Message.ticket_id).where(Message.id.in_(pks))
     ))
@@ -214,18 +243,20 @@ def acknowledge_new_tickets(
         select(Message.ticket_id, func.min(Message.id))
         .where(Message.ticket_id.in_({t.id for _, t in pairs})).group_by(Message.ticket_id)
     )}
-    results: list[Queued | Skipped] = []
+    results: list[Queued | Skipped | Failed] = []
     for message, ticket in sorted(pairs, key=lambda pair: pair[0].id):
         if firsts.get(ticket.id) != message.id:
             continue  # a follow-up on an existing ticket: acknowledged when the ticket was opened
+        ticket_id, to = ticket.id, message.from_addr  # read before a rollback can expire them
         savepoint = session.begin_nested()
         try:
+            if isinstance(wiring, Exception):
+                raise wiring
             results.append(_acknowledge(session, wiring, message, ticket, now))
             savepoint.commit()
-        except (ComposeError, TemplateError, OutboxError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one ticket's acknowledgment never fails the ingest batch
             savepoint.rollback()
-            results.append(_skip(session, ticket.id, now, "acknowledgment", message.from_addr,
-                                 f"could not build the acknowledgment: {exc}", ["error"]))
+            results.append(_failed(session, ticket_id, now, "acknowledgment", to, exc, auto_submitted="auto-replied"))
     return results
 
 
@@ -264,65 +295,89 @@ def _acknowledge(session: Session, wiring: Wiring, message: Message, ticket: Tic
 # -- hand-off ------------------------------------------------------------------------------------
 
 
-def enqueue_handoff(session: Session, ticket: Ticket, team: str, actor: str, now: datetime) -> list[Queued | Skipped]:
+def enqueue_handoff(
+    session: Session, ticket: Ticket, team: str, actor: str, now: datetime
+) -> list[Queued | Skipped | Failed]:
     """The routing approval's mails, in its transaction: the introduction to `team` and the volunteer's notice.
 
     Called by the routing desk (its `on_routed` hook) with the team's key. With
     outbox.auto_handoff off, or a team without an address, nothing is queued and the ticket's
     log says why. The notice to the volunteer is automatic mail: loop-protected and rate-limited.
+    Each mail is built in a savepoint of its own: a failure is recorded (`record_failed_mail`)
+    and never undoes the approval.
     """
-    wiring = current()
+    ticket_id = ticket.id
+    try:
+        wiring = current()
+    except Exception as exc:  # noqa: BLE001 - a broken templates folder fails the mail, not the approval
+        return [_failed(session, ticket_id, now, "handoff-team", None, exc, actor=actor,
+                        auto_submitted="auto-generated")]
     if not wiring.settings.outbox.auto_handoff:
-        return [_skip(session, ticket.id, now, "handoff-team", None, "outbox.auto_handoff is off", ["off"])]
+        return [_skip(session, ticket_id, now, "handoff-team", None, "outbox.auto_handoff is off", ["off"])]
     info = wiring.teams.get(team)
     if info is None:
-        return [_skip(session, ticket.id, now, "handoff-team", None,
+        return [_skip(session, ticket_id, now, "handoff-team", None,
                       f"team {team!r} has no address in the teams file", ["unknown-team"])]
     view = load_view(session, ticket)
-    results: list[Queued | Skipped] = []
+    volunteer = view.volunteer
+    return [
+        _isolated(session, lambda: _handoff_team(session, wiring, view, info, actor, now),
+                  lambda exc: _failed(session, ticket_id, now, "handoff-team", info.address, exc, actor=actor,
+                                      auto_submitted="auto-generated")),
+        _isolated(session, lambda: _handoff_volunteer(session, wiring, view, info, actor, now),
+                  lambda exc: _failed(session, ticket_id, now, "handoff-volunteer",
+                                      volunteer.address if volunteer else None, exc, actor=actor,
+                                      auto_submitted="auto-generated")),
+    ]
+
+
+def _isolated(session: Session, build: Callable[[], Queued | Skipped],
+              failed: Callable[[Exception], Failed]) -> Queued | Skipped | Failed:
+    """`build()` in a savepoint; on any exception, roll the savepoint back and record the failure."""
     savepoint = session.begin_nested()
     try:
-        _, composed = _render_compose(
-            wiring, "handoff-team", context(view, wiring.settings, team=info, actor=actor),
-            language="en", to=Party(info.address, info.name), view=view, auto_submitted="auto-generated", now=now,
-        )
-        row = enqueue(session, composed, template="handoff-team", actor=actor, now=now, ticket_id=ticket.id,
-                      auto_submitted="auto-generated")
+        result = build()
         savepoint.commit()
-        results.append(Queued("handoff-team", info.address, row.message_id, row.id))
-    except (ComposeError, TemplateError, OutboxError) as exc:
+        return result
+    except Exception as exc:  # noqa: BLE001 - one mail's failure is recorded, never raised into the decision
         savepoint.rollback()
-        results.append(_skip(session, ticket.id, now, "handoff-team", info.address, str(exc), ["error"]))
+        return failed(exc)
 
+
+def _handoff_team(session: Session, wiring: Wiring, view: TicketView, info: Team, actor: str,
+                  now: datetime) -> Queued:
+    _, composed = _render_compose(
+        wiring, "handoff-team", context(view, wiring.settings, team=info, actor=actor),
+        language="en", to=Party(info.address, info.name), view=view, auto_submitted="auto-generated", now=now,
+    )
+    row = enqueue(session, composed, template="handoff-team", actor=actor, now=now, ticket_id=view.ticket.id,
+                  auto_submitted="auto-generated")
+    return Queued("handoff-team", info.address, row.message_id, row.id)
+
+
+def _handoff_volunteer(session: Session, wiring: Wiring, view: TicketView, info: Team, actor: str,
+                       now: datetime) -> Queued | Skipped:
+    ticket_id = view.ticket.id
     volunteer = view.volunteer
     if volunteer is None:
-        results.append(_skip(session, ticket.id, now, "handoff-volunteer", None, "the ticket has no sender", ["no-sender"]))
-        return results
+        return _skip(session, ticket_id, now, "handoff-volunteer", None, "the ticket has no sender", ["no-sender"])
     verdict = loops.may_send_automatic(
         _recipient_facts(session, volunteer, view.contact, now),
         rate_limit_per_hour=wiring.settings.outbox.rate_limit_per_hour,
         liaison_address=wiring.settings.mail.liaison_address,
     )
     if not verdict.allowed:
-        results.append(_skip(session, ticket.id, now, "handoff-volunteer", volunteer.address, verdict.describe(),
-                             verdict.codes))
-        return results
+        return _skip(session, ticket_id, now, "handoff-volunteer", volunteer.address, verdict.describe(),
+                     verdict.codes)
     last_text = view.last_inbound.new_text if view.last_inbound is not None else ""
     language, _ = _language(wiring, "handoff-volunteer", view.contact, last_text)
-    savepoint = session.begin_nested()
-    try:
-        _, composed = _render_compose(
-            wiring, "handoff-volunteer", context(view, wiring.settings, team=info, language=language, actor=actor),
-            language=language, to=volunteer, view=view, auto_submitted="auto-generated", now=now,
-        )
-        row = enqueue(session, composed, template="handoff-volunteer", actor=actor, now=now, ticket_id=ticket.id,
-                      auto_submitted="auto-generated")
-        savepoint.commit()
-        results.append(Queued("handoff-volunteer", volunteer.address, row.message_id, row.id))
-    except (ComposeError, TemplateError, OutboxError) as exc:
-        savepoint.rollback()
-        results.append(_skip(session, ticket.id, now, "handoff-volunteer", volunteer.address, str(exc), ["error"]))
-    return results
+    _, composed = _render_compose(
+        wiring, "handoff-volunteer", context(view, wiring.settings, team=info, language=language, actor=actor),
+        language=language, to=volunteer, view=view, auto_submitted="auto-generated", now=now,
+    )
+    row = enqueue(session, composed, template="handoff-volunteer", actor=actor, now=now, ticket_id=ticket_id,
+                  auto_submitted="auto-generated")
+    return Queued("handoff-volunteer", volunteer.address, row.message_id, row.id)
 
 
 # -- the liaison's reply -------------------------------------------------------------------------
@@ -365,6 +420,6 @@ def enqueue_reply(
 
 
 __all__ = [
-    "ACTOR", "OutboxError", "Queued", "Skipped", "acknowledge_new_tickets", "automatic_last_hour",
+    "ACTOR", "Failed", "OutboxError", "Queued", "Skipped", "acknowledge_new_tickets", "automatic_last_hour",
     "build_reply", "enqueue", "enqueue_handoff", "enqueue_reply",
 ]

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import smtplib
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -50,6 +51,7 @@ from typing import Any, cast
 
 import structlog
 from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
@@ -183,13 +185,15 @@ class OutboxSender:
         with self._sessions.begin() as session:
             won = cast("CursorResult[Any]", session.execute(
                 update(Outbox)
-                .where(Outbox.id == row_id, Outbox.status == OutboxStatus.pending, Outbox.next_attempt_at <= now)
+                .where(Outbox.id == row_id, Outbox.status == OutboxStatus.pending, Outbox.next_attempt_at <= now,
+                       Outbox.raw.is_not(None))  # a mail never built has nothing to send
                 .values(status=OutboxStatus.sending, smtp_phase=SmtpPhase.claimed, claimed_by=self.worker,
                         claimed_at=now, attempts=Outbox.attempts + 1, updated_at=now)
             )).rowcount
             if won != 1:
                 return None  # another worker took it, or it is no longer due
             row = session.get_one(Outbox, row_id)
+            assert row.raw is not None
             return row.envelope_from, list(row.recipients), row.raw, row.message_id, row.attempts
 
     def _mark_data_end(self, row_id: int) -> None:
@@ -206,8 +210,12 @@ class OutboxSender:
         envelope_from, recipients, raw, _message_id, attempts = claimed
         try:
             delivery = smtp.transact(envelope_from, recipients, raw, lambda: self._mark_data_end(row_id))
-        except Exception as exc:  # noqa: BLE001 - before the final dot: the server cannot have accepted it
+        except (OSError, smtplib.SMTPException, SQLAlchemyError) as exc:  # before the final dot: not accepted
             delivery = Delivery("temporary", None, f"{type(exc).__name__}: {exc}", "connection")
+        except Exception as exc:  # noqa: BLE001 - smtplib choked on this mail's own data before the final
+            # dot (no recipient at all, say): it never will be sendable; the session is still good (the
+            # next transaction starts with RSET) and the queue goes on without it.
+            delivery = Delivery("permanent", None, f"refused before sending: {type(exc).__name__}: {exc}", "local")
         self._settle(row_id, delivery, attempts, smtp.server, report)
         return delivery, raw
 
@@ -310,7 +318,8 @@ class OutboxSender:
     # -- the liaison's decisions -----------------------------------------------------------
 
     def retry(self, ids: Sequence[int], *, actor: str) -> list[int]:
-        """Put failed or uncertain mails back in the queue, due now (the liaison's decision)."""
+        """Put failed or uncertain mails back in the queue, due now (the liaison's decision); a mail
+        that was never built is not retried (it has no bytes: its error says what to fix)."""
         return self._decide(ids, actor, (OutboxStatus.failed, OutboxStatus.uncertain), OutboxStatus.pending,
                             "mail-retry")
 
@@ -323,7 +332,8 @@ class OutboxSender:
         now = self._clock()
         done = []
         with self._sessions.begin() as session:
-            for row in session.scalars(select(Outbox).where(Outbox.id.in_(ids), Outbox.status.in_(from_states))):
+            for row in session.scalars(select(Outbox).where(Outbox.id.in_(ids), Outbox.status.in_(from_states),
+                                                            Outbox.raw.is_not(None))):
                 row.status, row.updated_at, row.smtp_phase = to, now, None
                 if to == OutboxStatus.pending:
                     row.next_attempt_at, row.attempts = now, 0

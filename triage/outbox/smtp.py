@@ -103,6 +103,14 @@ def _kind(code: int) -> Kind:
     return "temporary" if 400 <= code < 500 else "permanent"
 
 
+def sendable(address: str) -> bool:
+    """Does smtplib send `address` as written? It reads an address through `email.utils.parseaddr`
+    and sends what that finds (`x@[192.0.2.7` goes out as `x@[192.0.2.7]`, `a@b, c@d` as `a@b`, a
+    line break and what follows vanish) rather than refuse it: only one it keeps whole, free of
+    control characters, is sent. The null sender is one."""
+    return address == "" or (address.isprintable() and smtplib.quoteaddr(address) == f"<{address}>")
+
+
 def wire_data(raw: bytes) -> bytes:
     """The DATA payload: CRLF line ends, leading dots doubled (RFC 5321 4.5.2), a final CRLF."""
     data = _LINE_END.sub(b"\r\n", raw)
@@ -128,6 +136,9 @@ class SmtpSession:
         if self._dirty:
             client.rset()
             self._dirty = False
+        if bad := next((a for a in [envelope_from, *recipients] if not sendable(a)), None):
+            return Delivery("permanent", None, f"refused before sending: {bad[:80]!r} is not an address SMTP "
+                            "carries as written", "local")
         options: list[str] = []
         if not all(s.isascii() for s in [envelope_from, *recipients]):
             if not client.has_extn("smtputf8"):
@@ -230,5 +241,5 @@ class SmtpTransport:
 
 __all__ = [
     "Delivery", "Session", "SmtpCredentialError", "SmtpError", "SmtpSecurityError", "SmtpSession", "SmtpTransport",
-    "SmtpUnavailable", "Transport", "ssl_context", "wire_data",
+    "SmtpUnavailable", "Transport", "sendable", "ssl_context", "wire_data",
 ]

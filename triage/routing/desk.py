@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifiers import Classifier, Example
+from triage.outbox.failures import failure_reason, storable
 from triage.routing.errors import RoutingError
 from triage.store.db import utcnow
 from triage.store.models import Decision, Direction, Event, Message, Suggestion, Ticket, TicketStatus
@@ -92,10 +93,14 @@ class Router:
     # -- suggest -----------------------------------------------------------------------------
 
     def suggest_pending(self, *, limit: int = 500) -> int:
-        """Suggest a team for open tickets that have no decision and no suggestion from this model."""
-        if self.model is None:
+        """Suggest a team for open tickets that have no decision and no suggestion from this model.
+
+        The model is taken once for the pass: the retrain runner may replace `self.model` from its
+        own thread meanwhile, and each suggestion must be stored under the version that made it."""
+        model = self.model
+        if model is None:
             return 0
-        version = str(self.model_version)
+        version = str(getattr(model, "version", None))
         with self._sessions.begin() as session:
             pending = list(session.scalars(
                 select(Ticket.id)
@@ -109,11 +114,11 @@ class Router:
             messages = _first_inbound(session, pending)
             ids = [t for t in pending if t in messages]
             examples = [example_from_message(messages[t]) for t in ids]
-            suggestions = self.model.predict(examples) if examples else []
+            suggestions = model.predict(examples) if examples else []
             now = self._clock()
             rows: list[dict[str, Any]] = []
             for ticket_id, example, suggestion in zip(ids, examples, suggestions, strict=True):
-                evidence = self.model.explain(example, top_k=8) if suggestion.ranked else []
+                evidence = model.explain(example, top_k=8) if suggestion.ranked else []
                 rows.append({
                     "ticket_id": ticket_id, "team": suggestion.team, "confidence": float(suggestion.confidence),
                     "model_version": version,
@@ -169,13 +174,34 @@ class Router:
             return self._approve(session, reference, actor=actor, team=team)
 
     def approve_confident(self, min_confidence: float, *, actor: str) -> list[dict[str, Any]]:
-        """Accept, in one go, every waiting suggestion at or above `min_confidence` that named a team."""
+        """Accept, in one go, every waiting suggestion at or above `min_confidence` that named a team.
+
+        Each ticket is approved in a savepoint of its own: one that fails (its suggested team is
+        gone from the teams file, any error) is left waiting, its failure in its log and in the
+        result (`error`), and the others are approved all the same."""
         with self._sessions.begin() as session:
             waiting = [
                 row["reference"] for row in self.queue(session)
                 if row["suggested_team"] and row["confidence"] is not None and row["confidence"] >= min_confidence
             ]
-            return [self._approve(session, ref, actor=actor, team=None) for ref in waiting]
+            results = []
+            for reference in waiting:
+                savepoint = session.begin_nested()
+                try:
+                    results.append(self._approve(session, reference, actor=actor, team=None))
+                    savepoint.commit()
+                except Exception as exc:  # noqa: BLE001 - one ticket's failure never stops a bulk approval
+                    savepoint.rollback()
+                    results.append(self._record_failure(session, reference, "approval-failed", exc, actor))
+            return results
+
+    def _record_failure(self, session: Session, reference: str, action: str, exc: Exception,
+                        actor: str) -> dict[str, Any]:
+        why = storable(str(exc) if isinstance(exc, RoutingError) else failure_reason(exc), 2000)
+        ticket_id = session.scalar(select(Ticket.id).where(Ticket.reference == reference))
+        session.add(Event(ticket_id=ticket_id, at=self._clock(), actor=actor, action=action, detail={"why": why}))
+        log.warning("routing." + action.replace("-", "_"), ticket=reference, error=type(exc).__name__)
+        return {"reference": reference, "error": why}
 
     def _approve(self, session: Session, reference: str, *, actor: str, team: str | None) -> dict[str, Any]:
         ticket = session.scalar(select(Ticket).where(Ticket.reference == reference.upper()).with_for_update())
@@ -210,9 +236,16 @@ class Router:
             detail={"team": chosen, "suggested": suggested, "agreed": agreed,
                     "confidence": round(suggestion.confidence, 3) if suggestion else None},
         ))
-        if self._on_routed is not None:
-            self._on_routed(session, ticket, chosen, actor, now)
-        return {"reference": ticket.reference, "team": chosen, "suggested": suggested, "agreed": agreed}
+        reference = ticket.reference
+        if self._on_routed is not None:  # the hand-off: its failure is recorded, never undoes the decision
+            savepoint = session.begin_nested()
+            try:
+                self._on_routed(session, ticket, chosen, actor, now)
+                savepoint.commit()
+            except Exception as exc:  # noqa: BLE001 - the outbox records its own failures; this is the last guard
+                savepoint.rollback()
+                self._record_failure(session, reference, "handoff-failed", exc, actor)
+        return {"reference": reference, "team": chosen, "suggested": suggested, "agreed": agreed}
 
     # -- learn -------------------------------------------------------------------------------
 

@@ -76,15 +76,21 @@ def approve(ctx: click.Context, references: tuple[str, ...], team: str | None, m
                 click.echo(f"triage: {exc}", err=True)
     finally:
         app.close()
+    failures = [r for r in results if "error" in r]  # a bulk approval goes on past a ticket that fails
     if as_json:
         click.echo(json.dumps(results))
     else:
         for r in results:
+            if "error" in r:
+                continue
             how = "accepted" if r["agreed"] else f"corrected from {r['suggested'] or 'no suggestion'}"
             click.echo(f"{r['reference']} -> {r['team']} ({how})")
         if min_confidence is not None:
-            click.echo(f"{len(results)} approved at confidence >= {min_confidence}")
-    if failed:
+            click.echo(f"{len(results) - len(failures)} approved at confidence >= {min_confidence}"
+                       + (f", {len(failures)} failed" if failures else ""))
+    for r in failures:
+        click.echo(f"triage: {r['reference']} not approved: {r['error']}", err=True)
+    if failed or failures:
         sys.exit(1)
 
 

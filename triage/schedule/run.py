@@ -17,6 +17,14 @@ due time of every level and `next_at`, the due time of the next level not yet se
    reminders (`triage.schedule.history`): no events row is written beside each.
 
 All of it is one transaction. Every open ticket that does not fire is counted under a reason.
+
+One ticket never stops the run. Each digest is built in a savepoint; if it fails, each of its
+tickets is tried alone, the ones at fault are left out of the digest, and each gets a failed
+outbox row (`triage.outbox.failures`) that its reminder names: the level is spent, the failure
+is in `triage outbox` and the ticket's log, and every other ticket is reminded as usual. A
+digest that fails with no ticket at fault (a template, the team's address) is one failed row
+for its tickets. The mail is queued at the real time (`clock`), not at the run's `now`: a
+catch-up run as of a later time queues mail that is due at once.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.message import EmailMessage
 from typing import Any, NamedTuple
 
 import structlog
@@ -32,10 +41,10 @@ from sqlalchemy import and_, case, exists, func, literal, null, or_, select, typ
 from sqlalchemy.orm import Session
 
 from triage.config import Settings
-from triage.outbox.compose import ComposeError, Party, ThreadInfo, compose
+from triage.outbox.compose import Party, ThreadInfo, compose
+from triage.outbox.failures import record_failed_mail
 from triage.outbox.mails import context, load_view
-from triage.outbox.queue import OutboxError, enqueue
-from triage.outbox.render import TemplateError
+from triage.outbox.queue import enqueue
 from triage.outbox.wiring import Wiring, wiring_for
 from triage.schedule.clocks import refresh_clocks
 from triage.schedule.history import ACTOR
@@ -153,8 +162,10 @@ def _recipient(wiring: Wiring, policy: Policy, team: str, level: int) -> Party |
 
 def run_reminders(
     sessions: Callable[[], Session], settings: Settings, *, now: datetime, dry_run: bool = False,
+    clock: Callable[[], datetime] = utcnow,
 ) -> RunReport:
-    """One reminder run as of `now`: what fired and what was skipped, with reasons."""
+    """One reminder run as of `now`: what fired and what was skipped, with reasons. Its mail is
+    queued at `clock()`, the real time, whatever `now` the run is evaluated at."""
     policies = Policies(settings.reminders)
     wiring = wiring_for(settings)
     report = RunReport(now.isoformat(), dry_run)
@@ -183,7 +194,7 @@ def run_reminders(
         else:
             if firing:
                 _fire(session, wiring, now, firing,
-                      {key: to for key, to in recipients.items() if isinstance(to, Party)}, report)
+                      {key: to for key, to in recipients.items() if isinstance(to, Party)}, report, clock())
             session.commit()
     log.info("remind.run", fired=len(report.fired), skipped=report.reasons, refreshed=report.refreshed,
              dry_run=dry_run)
@@ -221,7 +232,7 @@ def _iso(session: Session, instant: Any) -> Any:
 
 
 def _fire(session: Session, wiring: Wiring, now: datetime, firing: list[tuple[DueTicket, Party]],
-          recipients: dict[tuple[str, int], Party], report: RunReport) -> None:
+          recipients: dict[tuple[str, int], Party], report: RunReport, queued_at: datetime) -> None:
     """Queue the digests, insert the reminders naming them in one statement, move the clocks.
 
     Optimistic: the digests list every candidate. If the insert does not win them all (another
@@ -232,16 +243,18 @@ def _fire(session: Session, wiring: Wiring, now: datetime, firing: list[tuple[Du
     lost: list[int] = []
     for _attempt in range(3):
         savepoint = session.begin_nested()
-        groups, failed = _groups(candidates.values()), []
+        groups = _groups(candidates.values())
         outbox: dict[tuple[str, int], int] = {}
+        alone: dict[int, int] = {}  # a ticket left out of its digest -> its failed row
+        failed: set[int] = set()  # failed rows, which the reminders of tickets whose mail failed name
         for key, members in sorted(groups.items()):
-            try:
-                with session.begin_nested():
-                    outbox[key] = _queue_digest(session, wiring, key[0], key[1], members, recipients[key], now)
-            except (ComposeError, TemplateError, OutboxError) as exc:  # not sent, so not reminded: next run retries
-                log.error("remind.failed", team=key[0], level=key[1], tickets=len(members), error=str(exc))
-                failed += [(row, "error") for row in members]
-        won = set(session.scalars(_insert_reminders(session, now, outbox))) if outbox else set()
+            outbox[key], faults, group_failed = _queue_group(session, wiring, key, members, recipients[key], now,
+                                                             queued_at)
+            alone.update(faults)
+            failed.update(faults.values())
+            if group_failed:
+                failed.add(outbox[key])
+        won = set(session.scalars(_insert_reminders(session, now, outbox, alone))) if outbox else set()
         wanted = {i for i, (row, _) in candidates.items() if (row.team, row.level) in outbox}
         if extra := sorted(won - wanted):  # not checked by the select (answered, or due since): not in a mail
             session.execute(R.delete().where(R.c.ticket_id.in_(extra), R.c.outbox_id.in_(list(outbox.values()))))
@@ -258,7 +271,11 @@ def _fire(session: Session, wiring: Wiring, now: datetime, firing: list[tuple[Du
     if recompute := sorted({*extra, *lost}):  # clocks the next run recomputes from the facts: the reminders
         # that beat this run, or the answer or status change that reached the ticket but not its clock
         session.execute(update(T).where(T.c.id.in_(recompute)).values(clock_stale_at=utcnow()))
-    report.skipped += [Skipped(row.id, row.reference, why, row.level, row.due_at) for row, why in failed]
+    if failed:  # reminded, but their mail is a failed row: reported as skipped, with the reason
+        named = {i: alone.get(i, outbox[(row.team, row.level)]) for i, (row, _) in candidates.items() if i in won}
+        report.skipped += [Skipped(i, row.reference, "mail-failed", row.level, row.due_at)
+                           for i, (row, _) in candidates.items() if named.get(i) in failed]
+        won = {i for i in won if named[i] not in failed}
     report.fired += [  # in ticket order, as the candidates are
         _fired(row, to, outbox[(row.team, row.level)]) for i, (row, to) in candidates.items() if i in won]
     if not outbox:
@@ -287,15 +304,18 @@ def _chosen(now: datetime, outbox: dict[tuple[str, int], int]) -> Any:
     return and_(C.c.next_at <= now, or_(*(and_(C.c.team == team, level.in_(lvls)) for team, lvls in by_team.items())))
 
 
-def _insert_reminders(session: Session, now: datetime, outbox: dict[tuple[str, int], int]) -> Any:
-    """INSERT ... SELECT of the reminders rows (the digest chosen per team and level in SQL),
-    skipping any (ticket, level, due time) already there; returns the ticket ids it wrote.
+def _insert_reminders(session: Session, now: datetime, outbox: dict[tuple[str, int], int],
+                      alone: dict[int, int]) -> Any:
+    """INSERT ... SELECT of the reminders rows (the digest chosen per team and level in SQL, or
+    the failed row of a ticket left out of it), skipping any (ticket, level, due time) already
+    there; returns the ticket ids it wrote.
 
     It reads the clocks alone: the caller's select already checked status and answer on the
     tickets, and drops whatever this writes beyond its candidates.
     """
     level, due_at, _ = _level_columns(now)
-    digest = case(*((and_(C.c.team == team, level == lvl), outbox_id) for (team, lvl), outbox_id in outbox.items()))
+    digest = case(*((C.c.ticket_id == ticket_id, outbox_id) for ticket_id, outbox_id in sorted(alone.items())),
+                  *((and_(C.c.team == team, level == lvl), outbox_id) for (team, lvl), outbox_id in outbox.items()))
     chosen = select(C.c.ticket_id, level, due_at, C.c.team, literal(now, UTCDateTime()), digest).where(
         _chosen(now, outbox))
     columns = ["ticket_id", "level", "due_at", "team", "fired_at", "outbox_id"]
@@ -303,9 +323,66 @@ def _insert_reminders(session: Session, now: datetime, outbox: dict[tuple[str, i
             .on_conflict_do_nothing(index_elements=["ticket_id", "level", "due_at"]).returning(R.c.ticket_id))
 
 
-def _queue_digest(session: Session, wiring: Wiring, team: str, level: int, members: list[DueTicket], to: Party,
-                  now: datetime) -> int:
-    """One mail to `to` about `members` (this run's tickets of one team at one level); its outbox id."""
+def _queue_group(session: Session, wiring: Wiring, key: tuple[str, int], members: list[DueTicket], to: Party,
+                 now: datetime, queued_at: datetime) -> tuple[int, dict[int, int], bool]:
+    """Queue the mail of one (team, level), each attempt in a savepoint. If it fails, try each
+    ticket alone: those at fault get a failed row each and the mail is queued without them. If
+    no ticket is at fault, or the mail fails again, one failed row stands for the group.
+
+    Returns the outbox id the group's reminders name, the failed row of each ticket left out,
+    and whether the id is a failed row."""
+    team, level = key
+    try:
+        with session.begin_nested():
+            return _enqueue_digest(session, wiring, level, _digest(session, wiring, team, level, members, to, now,
+                                                                    queued_at), members, queued_at), {}, False
+    except Exception as exc:  # noqa: BLE001 - one mail's failure never rolls back the run
+        error: Exception = exc
+    alone: dict[int, int] = {}
+    failing = members  # the tickets the group's failed row stands for
+    if len(members) > 1:
+        faults: dict[int, Exception] = {}
+        for row in members:  # as in the digest, on its own; building reads and writes nothing
+            try:
+                _digest(session, wiring, team, level, [row], to, now, queued_at, as_list=True)
+            except Exception as exc:  # noqa: BLE001 - this ticket is at fault
+                faults[row.id] = exc
+        rest = [row for row in members if row.id not in faults]
+        if faults and rest:
+            for row in members:
+                if row.id in faults:
+                    alone[row.id] = _record_failure(session, wiring, level, [row], to, faults[row.id], queued_at)
+            try:
+                with session.begin_nested():
+                    return _enqueue_digest(session, wiring, level, _digest(session, wiring, team, level, rest, to,
+                                                                            now, queued_at), rest, queued_at), alone, False
+            except Exception as exc:  # noqa: BLE001 - the rest fails as a whole
+                error, failing = exc, rest
+    log.error("remind.failed", team=team, level=level, tickets=len(failing), error=type(error).__name__)
+    return _record_failure(session, wiring, level, failing, to, error, queued_at), alone, True
+
+
+def _record_failure(session: Session, wiring: Wiring, level: int, members: list[DueTicket], to: Party,
+                    error: Exception, queued_at: datetime) -> int:
+    row = record_failed_mail(
+        session, template=TEMPLATES[level], ticket_id=members[0].id if len(members) == 1 else None,
+        tickets=[row.id for row in members], to=to.address, error=error, actor=ACTOR, now=queued_at,
+        envelope_from=wiring.settings.mail.liaison_address, auto_submitted="auto-generated",
+    )
+    return row.id
+
+
+def _enqueue_digest(session: Session, wiring: Wiring, level: int, message: EmailMessage, members: list[DueTicket],
+                    queued_at: datetime) -> int:
+    row = enqueue(session, message, template=TEMPLATES[level], actor=ACTOR, now=queued_at,
+                  ticket_id=members[0].id if len(members) == 1 else None, auto_submitted="auto-generated")
+    return row.id
+
+
+def _digest(session: Session, wiring: Wiring, team: str, level: int, members: list[DueTicket], to: Party,
+            now: datetime, queued_at: datetime, *, as_list: bool = False) -> EmailMessage:
+    """The mail to `to` about `members` (this run's tickets of one team at one level), dated
+    `queued_at`. One ticket's mail joins its thread, unless `as_list` asks for the digest's form."""
     info = wiring.teams.get(team)
     listed = sorted(members, key=lambda row: (row.due_at, row.id))[:DIGEST_LIST_LIMIT]  # oldest first
     details = {row.id: row for row in session.execute(
@@ -314,18 +391,15 @@ def _queue_digest(session: Session, wiring: Wiring, team: str, level: int, membe
                 "waiting_days": max(0, (now - details[row.id].created_at).days)} for row in listed]
     extra = {"team": info, "recipient_name": to.name, "tickets": tickets, "total": len(members),
              "waiting_days": tickets[0]["waiting_days"]}
-    if len(members) == 1:  # one ticket: the mail joins its thread and says who is waiting
+    if len(members) == 1 and not as_list:  # one ticket: the mail joins its thread and says who is waiting
         view = load_view(session, session.get_one(Ticket, members[0].id))
         data, thread = context(view, wiring.settings, **extra), view.thread()
     else:
         data, thread = _digest_context(wiring, extra), ThreadInfo("")
     rendered = wiring.renderer.render(TEMPLATES[level], data, "en")
     desk = Party(wiring.settings.mail.liaison_address, wiring.settings.outbox.desk_name)
-    message = compose(rendered, sender=desk, to=[to], reply_to=desk, thread=thread,
-                      own_domain=wiring.settings.mail.own_domain, date=now, auto_submitted="auto-generated")
-    row = enqueue(session, message, template=TEMPLATES[level], actor=ACTOR, now=now,
-                  ticket_id=members[0].id if len(members) == 1 else None, auto_submitted="auto-generated")
-    return row.id
+    return compose(rendered, sender=desk, to=[to], reply_to=desk, thread=thread,
+                   own_domain=wiring.settings.mail.own_domain, date=queued_at, auto_submitted="auto-generated")
 
 
 def _digest_context(wiring: Wiring, extra: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The outbox: one row per outgoing mail, written in the transaction of the decision that caused it.
 
 The row holds the final RFC 822 bytes, so what the sender delivers is exactly what was
-decided, and a retry resends the same bytes under the same Message-ID. The Message-ID is
+decided, and a retry resends the same bytes under the same Message-ID. A mail that could not
+be built (composition refused a value) is a `failed` row without bytes, its reason in
+`last_error`: listed by `triage outbox`, never claimed or retried by the sender. The Message-ID is
 unique: it is the idempotency key. `smtp_phase` records how far a delivery got, which is
 what lets a restarted worker tell a mail that certainly did not leave from one that may
 have (see `triage.outbox.sender`).
@@ -49,7 +51,7 @@ class Outbox(Base):
     recipients: Mapped[jsonlist]
     to_addr: Mapped[address]
     subject: Mapped[str] = mapped_column(Text)
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)  # None: the mail could not be built; never sent
     status: Mapped[OutboxStatus] = mapped_column(
         Enum(OutboxStatus, name="outbox_status", native_enum=False, length=16, validate_strings=True)
     )
