@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -37,13 +37,13 @@ LIMIT = 20_000  # mail.max_size_bytes in these tests, so an oversize mail is sma
 
 
 def big_mail(tag: str, size: int = 3 * LIMIT) -> bytes:
-    return make_mail(message_id=f"<{tag}@v.example>", sender="Bo Big <bo@v.example>", date=datetime.now(timezone.utc),
+    return make_mail(message_id=f"<{tag}@v.example>", sender="Bo Big <bo@v.example>", date=datetime.now(UTC),
                      subject=f"Photos of the fair {tag}", body=("photo " * 12 + "\n") * (size // 73))
 
 
 def fresh_mail(tag: str) -> bytes:
     """A small mail dated now, so that it is acknowledged (an old one is not)."""
-    return make_mail(message_id=f"<{tag}@v.example>", date=datetime.now(timezone.utc))
+    return make_mail(message_id=f"<{tag}@v.example>", date=datetime.now(UTC))
 
 
 @pytest.fixture
