@@ -219,3 +219,39 @@ def test_triage_ingest_refuses_oversize_and_never_reads_links(tmp_path: Path, se
             assert b"scan scan" not in get_blob(session, entry.raw_sha256)
     finally:
         app.close()
+
+
+def test_an_oversize_mail_handed_over_in_memory_opens_no_ticket(db_url: str) -> None:
+    """A caller that hands the pipeline an oversize mail whole gets it quarantined raw (no message, ticket
+    or acknowledgment); after the limit is raised, `quarantine --retry` stores it."""
+    env = {"TRIAGE_DATABASE_URL": db_url, "TRIAGE_MAIL_MAX_SIZE_BYTES": str(LIMIT),
+           "TRIAGE_OUTBOX_AUTO_ACKNOWLEDGE": "true"}
+    raw = big(1)
+    app = bootstrap(load_settings(environ=env))
+    try:
+        outcome = app.ingestor().ingest(raw, source="test")
+        assert outcome.status == "quarantined" and "max_size_bytes" in outcome.reason
+        with app.sessions() as session:
+            assert list(session.scalars(select(Message.id))) == [] and list(session.scalars(select(Ticket.id))) == []
+            entry = session.scalars(select(Quarantine)).one()
+            assert get_blob(session, entry.raw_sha256) == raw
+    finally:
+        app.close()
+    raised = bootstrap(load_settings(environ={**env, "TRIAGE_MAIL_MAX_SIZE_BYTES": str(2 * len(raw))}))
+    try:
+        assert [o.status for _, o in raised.ingestor().retry_quarantined()] == ["stored"]
+    finally:
+        raised.close()
+
+
+def test_the_refusal_names_sender_subject_and_size_safely() -> None:
+    """The reason quotes the decoded sender and subject with control characters escaped and length capped."""
+    from triage.ingest.oversize import refusal_reason
+
+    head = (b"From: =?utf-8?q?Bo_=1B]0;pwned=07?= <bo@v.example>\r\nSubject: =?utf-8?q?Fotos_=1B[2J?=" + b"x" * 500
+            + b"\r\n\r\n")
+    reason = refusal_reason(head, size=52_428_800, limit=26_214_400)
+    assert "bo@v.example" in reason and "Fotos" in reason and "50.0 MiB (52428800 bytes)" in reason
+    assert "\x1b" not in reason and "\x07" not in reason and "\\x1b" in reason
+    assert len(reason) < 600 and "\n" not in reason
+    assert "unknown" in refusal_reason(b"Subject: hi\r\n\r\n", size=2, limit=1)
