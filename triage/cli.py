@@ -22,7 +22,7 @@ from triage.config import ConfigError, Settings, example_toml, load_settings
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.pipeline import IncomingMail
-from triage.ingest.sources import SourceError, batches, open_source
+from triage.ingest.sources import BATCH_BYTES, SourceError, batches, open_source
 from triage.logging import configure_logging
 from triage.routing.errors import RoutingError
 from triage.queries import NotFound, list_quarantine, list_tickets, list_unmatched, ticket_detail
@@ -172,7 +172,7 @@ def ingest(ctx: Context, path: Path, batch_size: int) -> None:
     with ctx.app() as app:
         ingestor = app.ingestor()
         with tqdm(total=source.count, unit="mail", desc=f"ingest {source.kind}", disable=None) as bar:
-            for batch in batches(source.read(), batch_size):
+            for batch in batches(source.read(), batch_size, max_bytes=BATCH_BYTES, weight=lambda m: len(m.raw)):
                 whole = [IncomingMail(m.raw, source=m.label) for m in batch if not m.oversize]
                 outcomes = ingestor.ingest_many(whole) if whole else []
                 outcomes += [ingestor.refuse(m.raw, size=m.size, source=m.label) for m in batch if m.oversize]

@@ -18,9 +18,8 @@ from typing import Any
 from imapclient import IMAPClient
 
 from triage.ingest.oversize import HEAD_CAP
-from triage.ingest.sources import batches
+from triage.ingest.sources import BATCH_BYTES, batches
 
-BATCH_BYTES = 16 * 1024 * 1024  # total RFC822.SIZE of the mails fetched whole in one batch
 SIZE_QUERY_UIDS = 1000  # UIDs per RFC822.SIZE query (a command line stays well under 64 kB)
 WHOLE = "BODY.PEEK[]"
 HEAD = f"BODY.PEEK[HEADER]<0.{HEAD_CAP}>"
@@ -41,25 +40,17 @@ def plan_batches(
     sized: Iterable[tuple[int, int | None]], *, max_count: int, max_bytes: int, max_size: int
 ) -> Iterator[PlannedBatch]:
     """Split (UID, size or None if expunged) in UID order into batches bounded in count and bytes."""
-    uids: list[int] = []
-    whole: list[int] = []
-    refused: dict[int, int] = {}
-    load = 0
-    for uid, size in sized:
-        cost = 0 if size is None else (size if size <= max_size else HEAD_CAP)
-        if uids and (len(uids) >= max_count or load + cost > max_bytes):
-            yield PlannedBatch(tuple(uids), tuple(whole), refused)
-            uids, whole, refused, load = [], [], {}, 0
-        uids.append(uid)
-        load += cost
-        if size is None:
-            continue
-        if size > max_size:
-            refused[uid] = size
-        else:
-            whole.append(uid)
-    if uids:
-        yield PlannedBatch(tuple(uids), tuple(whole), refused)
+
+    def cost(item: tuple[int, int | None]) -> int:
+        size = item[1]
+        return 0 if size is None else (size if size <= max_size else HEAD_CAP)
+
+    for group in batches(sized, max_count, max_bytes=max_bytes, weight=cost):
+        yield PlannedBatch(
+            tuple(uid for uid, _ in group),
+            tuple(uid for uid, size in group if size is not None and size <= max_size),
+            {uid: size for uid, size in group if size is not None and size > max_size},
+        )
 
 
 def sized_uids(client: IMAPClient, uids: Sequence[int]) -> Iterator[tuple[int, int | None]]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -40,6 +40,7 @@ SYMLINK = "symlink, not followed"
 NOT_A_FILE = "not a regular file"
 VANISHED = "gone since it was listed"
 OVERSIZE = "over mail.max_size_bytes, not read"
+BATCH_BYTES = 16 * 1024 * 1024  # mails held at once by a caller that batches a source (see `batches`)
 LINE_PIECE = 64 * 1024  # an mbox is scanned in pieces of lines at most this long
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO must not hang us
@@ -330,13 +331,22 @@ def open_source(path: str | Path, *, max_size: int = DEFAULT_MAX_SIZE) -> MailSo
     return MailSource("eml", display, 1, (os.path.basename(real),), parent, identity, max_size, skipped, single=True)
 
 
-def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Consecutive lists of at most `size` items (itertools.batched arrives only in Python 3.12)."""
+def batches(
+    items: Iterable[T], size: int, *, max_bytes: int | None = None, weight: Callable[[T], int] = lambda _: 0
+) -> Iterator[list[T]]:
+    """Consecutive lists of at most `size` items and, with `max_bytes`, of at most that total `weight`
+    (an item heavier than that on its own goes alone)."""
     batch: list[T] = []
+    load = 0
     for item in items:
+        heavy = weight(item) if max_bytes is not None else 0
+        if batch and max_bytes is not None and load + heavy > max_bytes:
+            yield batch
+            batch, load = [], 0
         batch.append(item)
+        load += heavy
         if len(batch) == size:
             yield batch
-            batch = []
+            batch, load = [], 0
     if batch:
         yield batch
