@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.servers.dovecot import Dovecot  # noqa: E402
+from tests.servers.dovecot import Dovecot
 
 SMALL = 20
 
@@ -81,7 +81,7 @@ def text_mail(i: int, megabytes: int) -> bytes:
     msg["From"] = f"Volunteer {i} <v{i}@volunteers.example>"
     msg["To"] = "liaison@example.org"
     msg["Subject"] = f"Minutes of the assembly, all of them ({i})"
-    msg["Date"] = format_datetime(datetime(2026, 11, 2, 8, 30, tzinfo=timezone.utc))
+    msg["Date"] = format_datetime(datetime(2026, 11, 2, 8, 30, tzinfo=UTC))
     msg["Message-ID"] = make_msgid(domain="volunteers.example")
     line = "The assembly agreed that the banner stays in the hall until spring. "
     msg.set_content((line + "\n") * (megabytes * 1_000_000 // (len(line) + 1)), cte="7bit")

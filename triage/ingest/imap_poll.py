@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import ImapSettings
 from triage.ingest.imap_fetch import BATCH_BYTES, PlannedBatch, fetch_planned, plan_batches, sized_uids
+from triage.ingest.oversize import refusal_reason
 from triage.ingest.parse_worker import PARSE_CHUNKS, Blobs, parse_chunk_in_worker, start_parse_pool
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.pipeline import IncomingMail, Ingestor, IngestOutcome, refuse_oversize
@@ -289,9 +290,13 @@ class FolderPoller:
                 vanished.append(uid)
                 continue
             uids.append(uid)
-            incoming.append(IncomingMail(raw, source=self._source(folder, uidvalidity, uid), parsed=pre, encoded=blobs))
+            source = self._source(folder, uidvalidity, uid)
+            incoming.append(IncomingMail(raw, source=source, parsed=pre, encoded=blobs))
         result.fetched += len(incoming)
         result.vanished += len(vanished)
+        reasons = {  # read from the header before the transaction, not while it holds the database
+            uid: refusal_reason(head, size=size, limit=self._max_size) for uid, (size, head) in batch.refused.items()
+        }
 
         def write_ledger(session: Session, outcomes: list[IngestOutcome]) -> None:
             done: list[tuple[int, IngestOutcome | None, str]] = [
@@ -299,9 +304,9 @@ class FolderPoller:
             ]
             done += [(uid, None, "vanished") for uid in vanished]
             for uid, (size, head) in batch.refused.items():
-                source = self._source(folder, uidvalidity, uid)
                 done.append((uid, refuse_oversize(
-                    session, head, size=size, limit=self._max_size, source=source, now=self._clock()
+                    session, head, size=size, limit=self._max_size, source=self._source(folder, uidvalidity, uid),
+                    now=self._clock(), reason=reasons[uid],
                 ), OVERSIZE))
             if done:
                 self._write_ledger(session, folder, uidvalidity, done)

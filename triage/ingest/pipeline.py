@@ -236,11 +236,13 @@ def quarantine(
 
 
 def refuse_oversize(
-    session: Session, head: bytes, *, size: int, limit: int, source: str | None, now: datetime
+    session: Session, head: bytes, *, size: int, limit: int, source: str | None, now: datetime,
+    reason: str | None = None,
 ) -> IngestOutcome:
     """A mail over the limit, refused unread: its header section is quarantined with the reason
-    (stage `oversize`), in the caller's transaction. No message, no ticket, no acknowledgment."""
-    reason = oversize.refusal_reason(head, size=size, limit=limit)
+    (stage `oversize`), in the caller's transaction. No message, no ticket, no acknowledgment.
+    `reason`: `oversize.refusal_reason`, when the caller worked it out before its transaction."""
+    reason = reason or oversize.refusal_reason(head, size=size, limit=limit)
     digest = quarantine(
         session, oversize.header_section(head), stage=oversize.STAGE, error=reason, source=source, now=now
     )
@@ -313,9 +315,10 @@ class Ingestor:
 
     def refuse(self, head: bytes, *, size: int, source: str | None = None) -> IngestOutcome:
         """Quarantine an oversize mail's header section, in its own transaction (see `refuse_oversize`)."""
+        reason = oversize.refusal_reason(head, size=size, limit=self.max_size)
         with self._sessions.begin() as session:
             return refuse_oversize(
-                session, head, size=size, limit=self.max_size, source=source, now=self._clock()
+                session, head, size=size, limit=self.max_size, source=source, now=self._clock(), reason=reason
             )
 
     def ingest(self, raw: bytes, *, source: str | None = None) -> IngestOutcome:
