@@ -117,13 +117,13 @@ def test_an_mbox_swapped_after_it_was_opened_is_refused(tmp_path: Path, secret: 
     box = mailbox.mbox(path, create=True)
     box.add(mail(1))
     box.close()
+    other = tmp_path / "other.mbox"  # made while the original exists, so it cannot reuse its inode number
+    other.write_bytes(b"From x\n" + secret.read_bytes())
     source = open_source(path)
     path.unlink()
     path.symlink_to(secret)
     with pytest.raises(SourceError, match="replaced"):
         list(source.read())
-    other = tmp_path / "other.mbox"
-    other.write_bytes(b"From x\n" + secret.read_bytes())
     path.unlink()
     other.rename(path)  # a regular file, but not the one listed
     with pytest.raises(SourceError, match="replaced"):

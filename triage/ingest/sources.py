@@ -194,6 +194,8 @@ class MailSource:
         return f"eml:{self.path if self.single else self.path / key}"
 
     def _open_root(self, flags: int) -> int:
+        """The listed folder or mbox again, never through a link, and checked to be the same (device, inode).
+        An inode number reused by a replacement escapes that check; what keeps other files out is O_NOFOLLOW."""
         try:
             fd = os.open(self._root, flags)
         except OSError as exc:
