@@ -65,3 +65,13 @@ def test_mbox_memory_stays_flat(tmp_path: Path) -> None:
     for n in (200, 800):
         top, total = peak(n)
         assert top < total / 10, (n, top, total)
+
+
+def test_batches_bound_count_and_weight() -> None:
+    """A batch closes at `size` items or before its weight would pass `max_bytes`; a heavy item goes alone."""
+    from triage.ingest.sources import batches
+
+    weights = [3, 3, 3, 10, 1, 1, 1, 1, 1]
+    got = list(batches(weights, 4, max_bytes=6, weight=lambda w: w))
+    assert got == [[3, 3], [3], [10], [1, 1, 1, 1], [1]]
+    assert list(batches(weights, 4)) == [[3, 3, 3, 10], [1, 1, 1, 1], [1]]

@@ -22,7 +22,7 @@ from triage.config import ConfigError, Settings, example_toml, load_settings
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.pipeline import IncomingMail
-from triage.ingest.sources import SourceError, batches, open_source
+from triage.ingest.sources import BATCH_BYTES, SourceError, batches, open_source
 from triage.logging import configure_logging
 from triage.routing.errors import RoutingError
 from triage.queries import NotFound, list_quarantine, list_tickets, list_unmatched, ticket_detail
@@ -166,20 +166,29 @@ def ingest(ctx: Context, path: Path, batch_size: int) -> None:
 
     Safe to run again on the same source: a mail already stored is counted as a duplicate.
     """
-    source = open_source(path)
+    source = open_source(path, max_size=ctx.settings.mail.max_size_bytes)
     counts = {"stored": 0, "duplicate": 0, "quarantined": 0}
+    refused = 0
     with ctx.app() as app:
         ingestor = app.ingestor()
         with tqdm(total=source.count, unit="mail", desc=f"ingest {source.kind}", disable=None) as bar:
-            for batch in batches(source, batch_size):
-                outcomes = ingestor.ingest_many([IncomingMail(raw, source=label) for label, raw in batch])
+            for batch in batches(source.read(), batch_size, max_bytes=BATCH_BYTES, weight=lambda m: len(m.raw)):
+                whole = [IncomingMail(m.raw, source=m.label) for m in batch if not m.oversize]
+                outcomes = ingestor.ingest_many(whole) if whole else []
+                outcomes += [ingestor.refuse(m.raw, size=m.size, source=m.label) for m in batch if m.oversize]
+                refused += sum(m.oversize for m in batch)
                 for outcome in outcomes:
                     counts[outcome.status] += 1
                 bar.update(len(batch))
     click.echo(
         f"{source.count} mails from {path}: {counts['stored']} stored, "
         f"{counts['duplicate']} duplicates, {counts['quarantined']} quarantined"
+        + (f" ({refused} over mail.max_size_bytes, refused unread)" if refused else "")
     )
+    if source.skipped:
+        click.echo(f"{len(source.skipped)} entries skipped, not read:", err=True)
+        for skipped in source.skipped:
+            click.echo(f"    {skipped.label}: {skipped.reason}", err=True)
     if counts["quarantined"]:
         click.echo("see `triage quarantine` for the mails that could not be stored", err=True)
     _suggest(ctx)
@@ -237,6 +246,7 @@ def poll(ctx: Context, once: bool, accounts: tuple[str, ...], as_json: bool) -> 
             click.echo(
                 f"{p.account}/{p.folder}: {p.fetched} fetched, {p.stored} stored, {p.duplicate} duplicates, "
                 f"{p.quarantined} quarantined, {p.marked} marked"
+                + (f" ({p.refused} over mail.max_size_bytes, refused unread and left unmarked)" if p.refused else "")
                 + (f", {len(p.mark_errors)} marking errors" if p.mark_errors else "")
                 + (f" (first contact: {p.first_contact})" if p.first_contact else "")
                 + (f" (UIDVALIDITY changed from {p.resynced_from})" if p.resynced_from else "")

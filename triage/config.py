@@ -64,7 +64,7 @@ class MailSettings(_Section):
     max_size_bytes: int = Field(
         25 * 1024 * 1024,
         gt=0,
-        description="Mails larger than this are stored raw and flagged oversize, not parsed in full.",
+        description="Mails larger than this are refused unread: their header is quarantined with the reason.",
     )
     reference_prefix: str = Field("T", pattern=r"^[A-Z]{1,5}$", description="Ticket reference prefix: T-2026-00042.")
     trusted_authserv_ids: list[str] = Field(

@@ -7,6 +7,11 @@ before the commit means the UID is fetched again and a crash after it means it i
 Only after the commit is the mail marked on the server (\\Seen, a keyword, a move, or
 nothing); a mark that fails is retried on the next pass and never re-imports the mail.
 Nothing is ever deleted.
+
+Sizes are asked first (see `imap_fetch`): batches are bounded in bytes, and a mail over
+`mail.max_size_bytes` is refused unread. Its header section is quarantined with the reason
+in its batch's transaction, its ledger row says `oversize`, and it is never marked: it stays
+in the mailbox as it was, for the liaison to see, and the ledger moves past it exactly once.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import structlog
 from imapclient import IMAPClient
@@ -26,16 +30,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import ImapSettings
+from triage.ingest.imap_fetch import BATCH_BYTES, PlannedBatch, fetch_planned, plan_batches, sized_uids
+from triage.ingest.oversize import refusal_reason
 from triage.ingest.parse_worker import PARSE_CHUNKS, Blobs, parse_chunk_in_worker, start_parse_pool
 from triage.ingest.parsed import ParsedMail
-from triage.ingest.pipeline import IncomingMail, Ingestor, IngestOutcome
-from triage.ingest.sources import batches
+from triage.ingest.pipeline import IncomingMail, Ingestor, IngestOutcome, refuse_oversize
 from triage.store.db import upsert_insert, utcnow
 from triage.store.models import ImapFolderState, ImapLedgerEntry
 
 log = structlog.get_logger(__name__)
 
 MARK_SWEEP_LIMIT = 1000
+OVERSIZE = "oversize"  # the ledger outcome of a mail refused unread; it is never marked
 
 
 @dataclass
@@ -48,7 +54,8 @@ class FolderPass:
     fetched: int = 0
     stored: int = 0
     duplicate: int = 0
-    quarantined: int = 0
+    quarantined: int = 0  # refused oversize mails included: each has a quarantine entry
+    refused: int = 0  # oversize: only the header was fetched, the mail left unmarked on the server
     vanished: int = 0
     marked: int = 0
     mark_errors: list[str] = field(default_factory=list)
@@ -96,11 +103,17 @@ class ParsePool:
 
 @dataclass
 class FetchedBatch:
-    """UIDs, their raw bytes (None if expunged since the SEARCH) and their parsing in the pool."""
+    """UIDs, their raw bytes (None if expunged since the SEARCH, or refused) and their parsing in the pool;
+    the refused ones' size and header section."""
 
     uids: Sequence[int]
     raws: list[bytes | None]
     parsing: list[tuple[list[int], Future[list[tuple[ParsedMail, Blobs] | RuntimeError]]]]
+    refused: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+
+    @property
+    def to_mark(self) -> list[int]:
+        return [uid for uid in self.uids if uid not in self.refused]
 
 
 class FolderPoller:
@@ -115,6 +128,7 @@ class FolderPoller:
         clock: Callable[[], datetime] = utcnow,
         stop: threading.Event | None = None,
         parse_pool: ParsePool | None = None,
+        batch_bytes: int = BATCH_BYTES,
     ) -> None:
         self.settings = settings
         self.account = settings.name
@@ -124,6 +138,7 @@ class FolderPoller:
         self._stop = stop or threading.Event()
         self._pool = parse_pool
         self._max_size = ingestor.max_size
+        self._batch_bytes = batch_bytes
 
     # -- one pass ----------------------------------------------------------------------------
 
@@ -144,18 +159,22 @@ class FolderPoller:
         # batches still commit, and are marked, strictly in UID order.
         # A single batch gains nothing from the pool; a backfill or a busy morning does.
         pool = self._pool if self._pool is not None and len(pending) > self.settings.batch_size else None
-        upcoming = self._fetch(client, batches(pending, self.settings.batch_size), pool)
+        plans = plan_batches(
+            sized_uids(client, pending), max_count=self.settings.batch_size, max_bytes=self._batch_bytes,
+            max_size=self._max_size,
+        )
+        upcoming = self._fetch(client, plans, pool)
         current = next(upcoming, None)
         while current is not None:
             following = next(upcoming, None) if pool is not None else None
             self._ingest_batch(folder, uidvalidity, current, result)
-            self._mark(client, folder, uidvalidity, list(current.uids), result)
+            self._mark(client, folder, uidvalidity, current.to_mark, result)
             if self._stop.is_set():
                 break
             current = following if pool is not None else next(upcoming, None)
         log.info(
             "imap.pass", account=self.account, folder=folder, fetched=result.fetched, stored=result.stored,
-            duplicate=result.duplicate, quarantined=result.quarantined, marked=result.marked,
+            duplicate=result.duplicate, quarantined=result.quarantined, refused=result.refused, marked=result.marked,
             mark_errors=len(result.mark_errors),
         )
         return result
@@ -227,12 +246,12 @@ class FolderPoller:
     # -- ingesting ---------------------------------------------------------------------------
 
     def _fetch(
-        self, client: IMAPClient, uid_batches: Iterable[Sequence[int]], pool: ParsePool | None
+        self, client: IMAPClient, plans: Iterable[PlannedBatch], pool: ParsePool | None
     ) -> Iterator[FetchedBatch]:
         """Each batch's raw mails, its parsing already under way in the pool when there is one."""
-        for batch in uid_batches:
-            fetched: dict[int, dict[bytes, Any]] = client.fetch(list(batch), ["BODY.PEEK[]"])
-            raws = [fetched.get(uid, {}).get(b"BODY[]") for uid in batch]
+        for plan in plans:
+            fetched = fetch_planned(client, plan)
+            raws = fetched.raws
             chunks: list[tuple[list[int], Future[list[tuple[ParsedMail, Blobs] | RuntimeError]]]] = []
             if pool is not None:
                 present = [i for i, raw in enumerate(raws) if raw is not None]
@@ -246,7 +265,7 @@ class FolderPoller:
                         )))
                 except BrokenExecutor as exc:  # the rest of this batch is parsed inline
                     pool.broken(exc)
-            yield FetchedBatch(batch, raws, chunks)
+            yield FetchedBatch(plan.uids, raws, chunks, fetched.refused)
 
     def _ingest_batch(self, folder: str, uidvalidity: int, batch: FetchedBatch, result: FolderPass) -> None:
         parsed: list[ParsedMail | BaseException | None] = [None] * len(batch.uids)
@@ -265,28 +284,47 @@ class FolderPoller:
                     parsed[i], encoded[i] = done
         incoming, uids, vanished = [], [], []
         for uid, raw, pre, blobs in zip(batch.uids, batch.raws, parsed, encoded, strict=True):
+            if uid in batch.refused:
+                continue
             if raw is None:  # expunged between SEARCH and FETCH: nothing to keep, move past it
                 vanished.append(uid)
                 continue
             uids.append(uid)
-            incoming.append(IncomingMail(
-                raw, source=f"imap:{self.account}/{folder};UIDVALIDITY={uidvalidity};UID={uid}", parsed=pre,
-                encoded=blobs,
-            ))
+            source = self._source(folder, uidvalidity, uid)
+            incoming.append(IncomingMail(raw, source=source, parsed=pre, encoded=blobs))
         result.fetched += len(incoming)
         result.vanished += len(vanished)
+        reasons = {  # read from the header before the transaction, not while it holds the database
+            uid: refusal_reason(head, size=size, limit=self._max_size) for uid, (size, head) in batch.refused.items()
+        }
 
         def write_ledger(session: Session, outcomes: list[IngestOutcome]) -> None:
-            done: list[tuple[int, IngestOutcome | None]] = [*zip(uids, outcomes, strict=True)]
-            done += [(uid, None) for uid in vanished]
+            done: list[tuple[int, IngestOutcome | None, str]] = [
+                (uid, outcome, outcome.status) for uid, outcome in zip(uids, outcomes, strict=True)
+            ]
+            done += [(uid, None, "vanished") for uid in vanished]
+            for uid, (size, head) in batch.refused.items():
+                done.append((uid, refuse_oversize(
+                    session, head, size=size, limit=self._max_size, source=self._source(folder, uidvalidity, uid),
+                    now=self._clock(), reason=reasons[uid],
+                ), OVERSIZE))
             if done:
                 self._write_ledger(session, folder, uidvalidity, done)
 
         for outcome in self._ingestor.ingest_many(incoming, after=write_ledger):
             result.count(outcome.status)
+        for uid, (size, _) in batch.refused.items():  # committed: count and say so
+            result.fetched += 1
+            result.quarantined += 1
+            result.refused += 1
+            log.warning("imap.refused_oversize", account=self.account, folder=folder, uid=uid, size=size,
+                        limit=self._max_size)
+
+    def _source(self, folder: str, uidvalidity: int, uid: int) -> str:
+        return f"imap:{self.account}/{folder};UIDVALIDITY={uidvalidity};UID={uid}"
 
     def _write_ledger(
-        self, session: Session, folder: str, uidvalidity: int, done: list[tuple[int, IngestOutcome | None]]
+        self, session: Session, folder: str, uidvalidity: int, done: list[tuple[int, IngestOutcome | None, str]]
     ) -> None:
         """Ledger rows and the folder position, in the transaction that stored the mails.
 
@@ -303,20 +341,20 @@ class FolderPoller:
                     "account": self.account, "folder": folder, "uidvalidity": uidvalidity, "uid": uid,
                     "message_id": outcome.message_id if outcome else None,
                     "raw_sha256": outcome.raw_sha256 if outcome else None,
-                    "outcome": outcome.status if outcome else "vanished",
+                    "outcome": status,
                     "message_pk": outcome.message_pk if outcome else None,
                     "seen_at": now, "marked_at": None,
                 }
-                for uid, outcome in done
+                for uid, outcome, status in done
             ],
         )
         session.execute(
             update(ImapFolderState)
             .where(
                 ImapFolderState.account == self.account, ImapFolderState.folder == folder,
-                ImapFolderState.uidvalidity == uidvalidity, ImapFolderState.last_uid < max(u for u, _ in done),
+                ImapFolderState.uidvalidity == uidvalidity, ImapFolderState.last_uid < max(u for u, _, _ in done),
             )
-            .values(last_uid=max(u for u, _ in done), updated_at=now)
+            .values(last_uid=max(u for u, _, _ in done), updated_at=now)
         )
 
     # -- marking on the server, after the commit ----------------------------------------------
@@ -372,7 +410,7 @@ class FolderPoller:
                 select(ImapLedgerEntry.uid).where(
                     ImapLedgerEntry.account == self.account, ImapLedgerEntry.folder == folder,
                     ImapLedgerEntry.uidvalidity == uidvalidity, ImapLedgerEntry.marked_at.is_(None),
-                    ImapLedgerEntry.outcome != "vanished",
+                    ImapLedgerEntry.outcome.not_in(("vanished", OVERSIZE)),
                 ).order_by(ImapLedgerEntry.uid).limit(MARK_SWEEP_LIMIT)
             ))
         if uids:

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import MailSettings
-from triage.ingest import threading
+from triage.ingest import oversize, threading
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.signals import sender_authentication
@@ -236,6 +236,20 @@ def quarantine(
     return digest
 
 
+def refuse_oversize(
+    session: Session, head: bytes, *, size: int, limit: int, source: str | None, now: datetime,
+    reason: str | None = None,
+) -> IngestOutcome:
+    """A mail over the limit, refused unread: its header section is quarantined with the reason
+    (stage `oversize`), in the caller's transaction. No message, no ticket, no acknowledgment.
+    `reason`: `oversize.refusal_reason`, when the caller worked it out before its transaction."""
+    reason = reason or oversize.refusal_reason(head, size=size, limit=limit)
+    digest = quarantine(
+        session, oversize.header_section(head), stage=oversize.STAGE, error=reason, source=source, now=now
+    )
+    return IngestOutcome("quarantined", reason, raw_sha256=digest)
+
+
 def _short_error(exc: BaseException) -> str:
     """A one-line reason that names the error and where it arose, never the mail's content.
 
@@ -300,6 +314,14 @@ class Ingestor:
     def parse(self, raw: bytes) -> ParsedMail:
         return self._parse(raw, max_size=self._settings.max_size_bytes)
 
+    def refuse(self, head: bytes, *, size: int, source: str | None = None) -> IngestOutcome:
+        """Quarantine an oversize mail's header section, in its own transaction (see `refuse_oversize`)."""
+        reason = oversize.refusal_reason(head, size=size, limit=self.max_size)
+        with self._sessions.begin() as session:
+            return refuse_oversize(
+                session, head, size=size, limit=self.max_size, source=source, now=self._clock(), reason=reason
+            )
+
     def ingest(self, raw: bytes, *, source: str | None = None) -> IngestOutcome:
         """Store one mail (or quarantine it) in its own transaction and return what happened."""
         return self.ingest_many([IncomingMail(raw, source)])[0]
@@ -309,6 +331,10 @@ class Ingestor:
         prepared: list[tuple[IncomingMail, str, ParsedMail | BaseException]] = []
         for mail in mails:
             parsed = mail.parsed
+            if len(mail.raw) > self.max_size:  # sources refuse these unread; one handed over whole is kept raw
+                parsed = oversize.OversizeMail(
+                    f"{len(mail.raw)} bytes, over mail.max_size_bytes = {self.max_size}: kept raw, not stored"
+                )
             if parsed is None:
                 try:
                     parsed = self.parse(mail.raw)
@@ -402,7 +428,8 @@ class Ingestor:
         """Re-run quarantined mails (after a fix); those that now store are released."""
         with self._sessions() as session:
             query = select(Quarantine.id, Quarantine.raw_sha256, Quarantine.source).where(
-                Quarantine.released_at.is_(None)
+                Quarantine.released_at.is_(None),
+                Quarantine.stage != oversize.STAGE,  # only a header was kept: nothing to re-run
             )
             if ids:
                 query = query.where(Quarantine.id.in_(ids))
