@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -63,6 +64,16 @@ def _handoff_hook() -> Callable[..., object] | None:
     return hook
 
 
+OWNER_ONLY_UMASK = 0o077
+
+
+def owner_only_files() -> None:
+    """Make every file and folder this process creates private to its user (0600 / 0700): the
+    database, its -wal and -shm, models, plots. They hold mail, which is nobody else's to read.
+    Called by the entry points (`triage`, the worker), not on import."""
+    os.umask(OWNER_ONLY_UMASK)
+
+
 def bootstrap(settings: Settings, *, migrate: bool | None = None) -> App:
     """Connect, check the schema (upgrading it if configured) and return the wired application."""
     from triage.outbox import wiring
@@ -90,4 +101,4 @@ def _freeze_startup_objects() -> None:
         _frozen = True
 
 
-__all__ = ["App", "bootstrap"]
+__all__ = ["App", "bootstrap", "owner_only_files"]

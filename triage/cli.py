@@ -1,7 +1,8 @@
 """The `triage` command. Each subcommand parses arguments, calls one use case, prints the result.
 
-Errors a user can act on (bad config, unknown ticket, unreadable source) go to stderr
-with a non-zero exit status and no traceback.
+Errors go to stderr as one line each, without a traceback: those a user can act on (bad config,
+unknown ticket, unreadable source) with exit status 2, a failed run (the database locked, full or
+unreachable, a disk error) with its cause and fix and exit status 1.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from triage.bootstrap import App, bootstrap
+from triage.bootstrap import App, bootstrap, owner_only_files
 from triage.config import ConfigError, Settings, example_toml, load_settings
+from triage.failures import describe
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.pipeline import IncomingMail
@@ -91,8 +94,17 @@ class TriageGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (ConfigError, SchemaError, SourceError, NotFound, RoutingError) as exc:
-            echo(f"triage: {exc}", err=True)
-            sys.exit(2)
+            fail(str(exc), status=2)
+        except (SQLAlchemyError, OSError) as exc:  # the database or the disk failed: its cause and fix
+            fail(describe(exc), status=1)
+
+
+def fail(message: str, *, status: int) -> NoReturn:
+    """Print an error on stderr, each line escaped and prefixed, and exit with `status`
+    (2: the command or the configuration needs fixing; 1: the run failed, e.g. the database)."""
+    for line in message.splitlines() or [""]:
+        echo(f"triage: {line}", err=True)
+    sys.exit(status)
 
 
 @click.group(cls=TriageGroup)
@@ -120,7 +132,7 @@ def parse(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
             mail = parse_mail(file.read_bytes(), max_size=max_size)
         except Exception as exc:  # noqa: BLE001 - reported per file, the others still print
             failed += 1
-            message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
+            message = describe(exc)
             if as_json:
                 echo_json({"file": str(file), "error": message})
             echo(f"triage: {file}: {message}", err=True)
@@ -215,7 +227,8 @@ def poll(ctx: Context, once: bool, accounts: tuple[str, ...], as_json: bool) -> 
     with ctx.app() as app:
         runners = [PollRunner(account, app.ingestor()) for account in chosen]
         if not once:
-            run_until_signalled(runners)
+            if not run_until_signalled(runners):
+                sys.exit(1)
             return
         failed = False
         passes = []
@@ -224,7 +237,7 @@ def poll(ctx: Context, once: bool, accounts: tuple[str, ...], as_json: bool) -> 
                 runner.run(once=True)
             except Exception as exc:  # noqa: BLE001 - reported per account; the exit status says it failed
                 failed = True
-                echo(f"triage: account {runner.settings.name}: {type(exc).__name__}: {exc}", err=True)
+                echo(f"triage: account {runner.settings.name}: {describe(exc)}", err=True)
             passes.extend(runner.last_pass)
     if as_json:
         echo_json([asdict(p) for p in passes])
@@ -393,23 +406,15 @@ def config_group() -> None:
 @pass_ctx
 def config_check(ctx: Context) -> None:
     """Validate the configuration and print the effective values (secrets hidden)."""
-    from pydantic import SecretStr
-    from sqlalchemy.engine import make_url
-
-    def shown(key: str, value: Any) -> Any:
-        if isinstance(value, SecretStr):
-            return "***" if value.get_secret_value() else ""
-        if key == "url" and isinstance(value, str):
-            return make_url(value).render_as_string(hide_password=True)
-        return value
+    from triage.secrets import redact_setting
 
     for section, values in ctx.settings.model_dump().items():
         for key, value in values.items():
             if isinstance(value, dict) and section == "imap_accounts":
                 for field, item in value.items():
-                    echo(f"{section}.{key}.{field} = {shown(field, item)!r}")
+                    echo(f"{section}.{key}.{field} = {redact_setting(field, item)!r}")
             else:
-                echo(f"{section}.{key} = {shown(key, value)!r}")
+                echo(f"{section}.{key} = {redact_setting(key, value)!r}")
 
 
 @config_group.command("example")
@@ -419,6 +424,7 @@ def config_example() -> None:
 
 
 def main() -> None:
+    owner_only_files()
     cli(prog_name="triage")
 
 

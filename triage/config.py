@@ -50,8 +50,15 @@ class DatabaseSettings(_Section):
     @field_validator("url")
     @classmethod
     def _known_engine(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         if not value.startswith(("sqlite", "postgresql")):
             raise ValueError("must be an sqlite:/// or postgresql+psycopg:// URL")
+        try:
+            make_url(value)
+        except (ArgumentError, ValueError):  # the message would repeat the URL, password and all
+            raise ValueError("is not a valid URL, e.g. postgresql+psycopg://user@host:5432/triage") from None
         return value
 
 
