@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from triage.bundled import resolve
 from triage.config import Settings
 from triage.ingest.pipeline import Ingestor
 from triage.store.db import make_engine, make_read_session_factory, make_session_factory
@@ -44,7 +45,7 @@ class App:
             from triage.routing.desk import Router, load_teams
             from triage.routing.model_store import current_model
 
-            teams = load_teams(self.settings.routing.teams_file)
+            teams = load_teams(resolve(self.settings.routing.teams_file))
             model = current_model(self.settings.routing)
             self._router = Router(self.sessions, model, teams, on_routed=_handoff_hook())
         assert isinstance(self._router, Router)

@@ -18,6 +18,7 @@ import click
 from classifiers import ClassifierError, LinearRouter, TrainingDataError, load_model
 from classifiers.evaluation import evaluate as evaluate_model
 from classifiers.evaluation import timeline as timeline_protocol
+from triage.bundled import resolve
 from triage.ingest.parsed import NotAMailError
 from triage.routing.training_data import TrainingSet, example_from_mail, load_examples
 from triage.terminal import echo, echo_json
@@ -54,7 +55,7 @@ def _model_path(model: str | None) -> Path:
         return DEFAULT_MODEL
     raise ClassifierError(
         f"no model given and none at {DEFAULT_MODEL}/; train one with "
-        f"`triage train --data {SEED_DATA} --out {DEFAULT_MODEL}` (or pass --model PATH)"
+        f"`triage train --data {resolve(SEED_DATA)} --out {DEFAULT_MODEL}` (or pass --model PATH)"
     )
 
 
@@ -191,9 +192,9 @@ def _plot_confusion(labels: Sequence[str], confusion: list[list[int]], path: Pat
 
 
 def _team_names() -> dict[str, str]:
-    """Display names from data/teams.toml when it is there; the model's keys otherwise."""
+    """Display names from the teams file (./data/teams.toml, else the shipped one); the model's keys otherwise."""
     try:
-        teams = tomllib.loads(TEAMS_FILE.read_text(encoding="utf-8")).get("teams", {})
+        teams = tomllib.loads(resolve(TEAMS_FILE).read_text(encoding="utf-8")).get("teams", {})
     except (OSError, tomllib.TOMLDecodeError):
         return {}
     return {key: str(t.get("name", key)) for key, t in teams.items() if isinstance(t, dict)}
