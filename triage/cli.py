@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from triage.bootstrap import App, bootstrap, owner_only_files
 from triage.config import ConfigError, Settings, example_toml, load_settings
-from triage.failures import describe
+from triage.failures import describe, show_traceback, stopped_by
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.pipeline import IncomingMail
@@ -95,8 +94,12 @@ class TriageGroup(click.Group):
             return super().invoke(ctx)
         except (ConfigError, SchemaError, SourceError, NotFound, RoutingError) as exc:
             fail(str(exc), status=2)
-        except (SQLAlchemyError, OSError) as exc:  # the database or the disk failed: its cause and fix
-            fail(describe(exc), status=1)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # the database or the disk failed (cause and fix), or a bug
+            if show_traceback():
+                raise
+            fail(stopped_by(exc), status=1)
 
 
 def fail(message: str, *, status: int) -> NoReturn:

@@ -9,6 +9,7 @@ no traceback or log line carries the parameters either.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 
@@ -17,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from triage.secrets import redact_text
 
 MAX_DETAIL = 200
+DEBUG_ENV = "TRIAGE_DEBUG"
 _RETRY = "then run this again"
 _FULL = (f"the database is full: no space is left on its disk (or under its size limit or quota); the "
          f"transaction in progress was rolled back. Free some space, {_RETRY}")
@@ -131,4 +133,18 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-__all__ = ["database_problem", "describe"]
+def show_traceback() -> bool:
+    """Whether the person asked to see tracebacks (TRIAGE_DEBUG=1) instead of one line."""
+    return bool(os.environ.get(DEBUG_ENV))
+
+
+def stopped_by(exc: Exception) -> str:
+    """The line a command or the worker prints when `exc` stops it: the database's or the disk's
+    failure by its cause and fix; anything else is a bug, said in one line (its traceback could
+    quote the mail being handled) with how to see the traceback."""
+    if isinstance(exc, (SQLAlchemyError, OSError)):
+        return describe(exc)
+    return f"unexpected error (a bug, please report it; {DEBUG_ENV}=1 shows the traceback): {describe(exc)}"
+
+
+__all__ = ["DEBUG_ENV", "database_problem", "describe", "show_traceback", "stopped_by"]

@@ -16,11 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from triage.bootstrap import App, bootstrap, owner_only_files
 from triage.config import ConfigError, load_settings
-from triage.failures import describe
+from triage.failures import show_traceback, stopped_by
 from triage.logging import configure_logging
 from triage.runners.base import Runner
 from triage.runners.outbound import outbound_runners
@@ -65,13 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, SchemaError) as exc:
         say(str(exc))
         return 2
-    except (SQLAlchemyError, OSError) as exc:
-        say(describe(exc))
+    except Exception as exc:  # the database unreachable, locked or full; a disk error; a bug
+        if show_traceback():
+            raise
+        say(stopped_by(exc))
         return 1
     try:
         return _run(app, once=args.once)
-    except (SQLAlchemyError, OSError) as exc:  # while building the runners (the routing model, the teams)
-        say(describe(exc))
+    except Exception as exc:  # while building the runners (the routing model, the teams file)
+        if show_traceback():
+            raise
+        say(stopped_by(exc))
         return 1
     finally:
         app.close()
@@ -95,7 +97,7 @@ def _run(app: App, *, once: bool) -> int:
         try:
             runner.run(once=True)
         except Exception as exc:  # noqa: BLE001 - reported; the exit status says so
-            say(f"{runner.name}: {describe(exc)}")
+            say(f"{runner.name}: {stopped_by(exc)}")
             status = 1
     return status
 

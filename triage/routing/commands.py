@@ -55,12 +55,14 @@ def _model_path(model: str | None) -> Path:
         return DEFAULT_MODEL
     raise ClassifierError(
         f"no model given and none at {DEFAULT_MODEL}/; train one with "
-        f"`triage train --data {resolve(SEED_DATA)} --out {DEFAULT_MODEL}` (or pass --model PATH)"
+        f"`triage train --data {SEED_DATA} --out {DEFAULT_MODEL}` (or pass --model PATH)"
     )
 
 
 def _read_data(path: str) -> TrainingSet:
-    data = load_examples(path, progress=_progress())
+    """Labelled examples from `path`; a relative path missing here names the shipped file of that name
+    (so `--data data/seed/seed.csv` works from any folder)."""
+    data = load_examples(resolve(path), progress=_progress())
     if data.skipped:
         echo(f"triage: skipped {len(data.skipped)} unreadable item(s), first: {data.skipped[0]}", err=True)
     if not data.examples:
@@ -69,7 +71,7 @@ def _read_data(path: str) -> TrainingSet:
 
 
 @click.command()
-@click.option("--data", "data_path", required=True, type=click.Path(exists=True),
+@click.option("--data", "data_path", required=True, type=click.Path(),
               help="A CSV (subject, body, team) or a folder of sorted mail (one mbox or subfolder per team).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="The model folder to write (model.json + arrays.npz).")
@@ -101,7 +103,7 @@ def _threshold_line(value: float, coverage: float, precision: float | None, targ
 
 @click.command()
 @click.option("--model", "model", type=click.Path(), help=f"Model folder (default: {DEFAULT_MODEL}/).")
-@click.option("--data", "data_path", required=True, type=click.Path(exists=True),
+@click.option("--data", "data_path", required=True, type=click.Path(),
               help="Labelled held-out mail: a CSV or a folder of sorted mail.")
 @click.option("--timeline", is_flag=True,
               help="Train and test along the dates of DATA (train on the first k*STEP, test on the next STEP).")
