@@ -239,3 +239,26 @@ def test_redaction_and_description_units() -> None:
     line = describe(ValueError("first line\nsecond " + "x" * 500))
     assert line.startswith("ValueError: first line") and "\n" not in line and len(line) < 230
     assert describe(FileNotFoundError(2, "No such file or directory", "/x/y")) == "No such file or directory: /x/y"
+
+
+def test_a_bug_stops_a_command_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception nobody expected (a bug, raised here by a command added for the test, as no real
+    one can be caused on demand) is one escaped line on stderr, exit 1; TRIAGE_DEBUG=1 re-raises it."""
+    import click
+
+    @click.command("explode")
+    def explode() -> None:
+        raise RuntimeError(f"while quoting {BODY}\x1b[2J\nsecond line")
+
+    cli.add_command(explode)
+    try:
+        result = CliRunner().invoke(cli, ["explode"], env={"TRIAGE_CONFIG": ""})
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("triage: unexpected error RuntimeError at triage/cli.py:")
+        assert BODY not in result.stderr and "TRIAGE_DEBUG=1" in result.stderr
+        monkeypatch.setenv("TRIAGE_DEBUG", "1")
+        debug = CliRunner().invoke(cli, ["explode"], env={"TRIAGE_CONFIG": ""})
+        assert isinstance(debug.exception, RuntimeError)
+    finally:
+        cli.commands.pop("explode")

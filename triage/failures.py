@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import traceback
 from collections.abc import Iterator
+from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -140,11 +142,23 @@ def show_traceback() -> bool:
 
 def stopped_by(exc: Exception) -> str:
     """The line a command or the worker prints when `exc` stops it: the database's or the disk's
-    failure by its cause and fix; anything else is a bug, said in one line (its traceback could
-    quote the mail being handled) with how to see the traceback."""
+    failure by its cause and fix; anything else is a bug, named by its type and where it was raised
+    (its message or traceback could quote the mail being handled), with how to see the traceback."""
     if isinstance(exc, (SQLAlchemyError, OSError)):
         return describe(exc)
-    return f"unexpected error (a bug, please report it; {DEBUG_ENV}=1 shows the traceback): {describe(exc)}"
+    return (f"unexpected error {type(exc).__name__}{_where(exc)} (a bug, please report it; "
+            f"{DEBUG_ENV}=1 shows the traceback)")
+
+
+def _where(exc: BaseException) -> str:
+    """` at package/module.py:LINE` of the innermost frame in triage's own code (else the innermost)."""
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    ours = [f for f in frames if f"{os.sep}triage{os.sep}" in f.filename or f"{os.sep}classifiers{os.sep}" in f.filename]
+    if not (ours or frames):
+        return ""
+    frame = (ours or frames)[-1]
+    parts = Path(frame.filename).parts
+    return f" at {'/'.join(parts[-2:])}:{frame.lineno}"
 
 
 __all__ = ["DEBUG_ENV", "database_problem", "describe", "show_traceback", "stopped_by"]
