@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import click
 from tqdm import tqdm
@@ -68,7 +68,7 @@ class TriageGroup(click.Group):
     loading), so `triage tickets` does not pay for the classifier's imports.
     """
 
-    lazy = {
+    lazy: ClassVar[dict[str, str]] = {
         "train": "triage.routing.commands:train",
         "evaluate": "triage.routing.commands:evaluate",
         "suggest": "triage.routing.commands:suggest",
@@ -432,7 +432,7 @@ def main() -> None:
 
 
 # -- the outbox's commands (issue 5)
-from triage.outbox.commands import outbox as _outbox_command  # noqa: E402
+from triage.outbox.commands import outbox as _outbox_command
 from triage.outbox.commands import reply as _reply_command
 
 cli.add_command(_reply_command)

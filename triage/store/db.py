@@ -10,8 +10,8 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar
 
 import structlog
 from sqlalchemy import JSON, DateTime, Engine, MetaData, String, Table, create_engine, event
@@ -34,18 +34,18 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def upsert_insert(session: Session) -> Callable[..., Any]:
@@ -79,7 +79,7 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime(), str: String(1000)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), str: String(1000)}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
