@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +30,7 @@ ARRAYS_FILE = "arrays.npz"
 _SAFE_KINDS = frozenset("fiub")
 _PICKLE_PROTOCOL_OPCODE = 0x80
 _RETRAIN_HINT = "train a model with `triage train --data PATH --out MODEL`"
+PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,20 +55,28 @@ def training_set_sha256(examples: Iterable[Example]) -> str:
     return total.hexdigest()
 
 
+def _private_file(path: Path) -> BinaryIO:
+    """A new file readable by its owner only: a model's vocabulary is words from the mail it learnt."""
+    path.unlink(missing_ok=True)  # a leftover of a crashed save keeps its old mode; start afresh
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE), "wb")
+
+
 def write_artefact(path: str | Path, meta: Mapping[str, Any], arrays: Mapping[str, NDArray[Any]]) -> None:
-    """Write the folder `path` (created if needed); each file is replaced atomically."""
+    """Write the folder `path` (created if needed, mode 0700; files 0600); each file is replaced atomically."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ModelFileError(f"{path} is a file; a model is saved as a folder, give a folder path")
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
     for name, array in arrays.items():
         if array.dtype.kind not in _SAFE_KINDS:
             raise ModelFileError(f"array {name!r} has dtype {array.dtype}; only numbers are saved")
     tmp_arrays = path / (ARRAYS_FILE + ".tmp")
-    with tmp_arrays.open("wb") as handle:
+    with _private_file(tmp_arrays) as handle:
         np.savez_compressed(handle, allow_pickle=False, **arrays)
     tmp_meta = path / (META_FILE + ".tmp")
-    tmp_meta.write_text(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **meta}, ensure_ascii=False))
+    with _private_file(tmp_meta) as handle:
+        meta_json = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **meta}, ensure_ascii=False)
+        handle.write(meta_json.encode("utf-8"))
     os.replace(tmp_arrays, path / ARRAYS_FILE)
     os.replace(tmp_meta, path / META_FILE)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from triage.bundled import resolve
 from triage.config import Settings
 from triage.ingest.pipeline import Ingestor
 from triage.store.db import make_engine, make_read_session_factory, make_session_factory
@@ -43,7 +45,7 @@ class App:
             from triage.routing.desk import Router, load_teams
             from triage.routing.model_store import current_model
 
-            teams = load_teams(self.settings.routing.teams_file)
+            teams = load_teams(resolve(self.settings.routing.teams_file))
             model = current_model(self.settings.routing)
             self._router = Router(self.sessions, model, teams, on_routed=_handoff_hook())
         assert isinstance(self._router, Router)
@@ -61,6 +63,16 @@ def _handoff_hook() -> Callable[..., object] | None:
         return None
     hook: Callable[..., object] = enqueue_handoff
     return hook
+
+
+OWNER_ONLY_UMASK = 0o077
+
+
+def owner_only_files() -> None:
+    """Make every file and folder this process creates private to its user (0600 / 0700): the
+    database, its -wal and -shm, models, plots. They hold mail, which is nobody else's to read.
+    Called by the entry points (`triage`, the worker), not on import."""
+    os.umask(OWNER_ONLY_UMASK)
 
 
 def bootstrap(settings: Settings, *, migrate: bool | None = None) -> App:
@@ -90,4 +102,4 @@ def _freeze_startup_objects() -> None:
         _frozen = True
 
 
-__all__ = ["App", "bootstrap"]
+__all__ = ["App", "bootstrap", "owner_only_files"]

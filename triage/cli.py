@@ -1,32 +1,34 @@
 """The `triage` command. Each subcommand parses arguments, calls one use case, prints the result.
 
-Errors a user can act on (bad config, unknown ticket, unreadable source) go to stderr
-with a non-zero exit status and no traceback.
+Errors go to stderr as one line each, without a traceback: those a user can act on (bad config,
+unknown ticket, unreadable source) with exit status 2, a failed run (the database locked, full or
+unreachable, a disk error) with its cause and fix and exit status 1.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import click
 from tqdm import tqdm
 
-from triage.bootstrap import App, bootstrap
+from triage.bootstrap import App, bootstrap, owner_only_files
 from triage.config import ConfigError, Settings, example_toml, load_settings
+from triage.failures import describe, show_traceback, stopped_by
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.pipeline import IncomingMail
 from triage.ingest.sources import BATCH_BYTES, SourceError, batches, open_source
 from triage.logging import configure_logging
-from triage.routing.errors import RoutingError
 from triage.queries import NotFound, list_quarantine, list_tickets, list_unmatched, ticket_detail
+from triage.routing.errors import RoutingError
 from triage.store.schema import SchemaError, current_revision, head_revision, upgrade
+from triage.terminal import echo, echo_json, echo_text, json_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,10 +61,6 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, default=str))
-
-
 class TriageGroup(click.Group):
     """Turns the errors a user can fix into one line on stderr and exit status 2.
 
@@ -70,7 +68,7 @@ class TriageGroup(click.Group):
     loading), so `triage tickets` does not pay for the classifier's imports.
     """
 
-    lazy = {
+    lazy: ClassVar[dict[str, str]] = {
         "train": "triage.routing.commands:train",
         "evaluate": "triage.routing.commands:evaluate",
         "suggest": "triage.routing.commands:suggest",
@@ -95,8 +93,21 @@ class TriageGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (ConfigError, SchemaError, SourceError, NotFound, RoutingError) as exc:
-            click.echo(f"triage: {exc}", err=True)
-            sys.exit(2)
+            fail(str(exc), status=2)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # the database or the disk failed (cause and fix), or a bug
+            if show_traceback():
+                raise
+            fail(stopped_by(exc), status=1)
+
+
+def fail(message: str, *, status: int) -> NoReturn:
+    """Print an error on stderr, each line escaped and prefixed, and exit with `status`
+    (2: the command or the configuration needs fixing; 1: the run failed, e.g. the database)."""
+    for line in message.splitlines() or [""]:
+        echo(f"triage: {line}", err=True)
+    sys.exit(status)
 
 
 @click.group(cls=TriageGroup)
@@ -124,13 +135,13 @@ def parse(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
             mail = parse_mail(file.read_bytes(), max_size=max_size)
         except Exception as exc:  # noqa: BLE001 - reported per file, the others still print
             failed += 1
-            message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
+            message = describe(exc)
             if as_json:
-                _echo_json({"file": str(file), "error": message})
-            click.echo(f"triage: {file}: {message}", err=True)
+                echo_json({"file": str(file), "error": message})
+            echo(f"triage: {file}: {message}", err=True)
             continue
         if as_json:
-            _echo_json({"file": str(file), **mail.contract()})
+            echo_json({"file": str(file), **mail.contract()})
         else:
             _print_mail(file, mail)
     if failed:
@@ -138,7 +149,7 @@ def parse(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
 
 
 def _print_mail(file: Path, mail: ParsedMail) -> None:
-    click.echo(f"== {file}")
+    echo(f"== {file}")
     for label, value in [
         ("From", f"{mail.from_name or ''} <{mail.from_addr or '?'}>"),
         ("To", ", ".join(mail.to)),
@@ -150,10 +161,10 @@ def _print_mail(file: Path, mail: ParsedMail) -> None:
         ("Defects", ", ".join(mail.defects)),
     ]:
         if value:
-            click.echo(f"{label + ':':13} {value}")
-    click.echo("")
-    click.echo(mail.new_text.rstrip())
-    click.echo("")
+            echo(f"{label + ':':13} {value}")
+    echo("")
+    echo_text(mail.new_text.rstrip())
+    echo("")
 
 
 @cli.command()
@@ -180,17 +191,17 @@ def ingest(ctx: Context, path: Path, batch_size: int) -> None:
                 for outcome in outcomes:
                     counts[outcome.status] += 1
                 bar.update(len(batch))
-    click.echo(
+    echo(
         f"{source.count} mails from {path}: {counts['stored']} stored, "
         f"{counts['duplicate']} duplicates, {counts['quarantined']} quarantined"
         + (f" ({refused} over mail.max_size_bytes, refused unread)" if refused else "")
     )
     if source.skipped:
-        click.echo(f"{len(source.skipped)} entries skipped, not read:", err=True)
+        echo(f"{len(source.skipped)} entries skipped, not read:", err=True)
         for skipped in source.skipped:
-            click.echo(f"    {skipped.label}: {skipped.reason}", err=True)
+            echo(f"    {skipped.label}: {skipped.reason}", err=True)
     if counts["quarantined"]:
-        click.echo("see `triage quarantine` for the mails that could not be stored", err=True)
+        echo("see `triage quarantine` for the mails that could not be stored", err=True)
     _suggest(ctx)
 
 
@@ -202,7 +213,7 @@ def _suggest(ctx: Context) -> None:
             while router.suggest_pending():
                 pass
     except RoutingError as exc:
-        click.echo(f"triage: routing suggestions skipped: {exc}", err=True)
+        echo(f"triage: routing suggestions skipped: {exc}", err=True)
 
 
 @cli.command()
@@ -228,7 +239,8 @@ def poll(ctx: Context, once: bool, accounts: tuple[str, ...], as_json: bool) -> 
     with ctx.app() as app:
         runners = [PollRunner(account, app.ingestor()) for account in chosen]
         if not once:
-            run_until_signalled(runners)
+            if not run_until_signalled(runners):
+                sys.exit(1)
             return
         failed = False
         passes = []
@@ -237,13 +249,13 @@ def poll(ctx: Context, once: bool, accounts: tuple[str, ...], as_json: bool) -> 
                 runner.run(once=True)
             except Exception as exc:  # noqa: BLE001 - reported per account; the exit status says it failed
                 failed = True
-                click.echo(f"triage: account {runner.settings.name}: {type(exc).__name__}: {exc}", err=True)
+                echo(f"triage: account {runner.settings.name}: {describe(exc)}", err=True)
             passes.extend(runner.last_pass)
     if as_json:
-        _echo_json([asdict(p) for p in passes])
+        echo_json([asdict(p) for p in passes])
     else:
         for p in passes:
-            click.echo(
+            echo(
                 f"{p.account}/{p.folder}: {p.fetched} fetched, {p.stored} stored, {p.duplicate} duplicates, "
                 f"{p.quarantined} quarantined, {p.marked} marked"
                 + (f" ({p.refused} over mail.max_size_bytes, refused unread and left unmarked)" if p.refused else "")
@@ -267,15 +279,15 @@ def tickets(ctx: Context, status: str | None, team: str | None, limit: int | Non
     with ctx.app() as app, app.reads() as session:
         rows = list_tickets(session, status=status, team=team, limit=limit)
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     if not rows:
-        click.echo("no tickets")
+        echo("no tickets")
         return
-    click.echo(f"{'REFERENCE':14} {'STATUS':9} {'TEAM':14} {'MSGS':>4}  {'FROM':28} SUBJECT")
+    echo(f"{'REFERENCE':14} {'STATUS':9} {'TEAM':14} {'MSGS':>4}  {'FROM':28} SUBJECT")
     for row in rows:
         flag = " [!]" if row["flag"] else ""
-        click.echo(
+        echo(
             f"{row['reference']:14} {row['status']:9} {(row['team'] or '-'):14} {row['messages']:>4}  "
             f"{(row['contact'] or '-')[:28]:28} {(row['subject'] or '')[:60]}{flag}"
         )
@@ -290,24 +302,24 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
     with ctx.app() as app, app.reads() as session:
         detail = ticket_detail(session, ident)
     if as_json:
-        _echo_json(detail)
+        echo_json(detail)
         return
-    click.echo(f"{detail['reference']}  {detail['subject'] or ''}")
+    echo(f"{detail['reference']}  {detail['subject'] or ''}")
     contact = detail["contact"] or {}
-    click.echo(f"status {detail['status']}, team {detail['team'] or '-'}, from {contact.get('address', '-')}")
+    echo(f"status {detail['status']}, team {detail['team'] or '-'}, from {contact.get('address', '-')}")
     if detail["flag"]:
-        click.echo(f"FLAG: {detail['flag']} (linked to {detail['linked_ticket']})")
+        echo(f"FLAG: {detail['flag']} (linked to {detail['linked_ticket']})")
     for message in detail["messages"]:
-        click.echo("")
-        click.echo(f"--- {message['direction']} {message['date'] or ''} {message['from_addr'] or ''} [{message['kind']}]")
-        click.echo(f"    threaded: {message['thread_reason']}")
+        echo("")
+        echo(f"--- {message['direction']} {message['date'] or ''} {message['from_addr'] or ''} [{message['kind']}]")
+        echo(f"    threaded: {message['thread_reason']}")
         for att in message["attachments"]:
-            click.echo(f"    attachment: {att['filename'] or '?'} ({att['content_type']}, {att['size']} B)")
-        click.echo(message["new_text"].rstrip())
-    click.echo("")
-    click.echo("events:")
+            echo(f"    attachment: {att['filename'] or '?'} ({att['content_type']}, {att['size']} B)")
+        echo_text(message["new_text"].rstrip())
+    echo("")
+    echo("events:")
     for event in detail["events"]:
-        click.echo(f"  {event['at']}  {event['actor']:16} {event['action']:18} {json.dumps(event['detail'])}")
+        echo(f"  {event['at']}  {event['actor']:16} {event['action']:18} {json_line(event['detail'])}")
 
 
 @cli.command()
@@ -320,17 +332,17 @@ def unmatched(ctx: Context, kind: str | None, limit: int | None, as_json: bool) 
     with ctx.app() as app, app.reads() as session:
         rows = list_unmatched(session, kind=kind, limit=limit)
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     if not rows:
-        click.echo("no unmatched mail")
+        echo("no unmatched mail")
         return
     for row in rows:
-        click.echo(f"#{row['id']} {row['received_at']} [{row['kind']}] {row['from_addr'] or '-'}  "
-                   f"{(row['subject'] or '')[:70]}")
+        echo(f"#{row['id']} {row['received_at']} [{row['kind']}] {row['from_addr'] or '-'}  "
+             f"{(row['subject'] or '')[:70]}")
         if row["bounced_recipients"]:
-            click.echo(f"    bounced: {', '.join(row['bounced_recipients'])}")
-        click.echo(f"    {row['why'] or row['thread_reason']}")
+            echo(f"    bounced: {', '.join(row['bounced_recipients'])}")
+        echo(f"    {row['why'] or row['thread_reason']}")
 
 
 @cli.command()
@@ -345,25 +357,25 @@ def quarantine(ctx: Context, retry: bool, ids: tuple[int, ...], show_all: bool, 
         if retry:
             results = app.ingestor().retry_quarantined(list(ids) or None)
             if as_json:
-                _echo_json([{"id": i, "status": o.status, "reason": o.reason,
-                             "ticket": o.ticket_reference} for i, o in results])
+                echo_json([{"id": i, "status": o.status, "reason": o.reason,
+                            "ticket": o.ticket_reference} for i, o in results])
             else:
                 for row_id, outcome in results:
-                    click.echo(f"#{row_id}: {outcome.status} {outcome.ticket_reference or ''} {outcome.reason}")
-                click.echo(f"{sum(o.status != 'quarantined' for _, o in results)} of {len(results)} released")
+                    echo(f"#{row_id}: {outcome.status} {outcome.ticket_reference or ''} {outcome.reason}")
+                echo(f"{sum(o.status != 'quarantined' for _, o in results)} of {len(results)} released")
             if any(o.status == "quarantined" for _, o in results):
                 sys.exit(1)
             return
         with app.reads() as session:
             rows = list_quarantine(session, include_released=show_all)
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     if not rows:
-        click.echo("quarantine is empty")
+        echo("quarantine is empty")
     for row in rows:
-        click.echo(f"#{row['id']} {row['created_at']} [{row['stage']}] x{row['attempts']} {row['source'] or ''}")
-        click.echo(f"    {row['error']}")
+        echo(f"#{row['id']} {row['created_at']} [{row['stage']}] x{row['attempts']} {row['source'] or ''}")
+        echo(f"    {row['error']}")
 
 
 @cli.group()
@@ -380,7 +392,7 @@ def db_upgrade(ctx: Context) -> None:
     engine = make_engine(ctx.settings.database.url)
     try:
         upgrade(engine)
-        click.echo(f"schema at {current_revision(engine)}")
+        echo(f"schema at {current_revision(engine)}")
     finally:
         engine.dispose()
 
@@ -393,7 +405,7 @@ def db_current(ctx: Context) -> None:
 
     engine = make_engine(ctx.settings.database.url)
     try:
-        click.echo(f"database: {current_revision(engine) or 'empty'}; triage needs: {head_revision()}")
+        echo(f"database: {current_revision(engine) or 'empty'}; triage needs: {head_revision()}")
     finally:
         engine.dispose()
 
@@ -407,23 +419,15 @@ def config_group() -> None:
 @pass_ctx
 def config_check(ctx: Context) -> None:
     """Validate the configuration and print the effective values (secrets hidden)."""
-    from pydantic import SecretStr
-    from sqlalchemy.engine import make_url
-
-    def shown(key: str, value: Any) -> Any:
-        if isinstance(value, SecretStr):
-            return "***" if value.get_secret_value() else ""
-        if key == "url" and isinstance(value, str):
-            return make_url(value).render_as_string(hide_password=True)
-        return value
+    from triage.secrets import redact_setting
 
     for section, values in ctx.settings.model_dump().items():
         for key, value in values.items():
             if isinstance(value, dict) and section == "imap_accounts":
                 for field, item in value.items():
-                    click.echo(f"{section}.{key}.{field} = {shown(field, item)!r}")
+                    echo(f"{section}.{key}.{field} = {redact_setting(field, item)!r}")
             else:
-                click.echo(f"{section}.{key} = {shown(key, value)!r}")
+                echo(f"{section}.{key} = {redact_setting(key, value)!r}")
 
 
 @config_group.command("example")
@@ -433,11 +437,13 @@ def config_example() -> None:
 
 
 def main() -> None:
+    owner_only_files()
     cli(prog_name="triage")
 
 
 # -- the outbox's commands (issue 5)
-from triage.outbox.commands import outbox as _outbox_command, reply as _reply_command  # noqa: E402
+from triage.outbox.commands import outbox as _outbox_command
+from triage.outbox.commands import reply as _reply_command
 
 cli.add_command(_reply_command)
 cli.add_command(_outbox_command)

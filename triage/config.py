@@ -51,8 +51,15 @@ class DatabaseSettings(_Section):
     @field_validator("url")
     @classmethod
     def _known_engine(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         if not value.startswith(("sqlite", "postgresql")):
             raise ValueError("must be an sqlite:/// or postgresql+psycopg:// URL")
+        try:
+            make_url(value)
+        except (ArgumentError, ValueError):  # the message would repeat the URL, password and all
+            raise ValueError("is not a valid URL, e.g. postgresql+psycopg://user@host:5432/triage") from None
         return value
 
 
@@ -204,8 +211,16 @@ class ImapSettings(_Section):
 
 class RoutingSettings(_Section):
     model_path: str = Field("data/model", description="Folder of the routing model in use.")
-    teams_file: str = Field("data/teams.toml", description="The staff teams: [teams.<key>] with name, address, description.")
-    seed_data: str = Field("data/seed/seed.csv", description="Training data for the first model when none exists.")
+    teams_file: str = Field(
+        "data/teams.toml",
+        description="The staff teams: [teams.<key>] with name, address, description. A relative path is looked "
+        "up in the working directory, then among the files shipped with triage.",
+    )
+    seed_data: str = Field(
+        "data/seed/seed.csv",
+        description="Training data for the first model when none exists (relative: the working directory, "
+        "then the shipped seed data).",
+    )
     auto_train: bool = Field(True, description="Train a first model from seed_data when model_path holds none.")
     target_precision: float = Field(0.9, gt=0, lt=1, description="Suggest a team only where held-out precision reaches this.")
     retrain_hours: float = Field(24.0, gt=0, description="How often the worker retrains from the liaison's decisions.")
@@ -278,7 +293,11 @@ class OutboxSettings(_Section):
         True, description="Acknowledge mail whose From has no DMARC pass from a trusted server "
         "(mail.trusted_authserv_ids); false: only authenticated senders. A From failing DMARC never is.",
     )
-    templates_dir: str = Field("templates", description="Folder holding email/<name>/ templates.")
+    templates_dir: str = Field(
+        "templates",
+        description="Folder holding email/<name>/ templates (relative: the working directory, then the "
+        "templates shipped with triage).",
+    )
     desk_name: str = Field("Community Liaison", description="Display name on the From header and in signatures.")
     signature: str = Field("The Community Liaison desk", description="Signature of mail that no team signs.")
     default_language: str = Field("en", pattern=r"^[a-z]{2}$", description="Language when none is known or translated.")
@@ -447,7 +466,7 @@ def _describe(error: ValidationError, sources: Mapping[tuple[str, ...], str]) ->
         key = ".".join(loc)
         origin = sources.get(loc, "config")
         if item["type"] == "extra_forbidden":
-            fix = "remove it or check its spelling against data/triage.example.toml"
+            fix = "remove it or check its spelling against `triage config example`"
         else:
             fix = item["msg"]
         lines.append(f"config key {key!r} (from {origin}): {fix}")

@@ -10,15 +10,19 @@ from typing import Any
 import structlog
 
 from triage.config import LogSettings
+from triage.secrets import redact_text
 
 _REDACT = ("password", "secret", "token", "body", "text", "html")
 
 
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """A last line of defence: any field whose name suggests a secret or content is blanked."""
-    for key in list(event):
+    """A last line of defence: any field whose name suggests a secret or content is blanked, and a
+    password or token inside any text (a URL's userinfo, `password=...`) is masked."""
+    for key, value in list(event.items()):
         if key != "event" and any(word in key.lower() for word in _REDACT):
             event[key] = "[redacted]"
+        elif isinstance(value, str):
+            event[key] = redact_text(value)
     return event
 
 

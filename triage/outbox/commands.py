@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,15 +18,13 @@ from triage.outbox.wiring import install
 from triage.queries import find_ticket
 from triage.store.db import utcnow
 from triage.store.outbox_models import Outbox, OutboxStatus
+from triage.terminal import echo, echo_json, echo_text
 
 if TYPE_CHECKING:
     from triage.cli import Context  # the group's context object; imported by triage.cli, so not at run time
 
 pass_ctx = click.pass_obj
 
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, default=str))
 
 NEEDS_BODY = {"reply"}
 EDITOR_HINT = "# Write the reply above. Lines starting with '#' are dropped; an empty text cancels.\n"
@@ -66,18 +63,18 @@ def reply(ctx: Context, ident: str, template: str, body_file: Path | None, previ
                 with app.reads() as session:
                     _, message = build_reply(session, find_ticket(session, ident), template=template, body=body,
                                              now=utcnow())
-                click.echo(to_bytes(message).decode("ascii", "replace").replace("\r\n", "\n"), nl=False)
+                echo_text(to_bytes(message).decode("ascii", "replace").rstrip("\r\n"))
                 return
             with app.sessions.begin() as session:
                 row = enqueue_reply(session, find_ticket(session, ident), template=template, body=body,
                                     actor=actor, now=utcnow())
                 row_id, message_id, to = row.id, row.message_id, ", ".join(row.recipients)
         except (OutboxError, ComposeError, TemplateError) as exc:
-            click.echo(f"triage: {exc}", err=True)
+            echo(f"triage: {exc}", err=True)
             sys.exit(2)
-    click.echo(f"queued #{row_id} {message_id} to {to}")
+    echo(f"queued #{row_id} {message_id} to {to}")
     if not app.settings.smtp.host:
-        click.echo("smtp.host is not set: the mail waits in the outbox until it is", err=True)
+        echo("smtp.host is not set: the mail waits in the outbox until it is", err=True)
 
 
 def _rows(ctx: Context, show_all: bool) -> list[dict[str, Any]]:
@@ -110,40 +107,40 @@ def outbox(ctx: Context, send: bool, retry_ids: tuple[int, ...], sent_ids: tuple
         sender = make_sender(app)
         if retry_ids:
             done = sender.retry(list(retry_ids), actor="liaison")
-            click.echo(f"queued again: {', '.join(f'#{i}' for i in done) or 'none'}", err=as_json)
+            echo(f"queued again: {', '.join(f'#{i}' for i in done) or 'none'}", err=as_json)
             if refused := sorted(set(retry_ids) - set(done)):
-                click.echo(f"not queued again: {', '.join(f'#{i}' for i in refused)} (only failed or uncertain mail "
-                           "can be; a mail that was never built has no bytes to send: its error says what to fix)",
-                           err=True)
+                echo(f"not queued again: {', '.join(f'#{i}' for i in refused)} (only failed or uncertain mail "
+                 "can be; a mail that was never built has no bytes to send: its error says what to fix)",
+                 err=True)
             status |= int(bool(refused))
         if sent_ids:
             done = sender.mark_sent(list(sent_ids), actor="liaison")
-            click.echo(f"marked sent: {', '.join(f'#{i}' for i in done) or 'none'}", err=as_json)
+            echo(f"marked sent: {', '.join(f'#{i}' for i in done) or 'none'}", err=as_json)
             status |= int(len(done) != len(set(sent_ids)))
         if send:
             try:
                 report = sender.send_due(limit=10_000)
             except SmtpUnavailable as exc:
-                click.echo(f"triage: {exc}", err=True)
+                echo(f"triage: {exc}", err=True)
                 sys.exit(1)
             if as_json:
-                _echo_json({"sent": report.sent, "deferred": report.deferred, "failed": report.failed,
-                            "uncertain": report.uncertain, "recovered": report.recovered, "rows": report.rows})
+                echo_json({"sent": report.sent, "deferred": report.deferred, "failed": report.failed,
+                           "uncertain": report.uncertain, "recovered": report.recovered, "rows": report.rows})
             else:
-                click.echo(f"{report.sent} sent, {report.deferred} deferred, {report.failed} failed, "
-                           f"{report.uncertain} uncertain, {report.recovered} recovered")
+                echo(f"{report.sent} sent, {report.deferred} deferred, {report.failed} failed, "
+                     f"{report.uncertain} uncertain, {report.recovered} recovered")
             status |= int(bool(report.failed or report.uncertain))
     if not send:
         rows = _rows(ctx, show_all)
         if as_json:
-            _echo_json(rows)
+            echo_json(rows)
         elif not rows:
-            click.echo("outbox is empty" if show_all else "nothing waiting, failed or uncertain")
+            echo("outbox is empty" if show_all else "nothing waiting, failed or uncertain")
         for row in [] if as_json else rows:
-            click.echo(f"#{row['id']:<5} {row['status']:9} x{row['attempts']} {row['template']:18} "
-                       f"{', '.join(row['to'])[:40]:40} {row['subject'][:60]}")
+            echo(f"#{row['id']:<5} {row['status']:9} x{row['attempts']} {row['template']:18} "
+                 f"{', '.join(row['to'])[:40]:40} {row['subject'][:60]}")
             if row["last_error"]:
-                click.echo(f"       {row['last_error']}")
+                echo(f"       {row['last_error']}")
     if status:
         sys.exit(1)
 

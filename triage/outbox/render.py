@@ -24,6 +24,8 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from triage.bundled import bundled, resolve
+
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
 _LANGUAGE = re.compile(r"^[a-z]{2}$")
 TEMPLATE_LANGUAGE = "en"  # the language of each mail folder's own files; translations sit in <lang>/
@@ -45,13 +47,17 @@ class Rendered:
 
 
 def default_templates_dir() -> Path:
-    """The repository's templates/ folder (next to the triage package)."""
-    return Path(__file__).resolve().parents[2] / "templates"
+    """The templates shipped with triage (the checkout's top-level templates/ folder)."""
+    shipped = bundled("templates")
+    if shipped is None:
+        raise TemplateError("the templates shipped with triage are missing; reinstall triage")
+    return shipped
 
 
 def resolve_templates_dir(configured: str) -> Path:
-    """`outbox.templates_dir` as given if it exists, else the bundled templates/ folder."""
-    path = Path(configured)
+    """`outbox.templates_dir` if it holds an email/ folder (relative: in the working directory,
+    then among the shipped files), else the shipped templates."""
+    path = resolve(configured)
     if path.is_dir() and (path / "email").is_dir():
         return path
     return default_templates_dir()

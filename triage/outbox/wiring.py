@@ -15,6 +15,7 @@ from pathlib import Path
 
 import structlog
 
+from triage.bundled import resolve
 from triage.config import ConfigError, MailSettings, Settings, load_settings
 from triage.outbox.render import Renderer, resolve_templates_dir
 from triage.teams import Team, load_teams
@@ -79,9 +80,7 @@ def wiring_for(settings: Settings) -> Wiring:
     """Settings with their renderer (one per templates folder, so templates compile once) and teams."""
     folder = resolve_templates_dir(settings.outbox.templates_dir)
     routing = getattr(settings, "routing", None)  # the routing section names the teams file
-    teams_file = Path(getattr(routing, "teams_file", None) or "data/teams.toml")
-    if not teams_file.is_absolute() and not teams_file.exists():
-        teams_file = Path(__file__).resolve().parents[2] / teams_file  # relative to the checkout
+    teams_file = resolve(getattr(routing, "teams_file", None) or "data/teams.toml")
     try:
         stamp = teams_file.stat().st_mtime_ns
     except OSError:

@@ -7,7 +7,6 @@ also works on its own. Errors a user can fix go to stderr as one line, exit stat
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import tomllib
 from collections.abc import Callable, Sequence
@@ -19,8 +18,10 @@ import click
 from classifiers import ClassifierError, LinearRouter, TrainingDataError, load_model
 from classifiers.evaluation import evaluate as evaluate_model
 from classifiers.evaluation import timeline as timeline_protocol
+from triage.bundled import resolve
 from triage.ingest.parsed import NotAMailError
 from triage.routing.training_data import TrainingSet, example_from_mail, load_examples
+from triage.terminal import echo, echo_json
 
 DEFAULT_MODEL = Path("data/model")
 SEED_DATA = Path("data/seed/seed.csv")
@@ -37,7 +38,7 @@ def _user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ClassifierError as exc:
-            click.echo(f"triage: {exc}", err=True)
+            echo(f"triage: {exc}", err=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
@@ -45,10 +46,6 @@ def _user_errors(func: F) -> F:
 
 def _progress() -> bool:
     return sys.stderr.isatty()
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
 
 def _model_path(model: str | None) -> Path:
@@ -63,16 +60,18 @@ def _model_path(model: str | None) -> Path:
 
 
 def _read_data(path: str) -> TrainingSet:
-    data = load_examples(path, progress=_progress())
+    """Labelled examples from `path`; a relative path missing here names the shipped file of that name
+    (so `--data data/seed/seed.csv` works from any folder)."""
+    data = load_examples(resolve(path), progress=_progress())
     if data.skipped:
-        click.echo(f"triage: skipped {len(data.skipped)} unreadable item(s), first: {data.skipped[0]}", err=True)
+        echo(f"triage: skipped {len(data.skipped)} unreadable item(s), first: {data.skipped[0]}", err=True)
     if not data.examples:
         raise TrainingDataError(f"{path} holds no labelled examples")
     return data
 
 
 @click.command()
-@click.option("--data", "data_path", required=True, type=click.Path(exists=True),
+@click.option("--data", "data_path", required=True, type=click.Path(),
               help="A CSV (subject, body, team) or a folder of sorted mail (one mbox or subfolder per team).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="The model folder to write (model.json + arrays.npz).")
@@ -86,12 +85,12 @@ def train(data_path: str, out: str, target_precision: float) -> None:
     router.fit(data.examples)
     router.save(out)
     metrics = router.card["metrics"]
-    click.echo(f"model {router.version} saved to {out}")
-    click.echo(f"trained on {len(data.examples)} mails, {len(router.labels)} teams: {', '.join(router.labels)}")
-    click.echo(f"held-out ({metrics['protocol']}): accuracy {metrics['accuracy']:.3f}, "
-               f"macro-F1 {metrics['macro_f1']:.3f}, calibration error {metrics['calibration_error']:.3f}")
-    click.echo(_threshold_line(router.threshold.value, metrics["coverage_at_threshold"],
-                               metrics["precision_at_threshold"], target_precision))
+    echo(f"model {router.version} saved to {out}")
+    echo(f"trained on {len(data.examples)} mails, {len(router.labels)} teams: {', '.join(router.labels)}")
+    echo(f"held-out ({metrics['protocol']}): accuracy {metrics['accuracy']:.3f}, "
+         f"macro-F1 {metrics['macro_f1']:.3f}, calibration error {metrics['calibration_error']:.3f}")
+    echo(_threshold_line(router.threshold.value, metrics["coverage_at_threshold"],
+                         metrics["precision_at_threshold"], target_precision))
 
 
 def _threshold_line(value: float, coverage: float, precision: float | None, target: float | None = None) -> str:
@@ -104,7 +103,7 @@ def _threshold_line(value: float, coverage: float, precision: float | None, targ
 
 @click.command()
 @click.option("--model", "model", type=click.Path(), help=f"Model folder (default: {DEFAULT_MODEL}/).")
-@click.option("--data", "data_path", required=True, type=click.Path(exists=True),
+@click.option("--data", "data_path", required=True, type=click.Path(),
               help="Labelled held-out mail: a CSV or a folder of sorted mail.")
 @click.option("--timeline", is_flag=True,
               help="Train and test along the dates of DATA (train on the first k*STEP, test on the next STEP).")
@@ -121,43 +120,45 @@ def evaluate(model: str | None, data_path: str, timeline: bool, step: int, as_js
     data = _read_data(data_path)
     if timeline:
         result = timeline_protocol(data.examples, LinearRouter, step=step, progress=_progress())
-        _echo_json(result) if as_json else _print_timeline(result)
+        echo_json(result) if as_json else _print_timeline(result)
         return
     router = load_model(str(_model_path(model)))
     result = {"model": router.card, **evaluate_model(router, data.examples)}
     if plot:
         _plot_confusion(result["labels"], result["confusion"], Path(plot), router.version)
-    _echo_json(result) if as_json else _print_report(result)
+    echo_json(result) if as_json else _print_report(result)
 
 
 def _print_report(result: dict[str, Any]) -> None:
-    click.echo(f"model {result['model'].get('version')} on {result['n']} mails")
-    click.echo(f"accuracy {result['accuracy']:.3f}   macro-F1 {result['macro_f1']:.3f}   "
-               f"calibration error {result['calibration_error']:.3f}")
-    click.echo(_threshold_line(result["threshold"], result["coverage"], result["precision_at_threshold"]))
+    echo(f"model {result['model'].get('version')} on {result['n']} mails")
+    echo(f"accuracy {result['accuracy']:.3f}   macro-F1 {result['macro_f1']:.3f}   "
+         f"calibration error {result['calibration_error']:.3f}")
+    echo(_threshold_line(result["threshold"], result["coverage"], result["precision_at_threshold"]))
     labels: Sequence[str] = result["labels"]
     width = max(len("team"), *(len(label) for label in labels))
-    click.echo(f"\n{'team':<{width}}  precision  recall     f1  support")
+    echo()
+    echo(f"{'team':<{width}}  precision  recall     f1  support")
     for label in labels:
         t = result["per_team"][label]
-        click.echo(f"{label:<{width}}  {t['precision']:9.3f}  {t['recall']:6.3f}  {t['f1']:5.3f}  {t['support']:7d}")
-    click.echo("\nconfusion matrix (rows: true team, columns: top suggestion, numbered as the rows)")
+        echo(f"{label:<{width}}  {t['precision']:9.3f}  {t['recall']:6.3f}  {t['f1']:5.3f}  {t['support']:7d}")
+    echo()
+    echo("confusion matrix (rows: true team, columns: top suggestion, numbered as the rows)")
     cell = max(3, *(len(str(v)) for row in result["confusion"] for v in row))
-    click.echo(" " * (width + 5) + " ".join(f"{i + 1:>{cell}}" for i in range(len(labels))))
+    echo(" " * (width + 5) + " ".join(f"{i + 1:>{cell}}" for i in range(len(labels))))
     for i, (label, row) in enumerate(zip(labels, result["confusion"], strict=True)):
-        click.echo(f"{i + 1:>3} {label:<{width}} " + " ".join(f"{v:>{cell}}" for v in row))
+        echo(f"{i + 1:>3} {label:<{width}} " + " ".join(f"{v:>{cell}}" for v in row))
 
 
 def _print_timeline(result: dict[str, Any]) -> None:
-    click.echo(f"{result['protocol']}: {result['n']} dated mails ({result['undated']} undated left out), "
-               f"{len(result['splits'])} splits")
-    click.echo(f"{'train':>6} {'test':>5} {'accuracy':>9} {'macro-F1':>9} {'coverage':>9}")
+    echo(f"{result['protocol']}: {result['n']} dated mails ({result['undated']} undated left out), "
+         f"{len(result['splits'])} splits")
+    echo(f"{'train':>6} {'test':>5} {'accuracy':>9} {'macro-F1':>9} {'coverage':>9}")
     for s in result["splits"]:
-        click.echo(f"{s['train']:>6} {s['test']:>5} {s['accuracy']:>9.3f} {s['macro_f1']:>9.3f} {s['coverage']:>9.3f}")
+        echo(f"{s['train']:>6} {s['test']:>5} {s['accuracy']:>9.3f} {s['macro_f1']:>9.3f} {s['coverage']:>9.3f}")
     precision = result["precision_at_threshold"]
-    click.echo(f"mean: accuracy {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}, "
-               f"coverage {result['coverage']:.3f}, precision at threshold "
-               + (f"{precision:.3f}" if precision is not None else "n/a"))
+    echo(f"mean: accuracy {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}, "
+         f"coverage {result['coverage']:.3f}, precision at threshold "
+         + (f"{precision:.3f}" if precision is not None else "n/a"))
 
 
 def _plot_confusion(labels: Sequence[str], confusion: list[list[int]], path: Path, title: str) -> None:
@@ -193,9 +194,9 @@ def _plot_confusion(labels: Sequence[str], confusion: list[list[int]], path: Pat
 
 
 def _team_names() -> dict[str, str]:
-    """Display names from data/teams.toml when it is there; the model's keys otherwise."""
+    """Display names from the teams file (./data/teams.toml, else the shipped one); the model's keys otherwise."""
     try:
-        teams = tomllib.loads(TEAMS_FILE.read_text(encoding="utf-8")).get("teams", {})
+        teams = tomllib.loads(resolve(TEAMS_FILE).read_text(encoding="utf-8")).get("teams", {})
     except (OSError, tomllib.TOMLDecodeError):
         return {}
     return {key: str(t.get("name", key)) for key, t in teams.items() if isinstance(t, dict)}
@@ -218,7 +219,7 @@ def suggest(mail_file: BinaryIO, model: str | None, top: int, as_json: bool) -> 
     evidence = router.explain(example)
     names = _team_names()
     if as_json:
-        _echo_json({
+        echo_json({
             "team": suggestion.team, "confidence": suggestion.confidence, "threshold": suggestion.threshold,
             "model_version": suggestion.model_version,
             "ranked": [{"team": t, "name": names.get(t, t), "probability": p} for t, p in suggestion.ranked],
@@ -226,14 +227,14 @@ def suggest(mail_file: BinaryIO, model: str | None, top: int, as_json: bool) -> 
         })
         return
     if suggestion.team is None:
-        click.echo(f"no suggestion: best confidence {suggestion.confidence:.1%} is below the threshold "
-                   f"{suggestion.threshold:.1%}; the liaison decides")
+        echo(f"no suggestion: best confidence {suggestion.confidence:.1%} is below the threshold "
+             f"{suggestion.threshold:.1%}; the liaison decides")
     else:
-        click.echo(f"suggested team: {names.get(suggestion.team, suggestion.team)} "
-                   f"({suggestion.confidence:.1%} confident)")
+        echo(f"suggested team: {names.get(suggestion.team, suggestion.team)} "
+             f"({suggestion.confidence:.1%} confident)")
     for team, probability in suggestion.ranked[:top]:
-        click.echo(f"  {probability:6.1%}  {names.get(team, team)}")
+        echo(f"  {probability:6.1%}  {names.get(team, team)}")
     if evidence:
-        click.echo(f"evidence for {names.get(suggestion.ranked[0][0], suggestion.ranked[0][0])}: "
-                   + ", ".join(f"{feature} ({weight:+.3f})" for feature, weight in evidence))
-    click.echo(f"model {suggestion.model_version}")
+        echo(f"evidence for {names.get(suggestion.ranked[0][0], suggestion.ranked[0][0])}: "
+             + ", ".join(f"{feature} ({weight:+.3f})" for feature, weight in evidence))
+    echo(f"model {suggestion.model_version}")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import getpass
-import json
 import sys
 from typing import Any
 
 import click
 
 from triage.routing.errors import RoutingError
+from triage.terminal import echo, echo_json
 
 
 def _router(ctx: click.Context) -> Any:
@@ -34,18 +34,18 @@ def queue(ctx: click.Context, as_json: bool) -> None:
     finally:
         app.close()
     if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False))
+        echo_json(rows)
         return
     if not rows:
-        click.echo("nothing waiting for a decision")
+        echo("nothing waiting for a decision")
     for row in rows:
         team = row["suggested_team"] or "(no suggestion: model not confident)"
         conf = f"{row['confidence']:.2f}" if row["confidence"] is not None else "-"
         flag = f"  [!] {row['flag']}" if row["flag"] else ""
-        click.echo(f"{row['reference']}  {team:24} {conf:>5}  {(row['subject'] or '')[:60]}{flag}")
+        echo(f"{row['reference']}  {team:24} {conf:>5}  {(row['subject'] or '')[:60]}{flag}")
         if row["evidence"]:
             words = ", ".join(str(feature) for feature, _ in row["evidence"][:5])
-            click.echo(f"{'':15}because: {words}")
+            echo(f"{'':15}because: {words}")
 
 
 @click.command()
@@ -73,23 +73,23 @@ def approve(ctx: click.Context, references: tuple[str, ...], team: str | None, m
                 results.append(router.approve(reference, actor=_actor(actor), team=team))
             except RoutingError as exc:
                 failed = True
-                click.echo(f"triage: {exc}", err=True)
+                echo(f"triage: {exc}", err=True)
     finally:
         app.close()
     failures = [r for r in results if "error" in r]  # a bulk approval goes on past a ticket that fails
     if as_json:
-        click.echo(json.dumps(results))
+        echo_json(results)
     else:
         for r in results:
             if "error" in r:
                 continue
             how = "accepted" if r["agreed"] else f"corrected from {r['suggested'] or 'no suggestion'}"
-            click.echo(f"{r['reference']} -> {r['team']} ({how})")
+            echo(f"{r['reference']} -> {r['team']} ({how})")
         if min_confidence is not None:
-            click.echo(f"{len(results) - len(failures)} approved at confidence >= {min_confidence}"
+            echo(f"{len(results) - len(failures)} approved at confidence >= {min_confidence}"
                        + (f", {len(failures)} failed" if failures else ""))
     for r in failures:
-        click.echo(f"triage: {r['reference']} not approved: {r['error']}", err=True)
+        echo(f"triage: {r['reference']} not approved: {r['error']}", err=True)
     if failed or failures:
         sys.exit(1)
 
@@ -114,21 +114,21 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     finally:
         app.close()
     if as_json:
-        click.echo(json.dumps(figures))
+        echo_json(figures)
         return
-    click.echo(f"model {figures['model_version'] or '(none)'}: {figures['suggestions']} suggestions, "
-               f"coverage {figures['coverage'] if figures['coverage'] is not None else '-'}")
-    click.echo(f"{figures['decisions']} decisions, agreement {figures['agreement'] if figures['agreement'] is not None else '-'}; "
-               f"{figures['waiting']} tickets waiting")
+    echo(f"model {figures['model_version'] or '(none)'}: {figures['suggestions']} suggestions, "
+         f"coverage {figures['coverage'] if figures['coverage'] is not None else '-'}")
+    echo(f"{figures['decisions']} decisions, agreement {figures['agreement'] if figures['agreement'] is not None else '-'}; "
+         f"{figures['waiting']} tickets waiting")
     for week in figures["by_week"]:
-        click.echo(f"  {week['week']}: {week['agreed']}/{week['decisions']} agreed ({week['agreement']})")
+        echo(f"  {week['week']}: {week['agreed']}/{week['decisions']} agreed ({week['agreement']})")
     overdue = figures["overdue_by_team"]
-    click.echo("overdue (first response past due): "
-               + (", ".join(f"{team} {n}" for team, n in sorted(overdue.items())) if overdue else "none"))
+    echo("overdue (first response past due): "
+         + (", ".join(f"{team} {n}" for team, n in sorted(overdue.items())) if overdue else "none"))
     medians = figures["median_first_response_hours"]
     if medians:
-        click.echo("median first response, last 90 days: "
-                   + ", ".join(f"{team} {hours:.1f} h" for team, hours in sorted(medians.items())))
+        echo("median first response, last 90 days: "
+             + ", ".join(f"{team} {hours:.1f} h" for team, hours in sorted(medians.items())))
 
 
 @click.command()
@@ -145,6 +145,6 @@ def retrain(ctx: click.Context, force: bool, as_json: bool) -> None:
     finally:
         app.close()
     if as_json:
-        click.echo(json.dumps(result.as_dict()))
+        echo_json(result.as_dict())
     else:
-        click.echo(("promoted: " if result.promoted else "kept the current model: ") + result.reason)
+        echo(("promoted: " if result.promoted else "kept the current model: ") + result.reason)

@@ -13,6 +13,7 @@ from pathlib import Path
 import structlog
 
 from classifiers import Classifier, LinearRouter, ModelFileError, default_classifier, load_model
+from triage.bundled import resolve
 from triage.config import RoutingSettings
 from triage.routing.training_data import load_examples
 
@@ -24,7 +25,7 @@ def current_model(settings: RoutingSettings) -> Classifier | None:
     path = Path(settings.model_path)
     if path.is_dir():
         return load_model(str(path))
-    seed = Path(settings.seed_data)
+    seed = resolve(settings.seed_data)
     if not (settings.auto_train and seed.exists()):
         log.warning("routing.no_model", model_path=str(path), hint="triage train --data ... --out " + str(path))
         return None

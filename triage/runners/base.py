@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import structlog
 
+from triage.failures import describe
+
 log = structlog.get_logger(__name__)
 
 
@@ -65,7 +67,7 @@ class Runner:
                         raise
                     failures += 1
                     delay = self.retry_delay(exc, failures)
-                    log.error("runner.step_failed", runner=self.name, error=f"{type(exc).__name__}: {exc}",
+                    log.error("runner.step_failed", runner=self.name, error=describe(exc),
                               failures=failures, retry_in=round(delay, 1))
                     self.stop_event.wait(delay)
                     continue

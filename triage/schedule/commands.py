@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 import click
 
 from triage.schedule.run import run_reminders, summarise
+from triage.terminal import echo, echo_json
 
 
 def _parse_now(value: str | None) -> datetime:
@@ -36,10 +36,10 @@ def remind(ctx: click.Context, dry_run: bool, now_iso: str | None, as_json: bool
     finally:
         app.close()
     if as_json:
-        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+        echo_json(report.as_dict())
         return
     for line in summarise(report):
-        click.echo(line)
+        echo(line)
 
 
 __all__ = ["remind"]

@@ -6,16 +6,21 @@ tests call it with their own URLs (an SQLite file, a PostgreSQL schema).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar
 
+import structlog
 from sqlalchemy import JSON, DateTime, Engine, MetaData, String, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+log = structlog.get_logger(__name__)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -29,18 +34,18 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def upsert_insert(session: Session) -> Callable[..., Any]:
@@ -74,7 +79,7 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime(), str: String(1000)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), str: String(1000)}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -84,7 +89,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")
     if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         _switch_to_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -120,13 +124,43 @@ def _sqlite_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+BUSY_TIMEOUT_SECONDS = 30.0
+PRIVATE_FILE = 0o600
+
+
+def _create_private(path: str) -> None:
+    """Create the SQLite file readable by its owner only, before SQLite creates it with the umask's
+    mode: it holds every mail. SQLite gives its -wal and -shm files the database file's mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        if os.stat(path).st_mode & 0o077 and path not in _warned:
+            _warned.add(path)
+            log.warning("database.readable_by_others", path=path, fix=f"chmod 600 {path}")
+    except OSError:
+        pass  # a missing folder or no permission: SQLite's own error says so when it connects
+
+
+_warned: set[str] = set()
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine that never puts statement parameters (mail bodies) into errors or logs.
+
+    SQLite waits up to 30 s for another process's write lock, or the `timeout` the URL gives
+    (`sqlite:///triage.db?timeout=5`), and creates a new database file with mode 0600.
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+        parsed = make_url(url)
+        timeout = {} if "timeout" in parsed.query else {"timeout": BUSY_TIMEOUT_SECONDS}
+        engine = create_engine(url, echo=echo, connect_args=timeout, hide_parameters=True)
+        path = parsed.database
+        if path and path != ":memory:" and not path.startswith("file:") and not parsed.query.get("uri"):
+            event.listen(engine, "do_connect", lambda *_: _create_private(path))
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    return create_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Any]:
