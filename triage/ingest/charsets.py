@@ -15,7 +15,7 @@ import re
 from charset_normalizer import from_bytes
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
-_WORD_GAP = re.compile(r"\?=[ \t\r\n]+(?==\?)")
+_WORD_GAP = re.compile(r"\?=[ \t\r\n]++(?==\?)")
 _CHARSET_SUPERSETS = {
     "gb2312": "gb18030",
     "gbk": "gb18030",
