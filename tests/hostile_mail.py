@@ -35,7 +35,9 @@ def address_at_in_names(size: int) -> bytes:
 
 
 def address_unclosed_angles(size: int) -> bytes:
-    return _mail(_field(b"To", b"Ana " + _repeat(b"<a@b ", size)) + b"From: ana@example.org\r\nSubject: x\r\n")
+    return _mail(
+        _field(b"To", b"Ana " + _repeat(b"<a@b ", size)) + b"From: ana@example.org\r\nSubject: x\r\n"
+    )
 
 
 def address_unclosed_quote(size: int) -> bytes:
@@ -52,11 +54,15 @@ def address_spaces(size: int) -> bytes:
 
 
 def address_domain_literal(size: int) -> bytes:
-    return _mail(_field(b"From", b"x@[" + _repeat(b"192.0.2.7 ", size)) + b"To: desk@example.org\r\nSubject: x\r\n")
+    return _mail(
+        _field(b"From", b"x@[" + _repeat(b"192.0.2.7 ", size)) + b"To: desk@example.org\r\nSubject: x\r\n"
+    )
 
 
 def many_addresses(size: int) -> bytes:
-    return _mail(_field(b"To", _repeat(b'"N, a" <a@example.org>, ', size)) + b"From: ana@example.org\r\nSubject: x\r\n")
+    return _mail(
+        _field(b"To", _repeat(b'"N, a" <a@example.org>, ', size)) + b"From: ana@example.org\r\nSubject: x\r\n"
+    )
 
 
 def subject_encoded_words(size: int) -> bytes:
@@ -65,7 +71,9 @@ def subject_encoded_words(size: int) -> bytes:
 
 def subject_bounce_words(size: int) -> bytes:
     """A subject that starts like a bounce and keeps the bounce patterns guessing."""
-    return _mail(_field(b"Subject", b"[postmaster] " + _repeat(b"mail ", size)) + b"From: ana@example.org\r\n")
+    return _mail(
+        _field(b"Subject", b"[postmaster] " + _repeat(b"mail ", size)) + b"From: ana@example.org\r\n"
+    )
 
 
 def long_references(size: int) -> bytes:
@@ -73,7 +81,9 @@ def long_references(size: int) -> bytes:
 
 
 def unclosed_references(size: int) -> bytes:
-    return _mail(_field(b"References", _repeat(b"<a b", size)) + _field(b"In-Reply-To", _repeat(b"<", size)) + _HEAD)
+    return _mail(
+        _field(b"References", _repeat(b"<a b", size)) + _field(b"In-Reply-To", _repeat(b"<", size)) + _HEAD
+    )
 
 
 def header_blank_fold(size: int) -> bytes:
@@ -102,16 +112,22 @@ def quoted_content_type(size: int) -> bytes:
 def deep_nesting(size: int) -> bytes:
     """Multiparts nested as deep as the size allows."""
     depth = max(1, size // 60)
-    opens = b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1) for i in range(depth))
+    opens = b"".join(
+        b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1) for i in range(depth)
+    )
     closes = b"".join(b"--b%d--\r\n" % i for i in range(depth, -1, -1))
     inner = b"--b%d\r\nContent-Type: text/plain\r\n\r\nhello\r\n" % depth
-    return _mail(_HEAD + b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b0"\r\n', opens + inner + closes)
+    return _mail(
+        _HEAD + b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b0"\r\n',
+        opens + inner + closes,
+    )
 
 
 def many_parts(size: int) -> bytes:
     part = b"--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
     return _mail(
-        _HEAD + b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n', _repeat(part, size) + b"--b--\r\n"
+        _HEAD + b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n',
+        _repeat(part, size) + b"--b--\r\n",
     )
 
 
@@ -119,7 +135,31 @@ def many_odd_parts(size: int) -> bytes:
     """Parts the fast path refuses (each with a stray header line), so the feed parser reads them all."""
     part = b"--b\r\nContent-Type: text/plain\r\nstray\r\n\r\nhi\r\n"
     return _mail(
-        _HEAD + b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n', _repeat(part, size) + b"--b--\r\n"
+        _HEAD + b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n',
+        _repeat(part, size) + b"--b--\r\n",
+    )
+
+
+def _parts(part: bytes, size: int) -> bytes:
+    headers = _HEAD + b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n'
+    return _mail(headers, _repeat(part, size) + b"--b--\r\n")
+
+
+def tiny_control_parts(size: int) -> bytes:
+    """Tiny text parts with a control byte: each one a binary-or-text question for charset-normalizer."""
+    return _parts(b"--b\r\nContent-Type: text/plain\r\n\r\nhi\x01there\r\n", size)
+
+
+def tiny_undeclared_parts(size: int) -> bytes:
+    """Tiny 8-bit text parts without a charset: each one a charset guess."""
+    return _parts(b"--b\r\nContent-Type: text/plain\r\n\r\ncaf\xe9\r\n", size)
+
+
+def unknown_charset_words(size: int) -> bytes:
+    """Encoded words in charsets no codec knows, each cut off from the next by a word."""
+    return _mail(
+        _field(b"Subject", _repeat(b"=?x-a?q?caf=E9?= a =?x-b?q?caf=E9?= b ", size))
+        + b"From: ana@example.org\r\n"
     )
 
 
@@ -129,7 +169,9 @@ def feedback_report_to(size: int) -> bytes:
         b"--r\r\nContent-Type: text/plain\r\n\r\nThis is an abuse report.\r\n"
         b"--r\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: x/1\r\nVersion: 1\r\n"
         b"--r\r\nContent-Type: message/rfc822\r\n\r\n"
-        b"From: ana@example.org\r\nTo: " + _repeat(b"a", size) + b"\r\nMessage-ID: <o1@example.org>\r\n\r\nhi\r\n--r--\r\n"
+        b"From: ana@example.org\r\nTo: "
+        + _repeat(b"a", size)
+        + b"\r\nMessage-ID: <o1@example.org>\r\n\r\nhi\r\n--r--\r\n"
     )
     headers = (
         b"From: fbl@isp.example\r\nTo: desk@example.org\r\nSubject: complaint\r\nMessage-ID: <f1@isp.example>\r\n"
@@ -238,6 +280,9 @@ FAMILIES: dict[str, Family] = {
     "mime: deep nesting": deep_nesting,
     "mime: many parts": many_parts,
     "mime: many odd parts": many_odd_parts,
+    "mime: tiny parts with control bytes": tiny_control_parts,
+    "mime: tiny parts without charset": tiny_undeclared_parts,
+    "subject: words in unknown charsets": unknown_charset_words,
     "report: feedback To line": feedback_report_to,
     "bounce: blank lines": bounce_blank_lines,
     "bounce: long address line": bounce_long_address_line,

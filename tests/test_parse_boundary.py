@@ -43,7 +43,10 @@ def mail_with(**fields: str | bytes) -> bytes:
     """A small mail whose header fields are BASE with `fields` put in (names with '_' for '-')."""
     values: dict[str, str | bytes] = dict(BASE)
     values.update({name.replace("_", "-"): value for name, value in fields.items()})
-    lines = [name.encode() + b": " + (v if isinstance(v, bytes) else v.encode()) for name, v in values.items()]
+    lines = [
+        name.encode() + b": " + (v if isinstance(v, bytes) else v.encode("utf-8", "surrogatepass"))
+        for name, v in values.items()
+    ]
     return b"\r\n".join(lines) + b"\r\n\r\nHello.\r\n"
 
 
@@ -59,7 +62,9 @@ def assert_composable(mail: ParsedMail) -> None:
         message = EmailMessage(policy=email.policy.SMTP)
         message["References"] = " ".join(mail.references)
         message.as_bytes()
-    addresses = [a for a in (mail.from_addr, *mail.to, *mail.cc, *mail.reply_to, *mail.bounced_recipients) if a]
+    addresses = [
+        a for a in (mail.from_addr, *mail.to, *mail.cc, *mail.reply_to, *mail.bounced_recipients) if a
+    ]
     for addr in addresses:
         local, _, domain = addr.rpartition("@")
         message = EmailMessage(policy=email.policy.SMTP)
@@ -70,7 +75,9 @@ def assert_composable(mail: ParsedMail) -> None:
     message.as_bytes()
     if mail.from_addr:  # the acknowledgment triage composes for this mail
         reply = compose(
-            Rendered(name="acknowledgment", language="en", subject=f"Re: {mail.subject or ''}", text="Thanks.\n"),
+            Rendered(
+                name="acknowledgment", language="en", subject=f"Re: {mail.subject or ''}", text="Thanks.\n"
+            ),
             sender=Party("desk@example.org", "Desk"),
             to=[Party(mail.from_addr, mail.from_name)],
             thread=ThreadInfo("T-2026-00001", mail.in_reply_to or mail.message_id, tuple(mail.references)),
@@ -119,12 +126,16 @@ def test_msg_id_the_stdlib_would_choke_on_is_dropped_with_a_defect(value: str) -
     mail = parse_mail(mail_with(In_Reply_To=value, Message_ID=value, References=f"<ok@example.org> {value}"))
     assert mail.in_reply_to is None and mail.message_id is None
     assert mail.references == ["<ok@example.org>"]
-    assert {"bad-message-id:in-reply-to", "bad-message-id:message-id", "bad-message-id:references"} <= set(mail.defects)
+    assert {"bad-message-id:in-reply-to", "bad-message-id:message-id", "bad-message-id:references"} <= set(
+        mail.defects
+    )
 
 
 def test_unclosed_domain_literal_in_from_is_dropped_with_a_defect() -> None:
     """From: x@[192.0.2.7 (no ']') made the stdlib raise while composing; it is no address."""
-    mail = parse_mail(mail_with(From="Ana <x@[192.0.2.7>", Reply_To="x@[192.0.2.7", To="desk@example.org, x@[192.0.2.7"))
+    mail = parse_mail(
+        mail_with(From="Ana <x@[192.0.2.7>", Reply_To="x@[192.0.2.7", To="desk@example.org, x@[192.0.2.7")
+    )
     assert mail.from_addr is None and mail.from_name is None
     assert mail.reply_to == [] and mail.to == ["desk@example.org"]
     assert {"bad-address:from", "bad-address:reply-to", "bad-address:to"} <= set(mail.defects)
@@ -136,7 +147,9 @@ def test_closed_domain_literal_is_an_address() -> None:
     assert parse_mail(mail_with(From="Ana <x@[192.0.2.7]>")).from_addr == "x@[192.0.2.7]"
 
 
-@pytest.mark.parametrize("breaker", [*BREAKERS, "\x1b", "\x01", "\x7f", "\x9b"], ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize(
+    "breaker", [*BREAKERS, "\x1b", "\x01", "\x7f", "\x9b"], ids=lambda c: f"U+{ord(c):04X}"
+)
 def test_control_characters_in_subject_and_name_become_a_space(breaker: str) -> None:
     """The subject is echoed in our reply's subject and the name is the reply's display name:
     a control character or line breaker in either is made a space, with a defect."""
@@ -173,8 +186,10 @@ def test_overlong_ids_and_addresses_are_dropped() -> None:
 def test_ordinary_values_pass_unchanged() -> None:
     """A well-formed mail keeps its values as they were and gains no defect from these rules."""
     raw = mail_with(
-        From='"Lima, Ana" <Ana.Lima+desk@Example.ORG>', Cc="b@[IPv6:2001:db8::1], jöhn@bücher.example",
-        In_Reply_To="<CA+x=y_z@mail.gmail.com>", References='<"quoted.left"@x.example> <a@b@c.example>',
+        From='"Lima, Ana" <Ana.Lima+desk@Example.ORG>',
+        Cc="b@[IPv6:2001:db8::1], jöhn@bücher.example",
+        In_Reply_To="<CA+x=y_z@mail.gmail.com>",
+        References='<"quoted.left"@x.example> <a@b@c.example>',
     )
     mail = parse_mail(raw)
     assert (mail.from_name, mail.from_addr) == ("Lima, Ana", "ana.lima+desk@example.org")
@@ -185,11 +200,39 @@ def test_ordinary_values_pass_unchanged() -> None:
     assert_composable(mail)
 
 
+@pytest.mark.parametrize(
+    "ctype",
+    ["application/" + "x" * 300, "text/plain\r\n   charset=x", "image/p(n)g", "a/b/c", "bild/png\u00e9"],
+)
+def test_invalid_content_type_is_text_plain(ctype: str) -> None:
+    """RFC 2045 5.2: an invalid Content-Type (too long for RFC 6838, a stray character, a line
+    break from a missing ';') is text/plain, so no attachment carries it into storage."""
+    raw = mail_with(MIME_Version="1.0", Content_Type="multipart/mixed; boundary=b")
+    raw += f"--b\r\nContent-Type: {ctype}\r\n\r\nhello\r\n--b--\r\n".encode()
+    mail = parse_mail(raw)
+    assert mail.body_text.endswith("hello") and not mail.attachments
+
+
+@PROFILE
+@given(value=st.text(max_size=300))
+def test_any_content_type_gives_a_storable_type(value: str) -> None:
+    """Whatever a part's Content-Type says, its attachment's type is a type/subtype of at most
+    255 characters without blanks or controls (the attachments.content_type column)."""
+    raw = mail_with(MIME_Version="1.0", Content_Type="multipart/mixed; boundary=b")
+    ctype = value.encode("utf-8", "surrogatepass")
+    raw += b"--b\r\nContent-Type: " + ctype + b"\r\n\r\n\x89PNG\x00\x01\x02\r\n--b--\r\n"
+    for attachment in parse_mail(raw).attachments:
+        assert len(attachment.content_type) <= 255 and attachment.content_type.count("/") == 1
+        assert attachment.content_type.isprintable() and " " not in attachment.content_type
+
+
 # --- generated input -------------------------------------------------------------------------
 
 HOSTILE_TEXT = st.text(
     st.one_of(
-        st.sampled_from([*BREAKERS, "\x00", "\t", " ", "<", ">", "@", "[", "]", "(", ")", '"', "\\", ",", ";", ":", "."]),
+        st.sampled_from(
+            [*BREAKERS, "\x00", "\t", " ", "<", ">", "@", "[", "]", "(", ")", '"', "\\", ",", ";", ":", "."]
+        ),
         st.characters(),
     ),
     max_size=40,
@@ -236,7 +279,7 @@ def test_hostile_text_in_every_header_at_once(values: dict[str, str]) -> None:
     ),
     right=st.one_of(
         st.text(st.sampled_from("abcXYZ019.@!#$%&'*+/=?^_`{|}~-"), min_size=1, max_size=12),
-        st.text(st.sampled_from("ab.:(),;!#\"@"), max_size=12).map(lambda s: f"[{s}]"),
+        st.text(st.sampled_from('ab.:(),;!#"@'), max_size=12).map(lambda s: f"[{s}]"),
     ),
 )
 def test_every_msg_id_the_grammar_keeps_is_composable(left: str, right: str) -> None:

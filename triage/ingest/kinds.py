@@ -103,14 +103,17 @@ _RECIPIENT_FIELD = re.compile(
 # its own (the lookbehind): tried from inside a run of them, as before, the same run was read
 # again from every position, quadratic in the line's length (15 s for a 195 kB complaint).
 _EMBEDDED_TO = re.compile(
-    rb"^to[ \t]*+:[^\n]*?<?(?<![^\s<>@,;:\"])([^\s<>@,;:\"]++@[^\s<>@,;:\"]+)>?", re.IGNORECASE | re.MULTILINE
+    rb"^to[ \t]*+:[^\n]*?<?(?<![^\s<>@,;:\"])([^\s<>@,;:\"]++@[^\s<>@,;:\"]+)>?",
+    re.IGNORECASE | re.MULTILINE,
 )
 _EMBEDDED_ID = re.compile(rb"^message-id[ \t]*+:\s*+(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 # Blanks before the field name are read on its own line only: '\s*' from every line start read all
 # the blank lines below it again (a body of empty lines was quadratic). The id found is the same.
 _MESSAGE_ID = re.compile(r"^[^\S\n]*+message-id\s*+:\s*+(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 _ID_WORDS = ("message-id", "references", "in-reply-to")
-_ID_LINES = re.compile(r"^[^\S\n]*+(?:message-id|references|in-reply-to)\s*+:.*$", re.IGNORECASE | re.MULTILINE)
+_ID_LINES = re.compile(
+    r"^[^\S\n]*+(?:message-id|references|in-reply-to)\s*+:.*$", re.IGNORECASE | re.MULTILINE
+)
 # '<local@domain>'; the domain's inner '.' is checked after the match, which backtracked through
 # every dot of a long domain (`_angle_addresses`).
 _ANGLE_ADDR = re.compile(r"<([^<>\s@]++@[^<>\s@]++)>")

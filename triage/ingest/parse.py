@@ -11,7 +11,11 @@ Python loop and its regex compile per boundary; everything else goes to the feed
 Charset fallbacks live in `charsets`, kinds in `kinds`, quote splitting in `quotes`.
 
 Damaged mail is parsed as far as it goes and the damage is listed in `defects`; only input
-that is not a mail at all raises `NotAMailError`. Nothing here logs or does I/O.
+that is not a mail at all raises `NotAMailError`. Hostile mail costs time linear in its size:
+header fields are capped as the tree is built (`limits`), multiparts are read MAX_DEPTH deep,
+every pattern applied to mail text runs in linear time, and the values handed on (Message-IDs,
+addresses, names, the subject) are ones a reply can carry (`boundary`). Nothing here logs or
+does I/O.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from charset_normalizer import is_binary
 from mailparser.utils import get_addresses
 
 from triage.ingest import boundary, htmltext, kinds, quotes, signals
-from triage.ingest.charsets import decode_bytes, decode_words
+from triage.ingest.charsets import Guesses, decode_bytes, decode_words
 from triage.ingest.limits import CappedMessage, HeaderCut
 from triage.ingest.parsed import NotAMailError, ParsedAttachment, ParsedMail
 
@@ -55,6 +59,7 @@ _FIELD = r"([\041-\071\073-\176]+):([^\r\n]*+(?>\r\n|\r|\n)(?:[\t ][^\r\n]*+(?>\
 _HEADER_FIELD = re.compile(_FIELD)
 _HEADER_BLOCK = re.compile(f"(?:{_FIELD})*+(?>\\r\\n|\\r|\\n)")  # fields, then an empty line
 _FIRST_LOOK = 512
+_LINE_END = re.compile(r"\r\n?|\n")
 # Linear time: a start inside a run of line ends fails at once (the run's first end decides).
 _FOLD = re.compile(r"(?<![\r\n])[\r\n]++(?=[ \t])")
 _MSG_ID = re.compile(r"<[^<>]+>")
@@ -85,6 +90,8 @@ _MAX_PARENS = 16  # comments in an address header beyond which the stdlib's recu
 # scan stops at the next one, so the text is read once (it was read to its end from every '@').
 _AT_IN_NAME = re.compile(r"@[^,<>\"@]*+<")
 _BODY_TYPES = ("text/plain", "text/html")
+# type "/" subtype, each an RFC 2045 token of at most 127 characters (RFC 6838 4.2).
+_MEDIA_TYPE = re.compile(r"[!#$%&'*+.^_`{|}~0-9a-z-]{1,127}/[!#$%&'*+.^_`{|}~0-9a-z-]{1,127}")
 # C0 control characters that no text in an ASCII-based charset uses (NUL, which broken
 # mailers pad text with and `clean_text` drops, and TAB, LF, VT, FF, CR and ESC are left out);
 # how much of the start of a body is looked at to tell text from binary data.
@@ -166,17 +173,18 @@ def parse_mail(raw: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> ParsedMail:
 
 
 def _build(raw: bytes, msg: Message, defects: list[str], oversize: bool) -> ParsedMail:
-    headers = _header_map(msg, defects)
-    senders = _addresses(headers.get("from", []), "from", defects)
+    guesses = Guesses()  # the mail's budget of charset-normalizer calls
+    headers = _header_map(msg, defects, guesses)
+    senders = _addresses(headers.get("from", []), "from", defects, guesses)
     from_name, from_addr = senders[0] if senders else (None, None)
     if not senders:
         defects.append("missing-from")
     if from_name:
         from_name = boundary.one_line(from_name, "from-name", boundary.MAX_NAME, defects) or None
-    decoded_subject = decode_words(_first(headers, "subject") or "", defects).strip()
+    decoded_subject = decode_words(_first(headers, "subject") or "", defects, guesses).strip()
     subject = boundary.one_line(decoded_subject, "subject", boundary.MAX_SUBJECT, defects) or None
     root = _Head(msg)
-    body = _BodyWalk(msg, defects)
+    body = _BodyWalk(msg, defects, guesses)
     if not oversize and "nesting-too-deep" not in defects:
         body.walk(msg, head=root)
     attachments = body.attachments
@@ -197,20 +205,21 @@ def _build(raw: bytes, msg: Message, defects: list[str], oversize: bool) -> Pars
         body_text=body_text,
         attachments=attachments,
     )
-    bounced = [a for _, a in _valid_addresses([(None, r) for r in verdict.recipients], "bounced-recipient", defects)]
+    in_reply_to = _MSG_ID.findall(_first(headers, "in-reply-to") or "")
+    references = _MSG_ID.findall(" ".join(headers.get("references", [])))
+    recipients = [(None, r) for r in verdict.recipients]
+    bounced = [a for _, a in _valid_addresses(recipients, "bounced-recipient", defects, guesses)]
     return ParsedMail(
         message_id=_message_id(_first(headers, "message-id"), defects),
         from_addr=from_addr,
         from_name=from_name,
-        to=[a for _, a in _addresses(headers.get("to", []), "to", defects)],
-        cc=[a for _, a in _addresses(headers.get("cc", []), "cc", defects)],
-        reply_to=[a for _, a in _addresses(headers.get("reply-to", []), "reply-to", defects)],
+        to=[a for _, a in _addresses(headers.get("to", []), "to", defects, guesses)],
+        cc=[a for _, a in _addresses(headers.get("cc", []), "cc", defects, guesses)],
+        reply_to=[a for _, a in _addresses(headers.get("reply-to", []), "reply-to", defects, guesses)],
         subject=subject,
         date=_date(_first(headers, "date"), defects),
-        in_reply_to=_first_valid_id(_MSG_ID.findall(_first(headers, "in-reply-to") or ""), "in-reply-to", defects),
-        references=boundary.trim_references(
-            _valid_ids(_MSG_ID.findall(" ".join(headers.get("references", []))), "references", defects), defects
-        ),
+        in_reply_to=_first_valid_id(in_reply_to, "in-reply-to", defects),
+        references=boundary.trim_references(_valid_ids(references, "references", defects), defects),
         body_text=body_text,
         new_text=reply.new,
         quoted_text=reply.quoted,
@@ -377,13 +386,12 @@ def _boundary_lines(text: str, start: int, separator: str) -> list[tuple[int, in
 
 
 def _line_end(text: str, pos: int) -> int:
-    """The index past the line end (CRLF, CR or LF) of the line holding `pos`, or the text's end."""
-    cr, lf = text.find("\r", pos), text.find("\n", pos)
-    if cr < 0 and lf < 0:
-        return len(text)
-    if lf < 0 or 0 <= cr < lf:
-        return cr + 2 if text.startswith("\n", cr + 1) else cr + 1
-    return lf + 1
+    """The index past the line end (CRLF, CR or LF) of the line holding `pos`, or the text's end.
+
+    One search for either character: finding each alone read a text without CRs to its end,
+    at every boundary line (quadratic in the number of parts)."""
+    found = _LINE_END.search(text, pos)
+    return found.end() if found else len(text)
 
 
 def _without_line_end(text: str) -> str:
@@ -434,7 +442,7 @@ def _finish(msg: Message, defects: list[str]) -> None:
             stack.extend(p for p in part.get_payload() if isinstance(p, Message))
 
 
-def _header_map(msg: Message, defects: list[str]) -> dict[str, list[str]]:
+def _header_map(msg: Message, defects: list[str], guesses: Guesses) -> dict[str, list[str]]:
     """Lower-case name -> unfolded values of the headers triage reads, raw 8-bit bytes decoded.
 
     RFC 6532 says raw header bytes are UTF-8; older mailers used the body's charset, so that
@@ -450,9 +458,8 @@ def _header_map(msg: Message, defects: list[str]) -> dict[str, list[str]]:
         if "\n" in value or "\r" in value:
             value = _FOLD.sub("", value).replace("\r", "").replace("\n", "")
         if not value.isascii():
-            value = decode_bytes(
-                value.encode("utf-8", "surrogateescape"), _charset_hint(msg), defects, utf8_first=True
-            )
+            data = value.encode("utf-8", "surrogateescape")
+            value = decode_bytes(data, _charset_hint(msg), defects, utf8_first=True, guesses=guesses)
         out.setdefault(name, []).append(value)
     return out
 
@@ -475,7 +482,9 @@ def _first(headers: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
-def _addresses(values: list[str], field: str, defects: list[str]) -> list[tuple[str | None, str]]:
+def _addresses(
+    values: list[str], field: str, defects: list[str], guesses: Guesses
+) -> list[tuple[str | None, str]]:
     """(display name, lower-case address) pairs; mail-parser recovers what the stdlib misreads."""
     if not values:
         return []
@@ -499,11 +508,11 @@ def _addresses(values: list[str], field: str, defects: list[str]) -> list[tuple[
         pairs = get_addresses(text, defects=diagnostics)
         if diagnostics:
             defects.append(f"bad-address:{field}")
-    return _valid_addresses(pairs, field, defects)
+    return _valid_addresses(pairs, field, defects, guesses)
 
 
 def _valid_addresses(
-    pairs: Iterable[tuple[str | None, str]], field: str, defects: list[str]
+    pairs: Iterable[tuple[str | None, str]], field: str, defects: list[str], guesses: Guesses
 ) -> list[tuple[str | None, str]]:
     """The pairs whose address `boundary.address` keeps, names decoded; `bad-address:<field>`
     when one is dropped. An item without '@' (an empty one, a group's name) is no address."""
@@ -515,7 +524,7 @@ def _valid_addresses(
         if addr is None:
             defects.append(f"bad-address:{field}")
             continue
-        decoded = decode_words(name, defects).strip().strip('"').strip() if name else ""
+        decoded = decode_words(name, defects, guesses).strip().strip('"').strip() if name else ""
         out.append((decoded or None, addr))
     return out
 
@@ -696,15 +705,21 @@ def _decoded(part: Message, defects: list[str]) -> object:
     return part.get_payload(decode=True)
 
 
-def _is_binary(data: bytes) -> bool:
+def _is_binary(data: bytes, guesses: Guesses) -> bool:
     """Is this body binary data (an image, an archive) rather than text in some charset?
 
     Text in a mail charset has no C0 control characters but NUL (UTF-16, or padding), TAB,
     LF, VT, FF, CR and ESC (ISO-2022), so a body without the others is text and costs one
-    scan of its start; only one with them is given to charset-normalizer to decide.
+    scan of its start; only one with them is given to charset-normalizer to decide, while the
+    mail's budget of calls lasts. Past it, a tenth of control bytes makes the part binary:
+    random bytes have about that many, text next to none.
     """
     sample = data[:_BINARY_SAMPLE]
-    return _CONTROL_BYTE.search(sample) is not None and bool(is_binary(sample))
+    if _CONTROL_BYTE.search(sample) is None:
+        return False
+    if guesses.take():
+        return bool(is_binary(sample))
+    return len(_CONTROL_BYTE.findall(sample)) * 10 >= len(sample)
 
 
 class _Head:
@@ -739,11 +754,14 @@ class _Head:
         self._disposition_value = disposition_value
         if type_value is None:
             self.ctype = part.get_default_type()
-        elif isinstance(type_value, str) and type_value.isascii():
-            ctype = type_value.partition(";")[0].strip().lower()
-            self.ctype = ctype if ctype.count("/") == 1 else "text/plain"  # RFC 2045 5.2
         else:
-            self.ctype = part.get_content_type()
+            if isinstance(type_value, str) and type_value.isascii():
+                ctype = type_value.partition(";")[0].strip().lower()
+            else:
+                ctype = part.get_content_type()
+            # RFC 2045 5.2: an invalid type is text/plain; a longer one than RFC 6838 allows is
+            # invalid too (and no database column could hold the attachment's type).
+            self.ctype = ctype if _MEDIA_TYPE.fullmatch(ctype) else "text/plain"
         if disposition_value is None:
             self.disposition: str | None = None
         elif isinstance(disposition_value, str) and disposition_value.isascii():
@@ -794,9 +812,10 @@ class _Head:
 class _BodyWalk:
     """Sorts the MIME tree into body text, body HTML and attachments (RFC 2046, RFC 2183)."""
 
-    def __init__(self, root: Message, defects: list[str]) -> None:
+    def __init__(self, root: Message, defects: list[str], guesses: Guesses) -> None:
         self.root = root
         self.defects = defects
+        self.guesses = guesses
         self.plain: list[str] = []
         self.html: list[str] = []
         self.attachments: list[ParsedAttachment] = []
@@ -837,13 +856,13 @@ class _BodyWalk:
             data = _decoded(part, self.defects)
             if not isinstance(data, bytes):
                 data = b""
-            if _is_binary(data):
+            if _is_binary(data, self.guesses):
                 # Declared (or defaulted to) text, but binary: as text it would be garbage in
                 # the ticket, so it is kept as what it is, an attachment of unknown type.
                 self.defects.append(f"binary-in-text-part:{ctype}")
                 self.attachments.append(self._attachment(head, "application/octet-stream", disposition, data))
                 return
-            text = decode_bytes(data, head.charset(), self.defects)
+            text = decode_bytes(data, head.charset(), self.defects, guesses=self.guesses)
             (self.plain if ctype == "text/plain" else self.html).append(text)
         elif alternative and ctype.startswith("text/") and ctype != "text/calendar" and not head.named():
             return  # another rendition of the same body (text/enriched and the like)
@@ -883,11 +902,12 @@ class _BodyWalk:
             name = source.get_filename()
         if not isinstance(name, str):
             return None
-        return decode_words(self._text(name), self.defects).strip() or None
+        return decode_words(self._text(name), self.defects, self.guesses).strip() or None
 
     def _text(self, value: str) -> str:
         """Header text that may carry raw 8-bit bytes (as surrogates): UTF-8, else the mail's charset."""
         if value.isascii():
             return value
         data = value.encode("utf-8", "surrogateescape")
-        return decode_bytes(data, _charset_hint(self.root), self.defects, utf8_first=True)
+        hint = _charset_hint(self.root)
+        return decode_bytes(data, hint, self.defects, utf8_first=True, guesses=self.guesses)
