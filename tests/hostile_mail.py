@@ -53,6 +53,11 @@ def address_spaces(size: int) -> bytes:
     return _mail(b"To: a" + _repeat(b" ", size) + b"x\r\nFrom: ana@example.org\r\nSubject: x\r\n")
 
 
+def address_folded_blanks(size: int) -> bytes:
+    """A To header folded at once, its value a run of blanks: the fast address paths start there."""
+    return _mail(b"To:\r\n" + _repeat(b" \t", size) + b"x\r\nFrom: ana@example.org\r\nSubject: x\r\n")
+
+
 def address_domain_literal(size: int) -> bytes:
     return _mail(
         _field(b"From", b"x@[" + _repeat(b"192.0.2.7 ", size)) + b"To: desk@example.org\r\nSubject: x\r\n"
@@ -266,6 +271,7 @@ FAMILIES: dict[str, Family] = {
     "address: unclosed quote": address_unclosed_quote,
     "address: nested comments": address_nested_comments,
     "address: run of blanks": address_spaces,
+    "address: folded, blanks first": address_folded_blanks,
     "address: unclosed domain literal": address_domain_literal,
     "address: many quoted names": many_addresses,
     "subject: encoded words": subject_encoded_words,

@@ -144,16 +144,22 @@ _ADDRESS_CHARS = st.sampled_from(list(' \t@<>"(),:;.[]\\=?a'))
 @given(
     unit=st.text(_ADDRESS_CHARS, min_size=1, max_size=4),
     field=st.sampled_from(["To", "From", "Cc", "Reply-To"]),
+    first=st.booleans(),
 )
-@example(unit="a@", field="To")  # '@' in names, no angle address: the quadratic _AT_IN_NAME
-@example(unit=" ", field="To")  # a run of blanks in one item: the quadratic _SIMPLE_ADDRESS
-@example(unit="(", field="Cc")  # nested comments: a RecursionError in the stdlib
-def test_address_header_of_any_repeated_unit_parses_in_linear_time(unit: str, field: str) -> None:
-    """A header of one short unit repeated (hypothesis picks the unit): linear growth."""
+@example(unit="a@", field="To", first=False)  # '@' in names, no angle address: the quadratic _AT_IN_NAME
+@example(unit=" ", field="To", first=False)  # a run of blanks in one item: the quadratic _SIMPLE_ADDRESS
+@example(unit="\t", field="To", first=True)  # blanks first, folded: the quadratic _PHRASE_ADDRESS
+@example(unit="(", field="Cc", first=False)  # nested comments: a RecursionError in the stdlib
+def test_address_header_of_any_repeated_unit_parses_in_linear_time(
+    unit: str, field: str, first: bool
+) -> None:
+    """A header of one short unit repeated (hypothesis picks the unit), after a word or first
+    on a folded line: linear growth."""
 
     def mail(size: int) -> bytes:
-        value = "a" + unit * (size // len(unit)) + "x"
-        return f"{field}: {value}\r\nSubject: s\r\nFrom: a@b.example\r\n\r\nhi\r\n".encode()
+        run = unit * (size // len(unit)) + "x"
+        value = f"\r\n {run}" if first else f" a{run}"
+        return f"{field}:{value}\r\nSubject: s\r\nFrom: a@b.example\r\n\r\nhi\r\n".encode()
 
     small, large = mail(4_000), mail(GROWTH * 4_000)
     assert growth(lambda: parse_mail(small), lambda: parse_mail(large)) < LIMIT

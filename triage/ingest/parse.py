@@ -78,8 +78,10 @@ _LATEST_YEAR = 9000
 _SIMPLE_ADDRESS = re.compile(r"\s*+(?:([^<>@]*+)<([^<>\s@]+@[^<>\s@]+)>|([^<>\s@]+@[^<>\s@]+))\s*")
 _ATOM = r'[^\s"(),:;<>@\[\]\\]+'  # what getaddresses reads as one word ('.' included)
 _ADDR_SPEC = f"{_ATOM}@{_ATOM}"
+# The leading blanks are possessive: every alternative starts with a character that is not one,
+# and giving them back one by one to the phrase's own blanks was quadratic in a run of them.
 _PHRASE_ADDRESS = re.compile(
-    rf'[ \t,]*(?:"(?P<quoted>[^"\\\r\n]*)"[ \t]*<(?P<quoted_addr>{_ADDR_SPEC})?>'
+    rf'[ \t,]*+(?:"(?P<quoted>[^"\\\r\n]*)"[ \t]*<(?P<quoted_addr>{_ADDR_SPEC})?>'
     rf"|(?P<phrase>{_ATOM}(?:[ \t]+{_ATOM})*)?[ \t]*<(?P<phrase_addr>{_ADDR_SPEC})?>"
     rf"|(?P<commented>{_ADDR_SPEC})[ \t]*\((?P<comment>[^()\\\r\n]*)\)"
     rf"|(?P<bare>{_ADDR_SPEC}))[ \t]*(?:,[ \t,]*|\Z)"
