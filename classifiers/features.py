@@ -38,7 +38,9 @@ ADDRESS_HEADERS = ("to", "cc")
 """Header fields whose addresses say where the sender thought the mail belonged."""
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")
-_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# An address starts where the character before cannot be part of it: from each character of a
+# long word that is no address, the word was read again to its end (quadratic in its length).
+_ADDRESS = re.compile(r"(?<![\w.+-])[\w.+-]++@[\w-]++(?:\.[\w-]++)++")
 _MAX_CHAR_WORD = 40
 
 

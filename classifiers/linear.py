@@ -43,7 +43,7 @@ DEFAULT_BLOCKS = (
 )
 
 
-_REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|sv|vs|tr|rv|res|enc)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+_REPLY_PREFIX = re.compile(r"^\s*+((re|fwd?|aw|wg|sv|vs|tr|rv|res|enc)\s*+(\[\d+\])?\s*:\s*+)+", re.IGNORECASE)
 
 
 def thread_key(subject: str) -> str:

@@ -11,7 +11,11 @@ Python loop and its regex compile per boundary; everything else goes to the feed
 Charset fallbacks live in `charsets`, kinds in `kinds`, quote splitting in `quotes`.
 
 Damaged mail is parsed as far as it goes and the damage is listed in `defects`; only input
-that is not a mail at all raises `NotAMailError`. Nothing here logs or does I/O.
+that is not a mail at all raises `NotAMailError`. Hostile mail costs time linear in its size:
+header fields are capped as the tree is built (`limits`), multiparts are read MAX_DEPTH deep,
+every pattern applied to mail text runs in linear time, and the values handed on (Message-IDs,
+addresses, names, the subject) are ones a reply can carry (`boundary`). Nothing here logs or
+does I/O.
 """
 
 from __future__ import annotations
@@ -31,12 +35,15 @@ from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datet
 from charset_normalizer import is_binary
 from mailparser.utils import get_addresses
 
-from triage.ingest import htmltext, kinds, quotes, signals
-from triage.ingest.charsets import decode_bytes, decode_words
+from triage.ingest import boundary, htmltext, kinds, quotes, signals
+from triage.ingest.charsets import Guesses, decode_bytes, decode_words
+from triage.ingest.limits import CappedMessage, HeaderCut
 from triage.ingest.parsed import NotAMailError, ParsedAttachment, ParsedMail
 
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
-MAX_DEPTH = 64
+MAX_DEPTH = 16
+"""Multipart levels read; a deeper multipart is kept whole as an attachment. Real mail nests
+about five; the stdlib's parser tests each line against every open level's boundary."""
 
 _FIELD_LINE = re.compile(rb"^([!-9;-~]{1,100})[ \t]*:")
 _KNOWN_FIELDS = frozenset(
@@ -52,7 +59,9 @@ _FIELD = r"([\041-\071\073-\176]+):([^\r\n]*+(?>\r\n|\r|\n)(?:[\t ][^\r\n]*+(?>\
 _HEADER_FIELD = re.compile(_FIELD)
 _HEADER_BLOCK = re.compile(f"(?:{_FIELD})*+(?>\\r\\n|\\r|\\n)")  # fields, then an empty line
 _FIRST_LOOK = 512
-_FOLD = re.compile(r"[\r\n]+(?=[ \t])")
+_LINE_END = re.compile(r"\r\n?|\n")
+# Linear time: a start inside a run of line ends fails at once (the run's first end decides).
+_FOLD = re.compile(r"(?<![\r\n])[\r\n]++(?=[ \t])")
 _MSG_ID = re.compile(r"<[^<>]+>")
 _MONTHS = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "Jun": 6}
 _MONTHS |= {"Jul": 7, "Aug": 8, "Sep": 9, "Oct": 10, "Nov": 11, "Dec": 12}
@@ -64,18 +73,27 @@ _CANONICAL_DATE = re.compile(
 # no timezone conversion or date arithmetic downstream can overflow on a date the parser kept.
 _EARLIEST_YEAR = 1000
 _LATEST_YEAR = 9000
-_SIMPLE_ADDRESS = re.compile(r"\s*(?:([^<>@]*?)\s*<([^<>\s@]+@[^<>\s@]+)>|([^<>\s@]+@[^<>\s@]+))\s*")
+# The name group keeps its trailing blanks (the caller collapses them): a lazy name followed by
+# blanks and '<' tried every split of a long run of blanks, quadratic in the item's length.
+_SIMPLE_ADDRESS = re.compile(r"\s*+(?:([^<>@]*+)<([^<>\s@]+@[^<>\s@]+)>|([^<>\s@]+@[^<>\s@]+))\s*")
 _ATOM = r'[^\s"(),:;<>@\[\]\\]+'  # what getaddresses reads as one word ('.' included)
 _ADDR_SPEC = f"{_ATOM}@{_ATOM}"
+# The leading blanks are possessive: every alternative starts with a character that is not one,
+# and giving them back one by one to the phrase's own blanks was quadratic in a run of them.
 _PHRASE_ADDRESS = re.compile(
-    rf'[ \t,]*(?:"(?P<quoted>[^"\\\r\n]*)"[ \t]*<(?P<quoted_addr>{_ADDR_SPEC})?>'
+    rf'[ \t,]*+(?:"(?P<quoted>[^"\\\r\n]*)"[ \t]*<(?P<quoted_addr>{_ADDR_SPEC})?>'
     rf"|(?P<phrase>{_ATOM}(?:[ \t]+{_ATOM})*)?[ \t]*<(?P<phrase_addr>{_ADDR_SPEC})?>"
     rf"|(?P<commented>{_ADDR_SPEC})[ \t]*\((?P<comment>[^()\\\r\n]*)\)"
     rf"|(?P<bare>{_ADDR_SPEC}))[ \t]*(?:,[ \t,]*|\Z)"
 )
 _NOT_SIMPLE = re.compile(r'["()\\;:=]')
-_AT_IN_NAME = re.compile(r"@[^,<>\"]*<")
+_MAX_PARENS = 16  # comments in an address header beyond which the stdlib's recursive reader is not used
+# An '@' before an angle address in the same item. Not '@' itself in the class: from each '@' the
+# scan stops at the next one, so the text is read once (it was read to its end from every '@').
+_AT_IN_NAME = re.compile(r"@[^,<>\"@]*+<")
 _BODY_TYPES = ("text/plain", "text/html")
+# type "/" subtype, each an RFC 2045 token of at most 127 characters (RFC 6838 4.2).
+_MEDIA_TYPE = re.compile(r"[!#$%&'*+.^_`{|}~0-9a-z-]{1,127}/[!#$%&'*+.^_`{|}~0-9a-z-]{1,127}")
 # C0 control characters that no text in an ASCII-based charset uses (NUL, which broken
 # mailers pad text with and `clean_text` drops, and TAB, LF, VT, FF, CR and ESC are left out);
 # how much of the start of a body is looked at to tell text from binary data.
@@ -102,17 +120,29 @@ _READ_HEADERS = (
 _NAME_HEADERS = frozenset({"content-type", "content-disposition"})
 
 
-class _ShallowMessage(Message):
-    """A compat32 message whose `message/*` bodies the parser leaves unparsed.
+class _ShallowMessage(CappedMessage):
+    """A capped compat32 message whose `message/*` bodies, and multiparts nested deeper than
+    MAX_DEPTH, the parser leaves unparsed.
 
-    The feed parser recurses into a part whenever `get_content_type()` says `message/...`;
-    answering "application/octet-stream" instead keeps the body as raw text. Once parsing is
-    done `_finish` turns every part back into a plain `Message`, with its real content type.
+    The feed parser recurses into a part whenever `get_content_type()` says `message/...` or
+    `multipart/...`; answering "application/octet-stream" instead keeps the body as raw text.
+    The depth cap bounds the feed parser's work: it tests every line against the boundary of
+    every open multipart. Once parsing is done `_finish` turns every part back into a plain
+    `Message`, with its real content type.
     """
+
+    depth = 0  # multiparts above this part; the feed parser attaches a part before reading it
+
+    def attach(self, payload: Message) -> None:  # type: ignore[override]  # compat32: a Message
+        if isinstance(payload, _ShallowMessage):
+            payload.depth = self.depth + 1
+        super().attach(payload)
 
     def get_content_type(self) -> str:
         ctype = Message.get_content_type(self)  # the feed parser asks ~5 times a part: no super()
-        return "application/octet-stream" if ctype.startswith("message/") else ctype
+        if ctype.startswith("message/") or (self.depth >= MAX_DEPTH and ctype.startswith("multipart/")):
+            return "application/octet-stream"
+        return ctype
 
 
 def parse_mail(raw: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> ParsedMail:
@@ -138,27 +168,33 @@ def parse_mail(raw: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> ParsedMail:
             defects.append("nesting-too-deep")
             msg = None
     if msg is None:
-        msg = BytesHeaderParser(policy=compat32).parsebytes(raw[start : start + _header_end(raw[start:])])
-    else:
-        _finish(msg, defects)
+        head = raw[start : start + _header_end(raw[start:])]
+        msg = BytesHeaderParser(CappedMessage, policy=compat32).parsebytes(head)
+    _finish(msg, defects)
     return _build(raw, msg, defects, oversize)
 
 
 def _build(raw: bytes, msg: Message, defects: list[str], oversize: bool) -> ParsedMail:
-    headers = _header_map(msg, defects)
-    senders = _addresses(headers.get("from", []), "from", defects)
+    guesses = Guesses()  # the mail's budget of charset-normalizer calls
+    headers = _header_map(msg, defects, guesses)
+    senders = _addresses(headers.get("from", []), "from", defects, guesses)
     from_name, from_addr = senders[0] if senders else (None, None)
     if not senders:
         defects.append("missing-from")
-    subject = decode_words(_first(headers, "subject") or "", defects).strip() or None
+    if from_name:
+        from_name = boundary.one_line(from_name, "from-name", boundary.MAX_NAME, defects) or None
+    decoded_subject = decode_words(_first(headers, "subject") or "", defects, guesses).strip()
+    subject = boundary.one_line(decoded_subject, "subject", boundary.MAX_SUBJECT, defects) or None
     root = _Head(msg)
-    body = _BodyWalk(msg, defects)
+    body = _BodyWalk(msg, defects, guesses)
     if not oversize and "nesting-too-deep" not in defects:
         body.walk(msg, head=root)
     attachments = body.attachments
     body_html = "\n".join(body.html) if body.html else None
     body_text = "\n".join(body.plain).replace("\r\n", "\n").replace("\r", "\n")
     if not body_text.strip() and body_html:
+        if len(body_html) > htmltext.MAX_HTML:
+            defects.append("html-text-truncated")
         body_text = htmltext.html_to_text(body_html)
     reply = quotes.split_reply(body_text)
     content_type = root.ctype
@@ -171,17 +207,21 @@ def _build(raw: bytes, msg: Message, defects: list[str], oversize: bool) -> Pars
         body_text=body_text,
         attachments=attachments,
     )
+    in_reply_to = _MSG_ID.findall(_first(headers, "in-reply-to") or "")
+    references = _MSG_ID.findall(" ".join(headers.get("references", [])))
+    recipients = [(None, r) for r in verdict.recipients]
+    bounced = [a for _, a in _valid_addresses(recipients, "bounced-recipient", defects, guesses)]
     return ParsedMail(
         message_id=_message_id(_first(headers, "message-id"), defects),
         from_addr=from_addr,
         from_name=from_name,
-        to=[a for _, a in _addresses(headers.get("to", []), "to", defects)],
-        cc=[a for _, a in _addresses(headers.get("cc", []), "cc", defects)],
-        reply_to=[a for _, a in _addresses(headers.get("reply-to", []), "reply-to", defects)],
+        to=[a for _, a in _addresses(headers.get("to", []), "to", defects, guesses)],
+        cc=[a for _, a in _addresses(headers.get("cc", []), "cc", defects, guesses)],
+        reply_to=[a for _, a in _addresses(headers.get("reply-to", []), "reply-to", defects, guesses)],
         subject=subject,
         date=_date(_first(headers, "date"), defects),
-        in_reply_to=_first_id(_first(headers, "in-reply-to")),
-        references=_MSG_ID.findall(" ".join(headers.get("references", []))),
+        in_reply_to=_first_valid_id(in_reply_to, "in-reply-to", defects),
+        references=boundary.trim_references(_valid_ids(references, "references", defects), defects),
         body_text=body_text,
         new_text=reply.new,
         quoted_text=reply.quoted,
@@ -195,8 +235,10 @@ def _build(raw: bytes, msg: Message, defects: list[str], oversize: bool) -> Pars
         size=len(raw),
         oversize=oversize,
         auto_submitted=verdict.auto_submitted,
-        bounce_original_message_id=verdict.original_message_id,
-        bounced_recipients=verdict.recipients,
+        bounce_original_message_id=_first_valid_id(
+            [verdict.original_message_id] if verdict.original_message_id else [], "bounce", defects
+        ),
+        bounced_recipients=bounced,
         header_signals=signals.header_signals(msg.raw_items()),
     )
 
@@ -287,7 +329,7 @@ def _read_fields(text: str) -> tuple[Message, int, bool] | None:
     block = _HEADER_BLOCK.match(text)
     if block is None:
         return None
-    msg = Message()
+    msg = CappedMessage()
     for field in _HEADER_FIELD.finditer(text, 0, block.end()):
         msg.set_raw(field.group(1), field.group(2).lstrip(" \t").rstrip("\r\n"))
     return msg, block.end(), "multipart" in block.group().lower()
@@ -346,13 +388,12 @@ def _boundary_lines(text: str, start: int, separator: str) -> list[tuple[int, in
 
 
 def _line_end(text: str, pos: int) -> int:
-    """The index past the line end (CRLF, CR or LF) of the line holding `pos`, or the text's end."""
-    cr, lf = text.find("\r", pos), text.find("\n", pos)
-    if cr < 0 and lf < 0:
-        return len(text)
-    if lf < 0 or 0 <= cr < lf:
-        return cr + 2 if text.startswith("\n", cr + 1) else cr + 1
-    return lf + 1
+    """The index past the line end (CRLF, CR or LF) of the line holding `pos`, or the text's end.
+
+    One search for either character: finding each alone read a text without CRs to its end,
+    at every boundary line (quadratic in the number of parts)."""
+    found = _LINE_END.search(text, pos)
+    return found.end() if found else len(text)
 
 
 def _without_line_end(text: str) -> str:
@@ -391,19 +432,19 @@ def _header_end(raw: bytes) -> int:
 
 
 def _finish(msg: Message, defects: list[str]) -> None:
-    """Restore real content types and gather the stdlib's defects, without recursion."""
+    """Restore real content types and gather the parsers' defects, without recursion."""
     stack = [msg]
     while stack:
         part = stack.pop()
-        if isinstance(part, _ShallowMessage):
+        if isinstance(part, CappedMessage):
             part.__class__ = Message  # type: ignore[assignment]  # same layout, real types back
         if part.defects:
-            defects.extend(type(defect).__name__ for defect in part.defects)
+            defects.extend(str(d) if isinstance(d, HeaderCut) else type(d).__name__ for d in part.defects)
         if part.is_multipart():
             stack.extend(p for p in part.get_payload() if isinstance(p, Message))
 
 
-def _header_map(msg: Message, defects: list[str]) -> dict[str, list[str]]:
+def _header_map(msg: Message, defects: list[str], guesses: Guesses) -> dict[str, list[str]]:
     """Lower-case name -> unfolded values of the headers triage reads, raw 8-bit bytes decoded.
 
     RFC 6532 says raw header bytes are UTF-8; older mailers used the body's charset, so that
@@ -419,9 +460,8 @@ def _header_map(msg: Message, defects: list[str]) -> dict[str, list[str]]:
         if "\n" in value or "\r" in value:
             value = _FOLD.sub("", value).replace("\r", "").replace("\n", "")
         if not value.isascii():
-            value = decode_bytes(
-                value.encode("utf-8", "surrogateescape"), _charset_hint(msg), defects, utf8_first=True
-            )
+            data = value.encode("utf-8", "surrogateescape")
+            value = decode_bytes(data, _charset_hint(msg), defects, utf8_first=True, guesses=guesses)
         out.setdefault(name, []).append(value)
     return out
 
@@ -444,28 +484,49 @@ def _first(headers: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
-def _addresses(values: list[str], field: str, defects: list[str]) -> list[tuple[str | None, str]]:
+def _addresses(
+    values: list[str], field: str, defects: list[str], guesses: Guesses
+) -> list[tuple[str | None, str]]:
     """(display name, lower-case address) pairs; mail-parser recovers what the stdlib misreads."""
     if not values:
         return []
     text = ", ".join(values)
-    pairs = _simple_addresses(text) or _phrase_addresses(text)
+    pairs = _simple_addresses(text) or _phrase_addresses(text) or []
     checked = bool(pairs)  # the fast paths read one '@' into each address (or no address)
-    if not pairs:
+    # The stdlib's reader recurses into every group (':') and comment ('('), a RecursionError
+    # after a few hundred, and copies a group's list once per member, quadratic in its length;
+    # mail-parser's scanner reads groups and comments in one pass and hands it single items.
+    stdlib = not pairs and ":" not in text and text.count("(") <= _MAX_PARENS
+    if stdlib:
         pairs = getaddresses([text])
     # The stdlib silently misreads an unquoted '@' in a display name ("a@b <c@d>") as an
     # address of its own; mail-parser's structural recovery reads such headers right.
-    if _AT_IN_NAME.search(text) or (not checked and any(addr and addr.count("@") != 1 for _, addr in pairs)):
+    if (
+        (not checked and not stdlib)
+        or _AT_IN_NAME.search(text)
+        or (stdlib and any(addr and addr.count("@") != 1 for _, addr in pairs))
+    ):
         diagnostics: list[object] = []
         pairs = get_addresses(text, defects=diagnostics)
         if diagnostics:
             defects.append(f"bad-address:{field}")
+    return _valid_addresses(pairs, field, defects, guesses)
+
+
+def _valid_addresses(
+    pairs: Iterable[tuple[str | None, str]], field: str, defects: list[str], guesses: Guesses
+) -> list[tuple[str | None, str]]:
+    """The pairs whose address `boundary.address` keeps, names decoded; `bad-address:<field>`
+    when one is dropped. An item without '@' (an empty one, a group's name) is no address."""
     out: list[tuple[str | None, str]] = []
-    for name, addr in pairs:
-        addr = addr.strip().lower()
-        if "@" not in addr:
+    for name, candidate in pairs:
+        if "@" not in candidate:
             continue
-        decoded = decode_words(name, defects).strip().strip('"').strip() if name else ""
+        addr = boundary.address(candidate)
+        if addr is None:
+            defects.append(f"bad-address:{field}")
+            continue
+        decoded = decode_words(name, defects, guesses).strip().strip('"').strip() if name else ""
         out.append((decoded or None, addr))
     return out
 
@@ -523,19 +584,38 @@ def _phrase_addresses(text: str) -> list[tuple[str, str]] | None:
 
 
 def _message_id(value: str | None, defects: list[str]) -> str | None:
-    ident = _first_id(value)
-    if ident is None:
+    """The mail's own id: the first valid '<...>' in the field, or a bare token put in brackets."""
+    candidates = _MSG_ID.findall(value or "")
+    if not candidates:
         token = (value or "").strip()
-        if token and " " not in token:
-            defects.append("message-id-without-brackets")
-            return f"<{token}>"
-        defects.append("missing-message-id")
-    return ident
+        if not token or " " in token:
+            defects.append("missing-message-id")
+            return None
+        defects.append("message-id-without-brackets")
+        candidates = [f"<{token}>"]
+    return _first_valid_id(candidates, "message-id", defects)
 
 
-def _first_id(value: str | None) -> str | None:
-    match = _MSG_ID.search(value or "")
-    return "".join(match.group(0).split()) if match else None
+def _first_valid_id(candidates: list[str], field: str, defects: list[str]) -> str | None:
+    """The first of the '<...>' candidates that `boundary.message_id` keeps (see `_valid_ids`)."""
+    for candidate in candidates:
+        found = _valid_ids([candidate], field, defects)
+        if found:
+            return found[0]
+    return None
+
+
+def _valid_ids(candidates: list[str], field: str, defects: list[str]) -> list[str]:
+    """The '<...>' candidates `boundary.message_id` keeps, blanks removed, in order; a defect
+    (`bad-message-id:<field>`) when one had to be changed or dropped."""
+    ids: list[str] = []
+    for candidate in candidates:
+        ident = boundary.message_id(candidate)
+        if ident != candidate:
+            defects.append(f"bad-message-id:{field}")
+        if ident is not None:
+            ids.append(ident)
+    return ids
 
 
 def _date(value: str | None, defects: list[str]) -> datetime | None:
@@ -627,15 +707,21 @@ def _decoded(part: Message, defects: list[str]) -> object:
     return part.get_payload(decode=True)
 
 
-def _is_binary(data: bytes) -> bool:
+def _is_binary(data: bytes, guesses: Guesses) -> bool:
     """Is this body binary data (an image, an archive) rather than text in some charset?
 
     Text in a mail charset has no C0 control characters but NUL (UTF-16, or padding), TAB,
     LF, VT, FF, CR and ESC (ISO-2022), so a body without the others is text and costs one
-    scan of its start; only one with them is given to charset-normalizer to decide.
+    scan of its start; only one with them is given to charset-normalizer to decide, while the
+    mail's budget of calls lasts. Past it, a tenth of control bytes makes the part binary:
+    random bytes have about that many, text next to none.
     """
     sample = data[:_BINARY_SAMPLE]
-    return _CONTROL_BYTE.search(sample) is not None and bool(is_binary(sample))
+    if _CONTROL_BYTE.search(sample) is None:
+        return False
+    if guesses.take():
+        return bool(is_binary(sample))
+    return len(_CONTROL_BYTE.findall(sample)) * 10 >= len(sample)
 
 
 class _Head:
@@ -670,11 +756,14 @@ class _Head:
         self._disposition_value = disposition_value
         if type_value is None:
             self.ctype = part.get_default_type()
-        elif isinstance(type_value, str) and type_value.isascii():
-            ctype = type_value.partition(";")[0].strip().lower()
-            self.ctype = ctype if ctype.count("/") == 1 else "text/plain"  # RFC 2045 5.2
         else:
-            self.ctype = part.get_content_type()
+            if isinstance(type_value, str) and type_value.isascii():
+                ctype = type_value.partition(";")[0].strip().lower()
+            else:
+                ctype = part.get_content_type()
+            # RFC 2045 5.2: an invalid type is text/plain; a longer one than RFC 6838 allows is
+            # invalid too (and no database column could hold the attachment's type).
+            self.ctype = ctype if _MEDIA_TYPE.fullmatch(ctype) else "text/plain"
         if disposition_value is None:
             self.disposition: str | None = None
         elif isinstance(disposition_value, str) and disposition_value.isascii():
@@ -725,9 +814,10 @@ class _Head:
 class _BodyWalk:
     """Sorts the MIME tree into body text, body HTML and attachments (RFC 2046, RFC 2183)."""
 
-    def __init__(self, root: Message, defects: list[str]) -> None:
+    def __init__(self, root: Message, defects: list[str], guesses: Guesses) -> None:
         self.root = root
         self.defects = defects
+        self.guesses = guesses
         self.plain: list[str] = []
         self.html: list[str] = []
         self.attachments: list[ParsedAttachment] = []
@@ -741,9 +831,6 @@ class _BodyWalk:
         alternative: bool = False,
         depth: int = 0,
     ) -> None:
-        if depth > MAX_DEPTH:
-            self.defects.append("nesting-too-deep")
-            return
         head = head or _Head(part)
         # Not `get_payload()` to test for a list: on a leaf with 8-bit bytes it decodes the whole
         # body with the declared charset, and raises TypeError when that is RFC 2231 encoded.
@@ -755,9 +842,13 @@ class _BodyWalk:
                     self.walk(child, attached=attached, alternative=inner_alternative, depth=depth + 1)
             return
         ctype = head.ctype
-        if ctype.startswith("multipart/"):
-            ctype = "text/plain"  # a multipart without usable boundaries: its raw text is all we have
         disposition = head.disposition
+        if ctype.startswith("multipart/"):
+            if depth >= MAX_DEPTH:  # left unparsed (`_ShallowMessage`): kept whole, as an attachment
+                self.defects.append("nesting-too-deep")
+                self.attachments.append(self._attachment(head, ctype, disposition))
+                return
+            ctype = "text/plain"  # a multipart without usable boundaries: its raw text is all we have
         # Explicitly inline text is body even with a file name (RFC 2183: shown in place).
         if (
             ctype in _BODY_TYPES
@@ -767,13 +858,13 @@ class _BodyWalk:
             data = _decoded(part, self.defects)
             if not isinstance(data, bytes):
                 data = b""
-            if _is_binary(data):
+            if _is_binary(data, self.guesses):
                 # Declared (or defaulted to) text, but binary: as text it would be garbage in
                 # the ticket, so it is kept as what it is, an attachment of unknown type.
                 self.defects.append(f"binary-in-text-part:{ctype}")
                 self.attachments.append(self._attachment(head, "application/octet-stream", disposition, data))
                 return
-            text = decode_bytes(data, head.charset(), self.defects)
+            text = decode_bytes(data, head.charset(), self.defects, guesses=self.guesses)
             (self.plain if ctype == "text/plain" else self.html).append(text)
         elif alternative and ctype.startswith("text/") and ctype != "text/calendar" and not head.named():
             return  # another rendition of the same body (text/enriched and the like)
@@ -813,11 +904,12 @@ class _BodyWalk:
             name = source.get_filename()
         if not isinstance(name, str):
             return None
-        return decode_words(self._text(name), self.defects).strip() or None
+        return decode_words(self._text(name), self.defects, self.guesses).strip() or None
 
     def _text(self, value: str) -> str:
         """Header text that may carry raw 8-bit bytes (as surrogates): UTF-8, else the mail's charset."""
         if value.isascii():
             return value
         data = value.encode("utf-8", "surrogateescape")
-        return decode_bytes(data, _charset_hint(self.root), self.defects, utf8_first=True)
+        hint = _charset_hint(self.root)
+        return decode_bytes(data, hint, self.defects, utf8_first=True, guesses=self.guesses)

@@ -81,8 +81,10 @@ _VALEDICTION = re.compile(
 SIGN_OFF_LINES = 5  # at most this many short lines (name, role, chapter) below a closing line
 _UNDERSCORES = re.compile(r"^_{10,}$")
 # Two or more dashes and a word, as "-----Original Message-----" and its kin begin.
-# [^\S\n] is what strip() removes, but the line end.
-_DASHES_AND_WORD = re.compile(r"---*[^\S\n]*\w")
+# [^\S\n] is what strip() removes, but the line end. Only the first dash of a run starts a match
+# (from any dash of a run the match fails or succeeds alike): from every dash, a long run of them
+# was read again to its end.
+_DASHES_AND_WORD = re.compile(r"(?<!-)--++[^\S\n]*+\w")
 
 
 def split_reply(text: str) -> ReplyParts:
@@ -123,10 +125,12 @@ def _dashes_start_a_line(text: str) -> bool:
     """Does a line start, after blanks, with dashes and a word? A regex anchored at each line
     start tries every position of the text; this one is found by its leading '--'.
     """
+    searched = 0  # where the previous match ended: its line does not start with dashes after it
     for match in _DASHES_AND_WORD.finditer(text):
-        line_start = text.rfind("\n", 0, match.start()) + 1
-        if not text[line_start : match.start()].strip():
+        newline = text.rfind("\n", searched, match.start())
+        if (newline >= 0 or searched == 0) and not text[newline + 1 : match.start()].strip():
             return True
+        searched = match.end()
     return False
 
 
