@@ -2,7 +2,7 @@
 the real peers. The IMAP poller (a real Dovecot), the spool, `triage ingest`, `triage approve
 --min-confidence`, `triage remind` and `triage outbox --send` (a real aiosmtpd sink) each keep
 working for every other ticket: every good mail is stored and answered exactly once, and the
-poison mail is stored, its failure visible in `triage outbox` and in its ticket's log.
+poison mail is stored and why it was not answered is on its ticket's log.
 
 The poison values reach the store as raw bytes (as an attacker sends them), whatever the parser
 makes of them; the tests in test_outbox_isolation, test_routing_isolation and
@@ -84,7 +84,7 @@ def test_poison_mail_among_good_mail_stops_no_source_and_no_command(
 ) -> None:
     """Poller, spool, `ingest`, `approve --min-confidence`, `remind`, `outbox --send`: with a poison
     mail in each source, every good mail is stored and acknowledged once at the SMTP sink, and
-    the poison mail is stored, with what failed listed by `triage outbox` and logged on its ticket."""
+    the poison mail is stored, with why it was not answered logged on its ticket."""
     env = {**imap_env(dovecot_server, db_url), "TRIAGE_OUTBOX_AUTO_ACKNOWLEDGE": "true",
            "TRIAGE_SMTP_HOST": smtp_sink.host, "TRIAGE_SMTP_PORT": str(smtp_sink.port),
            "TRIAGE_SMTP_SECURITY": "none", "TRIAGE_ROUTING_MODEL_PATH": str(tmp_path / "model"),
@@ -150,14 +150,21 @@ def test_poison_mail_among_good_mail_stops_no_source_and_no_command(
     teams = Counter(rcpt for m in smtp_sink.messages for rcpt in m.rcpt_tos if rcpt.endswith("@example.org"))
     assert teams["legal@example.org"] >= 2 and teams["fundraising@example.org"] >= 2  # hand-offs and reminders
 
-    listing = runner.invoke(cli, ["outbox"], env=env)  # what failed, and why, for the liaison
-    assert "x@[192.0.2.7" in listing.stdout and listing.stdout.count("not built:") == 2, listing.stdout
+    # The poison From is dropped where the mail is read (a `bad-address:from` defect), so that
+    # ticket has no one to answer: its acknowledgment and hand-off notice are skipped, with the
+    # reason on its log, and nothing is left failed or waiting. (Values that reach compose after
+    # parsing are refused there and listed as failed: test_outbox_isolation.)
+    listing = runner.invoke(cli, ["outbox"], env=env)
+    assert listing.stdout.startswith("nothing waiting, failed or uncertain"), listing.stdout
     app = bootstrap(settings)
     try:
         with app.sessions() as session:
-            failed = session.scalars(select(Outbox).where(Outbox.status == OutboxStatus.failed)).all()
-            assert {row.template for row in failed} == {"acknowledgment", "handoff-volunteer"}
-            events: list[Any] = session.scalars(select(Event).where(Event.action == "mail-failed")).all()
-            assert {e.ticket_id for e in events} == {row.ticket_id for row in failed}
+            key = "imap-poison-domain-literal"
+            poison = session.scalars(select(Message).where(Message.message_id == f"<{key}@{key}.example>")).one()
+            assert poison.from_addr is None and "bad-address:from" in poison.defects
+            skipped = session.scalars(select(Event).where(Event.action == "mail-skipped",
+                                                          Event.ticket_id == poison.ticket_id)).all()
+            assert {e.detail["template"] for e in skipped} == {"acknowledgment", "handoff-volunteer"}
+            assert all("no-sender" in e.detail["reasons"] for e in skipped)
     finally:
         app.close()
