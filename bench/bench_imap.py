@@ -38,9 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_ingest import synthetic_mail  # noqa: E402
+from datetime import UTC
 
-from tests.servers.dovecot import Dovecot  # noqa: E402
+from bench_ingest import synthetic_mail
+
+from tests.servers.dovecot import Dovecot
 
 RAW_LIMIT = r"""
 import email, sys, time
@@ -103,11 +105,11 @@ def child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, fl
 
 def fill(server: Dovecot, folder: str, count: int) -> None:
     import random
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     rng = random.Random(7)
     senders = [f"v{n}@volunteers{n % 7}.example" for n in range(400)]
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     if folder != "INBOX":
         server.create_folder(folder)
     with server.client() as imap:

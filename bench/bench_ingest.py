@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -50,11 +50,7 @@ for key in box.keys():
     db.execute("COMMIT")
 """
 
-WORDS = (
-    "volunteer chapter logo banner grant report venue travel scholarship trademark press interview "
-    "donation receipt board election bylaws account password outage privacy request deletion meetup "
-    "conference budget translation community resources harassment policy license copyright"
-).split()
+WORDS = ["volunteer", "chapter", "logo", "banner", "grant", "report", "venue", "travel", "scholarship", "trademark", "press", "interview", "donation", "receipt", "board", "election", "bylaws", "account", "password", "outage", "privacy", "request", "deletion", "meetup", "conference", "budget", "translation", "community", "resources", "harassment", "policy", "license", "copyright"]
 
 
 def synthetic_mail(rng: random.Random, i: int, start: datetime, senders: list[str]) -> bytes:
@@ -89,7 +85,7 @@ def build_mbox(path: Path, count: int, samples: Path | None) -> None:
     rng = random.Random(42)
     senders = [f"v{n}@volunteers{n % 7}.example" for n in range(400)]
     real = sorted(p for p in samples.rglob("*") if p.is_file()) if samples else []
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     box = mailbox.mbox(path, create=True)
     box.lock()
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -100,7 +100,7 @@ class Clock:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock(datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc))
+    return Clock(datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
 
 
 def make_mail(
@@ -120,7 +120,7 @@ def make_mail(
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = subject
-    msg["Date"] = format_datetime(date or datetime(2026, 11, 2, 8, 30, tzinfo=timezone.utc))
+    msg["Date"] = format_datetime(date or datetime(2026, 11, 2, 8, 30, tzinfo=UTC))
     msg["Message-ID"] = message_id or make_msgid(domain="volunteers.example")
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -100,8 +100,8 @@ def test_first_contact_from_now_imports_nothing_old(dovecot_server: Dovecot, des
 
 def test_first_contact_since_date(dovecot_server: Dovecot, desk: Callable[..., Any]) -> None:
     """start = since: only mail whose arrival date is on or after the date is ingested."""
-    append_many(dovecot_server, [make_mail(message_id="<2020@v.example>")], when=datetime(2020, 5, 1, tzinfo=timezone.utc))
-    append_many(dovecot_server, [make_mail(message_id="<2026@v.example>")], when=datetime(2026, 5, 1, tzinfo=timezone.utc))
+    append_many(dovecot_server, [make_mail(message_id="<2020@v.example>")], when=datetime(2020, 5, 1, tzinfo=UTC))
+    append_many(dovecot_server, [make_mail(message_id="<2026@v.example>")], when=datetime(2026, 5, 1, tzinfo=UTC))
     settings, app = desk(start="since", since="2026-01-01")
     result = poll_once(settings, app)
     assert result.stored == 1

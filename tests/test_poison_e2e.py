@@ -19,7 +19,6 @@ from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -34,7 +33,6 @@ from triage.config import load_settings
 from triage.runners.poll import PollRunner
 from triage.runners.spool import SpoolRunner
 from triage.store.models import Event, Message, Ticket
-from triage.store.outbox_models import Outbox, OutboxStatus
 
 QUESTIONS = [  # what the seed model routes with confidence, so that the bulk approval takes them
     ("Donation receipt for my tax return",

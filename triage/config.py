@@ -182,7 +182,7 @@ class ImapSettings(_Section):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ImapSettings":
+    def _consistent(self) -> ImapSettings:
         if not self.host:
             return self
         if self.security == "none" and not _is_loopback(self.host):
@@ -252,7 +252,7 @@ class SmtpSettings(_Section):
     poll_seconds: float = Field(10.0, gt=0, description="Seconds between outbox passes when nothing was due.")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SmtpSettings":
+    def _consistent(self) -> SmtpSettings:
         if not self.host:
             return self
         if self.security == "none" and not _is_loopback(self.host):

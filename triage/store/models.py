@@ -249,9 +249,21 @@ Index("ix_tickets_clock_stale", Ticket.id, postgresql_where=Ticket.clock_stale_a
       sqlite_where=Ticket.clock_stale_at.is_not(None))
 
 __all__: list[Any] = [
-    "Attachment", "Blob", "Decision", "ImapFolderState", "ImapLedgerEntry", "Suggestion", "Contact", "Direction", "Event", "Message", "Quarantine", "Ticket", "TicketStatus",
+    "Attachment",
+    "Blob",
+    "Contact",
+    "Decision",
+    "Direction",
+    "Event",
+    "ImapFolderState",
+    "ImapLedgerEntry",
+    "Message",
+    "Quarantine",
+    "Suggestion",
+    "Ticket",
+    "TicketStatus",
 ]
 from triage.store import (
-    outbox_models,  # noqa: E402,F401
-    schedule_models,  # noqa: E402,F401
+    outbox_models,  # noqa: F401
+    schedule_models,  # noqa: F401
 )
