@@ -182,3 +182,23 @@ def test_concurrent_ingest_of_same_mail_stores_once(app: App, clock: Clock) -> N
         t.join()
     assert sorted(results) == ["duplicate", "duplicate", "duplicate", "stored"]
     assert count(app, Message) == 1 and count(app, Ticket) == 1 and count(app, Contact) == 1
+
+
+def test_long_file_names_content_ids_and_list_ids_are_capped_not_quarantined(app: App) -> None:
+    """Values longer than their columns (PostgreSQL's varchar(1000)) are cut with a defect, and the mail is stored."""
+    long = "x" * 5000
+    raw = (
+        "From: a@b.example\r\nTo: l@example.org\r\nSubject: s\r\nDate: Mon, 2 Sep 2024 10:00:00 +0200\r\n"
+        f"Message-ID: <m@b.example>\r\nList-Id: <{long}>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+        f"--zz\r\nContent-Type: application/pdf\r\nContent-ID: <{long}>\r\n"
+        f"Content-Disposition: attachment; filename*=utf-8''{long}\r\n\r\nabc\r\n--zz--\r\n"
+    ).encode()
+    outcome = app.ingestor().ingest(raw)
+    assert outcome.status == "stored", outcome.reason
+    with app.sessions() as session:
+        message = session.get_one(Message, outcome.message_pk)
+        (attachment,) = message.attachments
+        assert len(attachment.filename or "") == 255 and len(attachment.content_id or "") <= 998
+        assert message.list_id is not None and len(message.list_id) == 255
+        assert {"truncated:filename", "truncated:content-id", "truncated:list-id"} <= set(message.defects)

@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from triage.bootstrap import App, bootstrap
 from triage.config import load_settings
-from triage.ingest.pipeline import Ingestor
+from triage.ingest.pipeline import IngestOutcome, Ingestor
 from triage.outbox import wiring
 from triage.outbox.compose import ComposeError, to_bytes
 from triage.outbox.queue import OutboxError, build_reply, enqueue_handoff
@@ -98,6 +98,11 @@ def test_hostile_headers_through_parse_store_and_compose(
     n = next(counter)
     outcome = Ingestor(app.sessions, app.settings.mail).ingest(
         raw_mail(n, sender, message_id, in_reply_to, references, subject, encoding))
+    assert_answered_or_handled(app, outcome)
+
+
+def assert_answered_or_handled(app: App, outcome: IngestOutcome) -> None:
+    """The mail is stored or quarantined; every mail about its ticket is valid, or its failure handled."""
     assert outcome.status in ("stored", "duplicate", "quarantined")
     if outcome.status != "stored" or outcome.message_pk is None:
         return
@@ -124,6 +129,70 @@ def test_hostile_headers_through_parse_store_and_compose(
         else:
             assert row.status is OutboxStatus.pending
             assert_valid(row.raw)
+
+
+# -- MIME structure: hostile trees of parts, each value and boundary drawn ---------------------
+
+CTYPES = ["text/plain", "text/html", "text/enriched", "image/png", "application/octet-stream", "message/rfc822",
+          "message/delivery-status", "text/rfc822-headers", "multipart/mixed", "bild/png\u00e9", "a/b/c", "", "text"]
+CHARSETS = ["utf-8", "latin-1", "utf-16", "x-unknown", "iso-2022-jp", "", '"utf-8', "utf-8\x0b"]
+ENCODINGS = ["7bit", "8bit", "base64", "quoted-printable", "x-uuencode", "binary", "b\u2028ase64", ""]
+BOUNDARY = st.one_of(WORD, VALUE, st.just(""), st.just("--"), st.just("a" * 200))
+LEAF_BODY = st.one_of(st.binary(max_size=300), VALUE.map(lambda v: v.encode("utf-8", "surrogateescape")),
+                      st.just(b"=?=\r\n=\r\n=3D"), st.just(b"QUJD\r\n!!!\r\nREVG==="))
+
+
+def _head(ctype: str, params: str, encoding: str, filename: str | None) -> list[str]:
+    lines = [f"Content-Type: {ctype}{params}"]
+    if encoding:
+        lines.append(f"Content-Transfer-Encoding: {encoding}")
+    if filename is not None:
+        lines.append(f'Content-Disposition: attachment; filename="{filename}"')
+    return lines
+
+
+@st.composite
+def mime_part(draw: st.DrawFn, depth: int = 0) -> tuple[list[str], bytes]:
+    """(header lines, body bytes) of one part: a leaf, or a multipart whose boundaries may lie."""
+    if depth < 3 and draw(st.integers(0, 2)) == 0:
+        boundary = draw(BOUNDARY)
+        subtype = draw(st.sampled_from(["mixed", "alternative", "related", "report", "digest", "signed"]))
+        children = draw(st.lists(mime_part(depth + 1), max_size=4))
+        chunks = [draw(st.sampled_from([b"", b"preamble\r\n"]))]
+        for head, body in children:
+            chunks.append(f"--{boundary}\r\n".encode("utf-8", "surrogateescape"))
+            chunks.append("\r\n".join(head).encode("utf-8", "surrogateescape") + b"\r\n\r\n" + body + b"\r\n")
+        if draw(st.booleans()):  # a close boundary, or none: the mail ends inside the multipart
+            chunks.append(f"--{boundary}--\r\n".encode("utf-8", "surrogateescape"))
+        return [f'Content-Type: multipart/{subtype}; boundary="{boundary}"'], b"".join(chunks)
+    ctype = draw(st.sampled_from(CTYPES))
+    params = draw(st.sampled_from(["", "; charset={}", "; name={}", "; format=flowed; delsp=yes"]))
+    params = params.format(draw(st.sampled_from(CHARSETS)) if "charset" in params else draw(VALUE))
+    filename = draw(st.one_of(st.none(), VALUE, st.just("../../etc/passwd"), st.just("=?utf-8?b?Li4vLi4v?="),
+                              st.just("n" * 3000 + ".pdf")))
+    return _head(ctype, params, draw(st.sampled_from(ENCODINGS)), filename), draw(LEAF_BODY)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(tree=mime_part())
+def test_hostile_mime_structure_through_parse_store_and_compose(app: App, tree: tuple[list[str], bytes]) -> None:
+    """Hostile MIME trees (lying boundaries, unknown types and charsets, broken encodings, file
+    names that look like paths): stored or quarantined, never raised; the mails about the ticket valid."""
+    n = next(counter)
+    head, body = tree
+    top = [f"From: Vol {n} <vol{n}@volunteers.example>", "To: liaison@example.org", f"Subject: Tree {n}",
+           f"Date: {format_datetime(datetime.now(UTC))}", f"Message-ID: <tree{n}@volunteers.example>",
+           "MIME-Version: 1.0", *head]
+    raw = "\r\n".join(top).encode("utf-8", "surrogateescape") + b"\r\n\r\n" + body
+    outcome = Ingestor(app.sessions, app.settings.mail).ingest(raw)
+    assert outcome.status in ("stored", "quarantined")
+    if outcome.status == "stored" and outcome.message_pk is not None:
+        with app.sessions() as session:
+            stored = session.get_one(Message, outcome.message_pk)
+            assert "\x00" not in stored.body_text  # binary data never becomes the ticket's text
+            assert all(a.filename is None or len(a.filename) <= 255 for a in stored.attachments)
+    assert_answered_or_handled(app, outcome)
 
 
 def test_the_module_database_is_a_real_file(app: App) -> None:

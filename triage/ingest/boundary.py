@@ -24,6 +24,10 @@ MAX_MESSAGE_ID = 998
 width of the `messages.message_id` column."""
 MAX_ADDRESS = 254
 """Characters of an address kept: RFC 5321 (4.5.3.1.3) allows a path of 256 with its brackets."""
+MAX_FILENAME = 255
+"""Characters of an attachment's file name kept (what file systems allow; it is shown, never a path)."""
+MAX_LIST_ID = 255
+"""Characters of a List-Id kept (RFC 2919 2: at most 255 octets)."""
 MAX_REFERENCES = 100
 """Message-IDs kept from References: the first (the thread's root) and the newest."""
 

@@ -230,7 +230,7 @@ def _build(raw: bytes, msg: Message, defects: list[str], oversize: bool) -> Pars
         attachments=attachments,
         kind=verdict.kind,
         kind_reason=verdict.reason,
-        list_id=_list_id(_first(headers, "list-id")),
+        list_id=_list_id(_first(headers, "list-id"), defects),
         defects=list(dict.fromkeys(defects)),
         size=len(raw),
         oversize=oversize,
@@ -663,12 +663,12 @@ def _rfc5322_date(value: str) -> datetime | None:
     return datetime(*moment, tzinfo=timezone(timedelta(seconds=-offset if sign == "-" else offset)))
 
 
-def _list_id(value: str | None) -> str | None:
+def _list_id(value: str | None, defects: list[str]) -> str | None:
     if not value:
         return None
     match = _MSG_ID.search(value)
     ident = match.group(0)[1:-1] if match else value
-    return ident.strip() or None
+    return boundary.one_line(ident.strip(), "list-id", boundary.MAX_LIST_ID, defects) or None
 
 
 def _report_type(head: _Head) -> str | None:
@@ -880,7 +880,11 @@ class _BodyWalk:
         if not isinstance(content, bytes):
             content = b""
         cid = part.get("content-id")
-        content_id = self._text(str(cid)).strip().strip("<>").strip() or None if cid is not None else None
+        content_id = (
+            boundary.one_line(self._text(str(cid)).strip().strip("<>").strip(), "content-id",
+                              boundary.MAX_MESSAGE_ID, self.defects) or None
+            if cid is not None else None
+        )
         return ParsedAttachment(
             filename=self._filename(head),
             content_type=ctype,
@@ -904,7 +908,8 @@ class _BodyWalk:
             name = source.get_filename()
         if not isinstance(name, str):
             return None
-        return decode_words(self._text(name), self.defects, self.guesses).strip() or None
+        name = decode_words(self._text(name), self.defects, self.guesses).strip()
+        return boundary.one_line(name, "filename", boundary.MAX_FILENAME, self.defects) or None
 
     def _text(self, value: str) -> str:
         """Header text that may carry raw 8-bit bytes (as surrogates): UTF-8, else the mail's charset."""
