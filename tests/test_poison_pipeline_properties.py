@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from triage.bootstrap import App, bootstrap
 from triage.config import load_settings
-from triage.ingest.pipeline import IngestOutcome, Ingestor
+from triage.ingest.pipeline import Ingestor, IngestOutcome
 from triage.outbox import wiring
 from triage.outbox.compose import ComposeError, to_bytes
 from triage.outbox.queue import OutboxError, build_reply, enqueue_handoff
