@@ -150,10 +150,15 @@ def stopped_by(exc: Exception) -> str:
             f"{DEBUG_ENV}=1 shows the traceback)")
 
 
+# The folders of the two packages (a checkout may itself be called "triage": match on them, not on a name).
+_OWN_CODE = tuple(str(Path(folder).resolve()) + os.sep for folder in (
+    Path(__file__).parent, Path(__file__).parent.parent / "classifiers"))
+
+
 def _where(exc: BaseException) -> str:
     """` at package/module.py:LINE` of the innermost frame in triage's own code (else the innermost)."""
     frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
-    ours = [f for f in frames if f"{os.sep}triage{os.sep}" in f.filename or f"{os.sep}classifiers{os.sep}" in f.filename]
+    ours = [f for f in frames if str(Path(f.filename).resolve()).startswith(_OWN_CODE)]
     if not (ours or frames):
         return ""
     frame = (ours or frames)[-1]
