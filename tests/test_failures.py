@@ -262,3 +262,42 @@ def test_a_bug_stops_a_command_in_one_line(monkeypatch: pytest.MonkeyPatch) -> N
         assert isinstance(debug.exception, RuntimeError)
     finally:
         cli.commands.pop("explode")
+
+
+def test_log_lines_never_quote_the_mail(tmp_path: Path) -> None:
+    """At debug level, a run that quarantines, refuses and skips mail logs why by kind only: the
+    subject of a refused mail and the text of a skipped acknowledgment's reason stay out of the log."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    (folder / "big.eml").write_bytes(make_mail(subject=f"Photos {BODY}", body="x" * 5000))
+    (folder / "list.eml").write_bytes(make_mail(subject=f"Digest {BODY}", sender=f"{BODY} <news@lists.example>",
+                                                headers={"List-Id": f"<{BODY}.lists.example>"}))
+    env = {"TRIAGE_DATABASE_URL": f"sqlite:///{tmp_path / 'triage.db'}", "TRIAGE_LOG_LEVEL": "debug",
+           "TRIAGE_MAIL_MAX_SIZE_BYTES": "4000", "TRIAGE_OUTBOX_AUTO_ACKNOWLEDGE": "true",
+           "TRIAGE_ROUTING_MODEL_PATH": str(tmp_path / "model")}
+    done = run(["ingest", str(folder)], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "mail.refused_oversize" in done.stderr and "outbox.skipped" in done.stderr, done.stderr  # logged, by kind
+    assert BODY not in done.stderr and BODY not in done.stdout
+
+
+def test_a_quarantined_mail_is_logged_without_its_reason_text(tmp_path: Path) -> None:
+    """The quarantine row keeps the whole reason for the liaison (an error's message may quote the
+    mail); the log line carries only its kind. The parser that fails is a stand-in: the real one
+    has no failure that quotes a mail on demand."""
+    from structlog.testing import capture_logs
+
+    from triage.ingest.pipeline import Ingestor
+
+    def failing_parser(raw: bytes, *, max_size: int) -> Any:
+        raise ValueError(f"cannot read the header value {BODY!r}")
+
+    app = bootstrap(load_settings(environ={"TRIAGE_DATABASE_URL": f"sqlite:///{tmp_path / 'triage.db'}"}))
+    try:
+        with capture_logs() as logs:
+            outcome = Ingestor(app.sessions, app.settings.mail, parser=failing_parser).ingest(make_mail())
+    finally:
+        app.close()
+    assert outcome.status == "quarantined" and BODY in outcome.reason  # the liaison sees what failed
+    (line,) = [entry for entry in logs if entry["event"] == "mail.quarantined"]
+    assert BODY not in repr(logs) and line["error"] == "ValueError"

@@ -264,6 +264,13 @@ def _short_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+def _reason_kind(reason: str) -> str:
+    """The first word of a quarantine reason (the error's type, or 'refused'): what a log line may
+    carry. The rest can quote the mail (an exception's message, the refused mail's subject), and
+    is kept for the liaison in the quarantine row."""
+    return reason.split(None, 1)[0].rstrip(":") if reason.strip() else "error"
+
+
 @dataclass(frozen=True, slots=True)
 class IncomingMail:
     """One mail to ingest; `parsed` if it was parsed elsewhere (an exception there: quarantine)."""
@@ -318,9 +325,11 @@ class Ingestor:
         """Quarantine an oversize mail's header section, in its own transaction (see `refuse_oversize`)."""
         reason = oversize.refusal_reason(head, size=size, limit=self.max_size)
         with self._sessions.begin() as session:
-            return refuse_oversize(
+            outcome = refuse_oversize(
                 session, head, size=size, limit=self.max_size, source=source, now=self._clock(), reason=reason
             )
+        log.warning("mail.refused_oversize", size=size, limit=self.max_size, source=source)
+        return outcome
 
     def ingest(self, raw: bytes, *, source: str | None = None) -> IngestOutcome:
         """Store one mail (or quarantine it) in its own transaction and return what happened."""
@@ -356,7 +365,8 @@ class Ingestor:
                 after(session, outcomes)
         for (mail, digest, _), outcome in zip(prepared, outcomes, strict=True):
             if outcome.status == "quarantined":
-                log.warning("mail.quarantined", error=outcome.reason, sha256=digest[:12], source=mail.source)
+                log.warning("mail.quarantined", error=_reason_kind(outcome.reason), sha256=digest[:12],
+                            source=mail.source)
             else:
                 log.debug("mail.ingested", status=outcome.status, ticket=outcome.ticket_reference,
                           sha256=digest[:12], source=mail.source)
@@ -386,7 +396,7 @@ class Ingestor:
         except Exception as exc:  # noqa: BLE001 - the per-mail path finds and isolates the mail at fault
             savepoint.rollback()
             self.fallbacks += 1
-            log.info("ingest.batch_fallback", mails=len(prepared), error=_short_error(exc))
+            log.info("ingest.batch_fallback", mails=len(prepared), error=type(exc).__name__)
             return None
 
     def _store_one(

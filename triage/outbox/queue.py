@@ -187,7 +187,7 @@ def _skip(session: Session, ticket_id: int | None, now: datetime, template: str,
           reason: str, codes: Sequence[str] = ()) -> Skipped:
     session.add(Event(ticket_id=ticket_id, at=now, actor=ACTOR, action="mail-skipped",
                       detail={"template": template, "to": to, "reasons": list(codes), "why": reason}))
-    log.info("outbox.skipped", template=template, reasons=list(codes) or reason)
+    log.info("outbox.skipped", template=template, reasons=list(codes))  # the reason text can quote the mail
     return Skipped(template, to, reason)
 
 

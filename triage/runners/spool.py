@@ -76,7 +76,6 @@ class SpoolRunner(Runner):
             elif mail.oversize:
                 kept = self._maildir / "cur" / f"{name}{SEEN_INFO}"
                 status = self._ingestor.refuse(mail.raw, size=mail.size, source=f"spool:{kept}").status
-                log.warning("spool.refused_oversize", file=name, size=mail.size, limit=self._ingestor.max_size)
             else:
                 status = self._ingestor.ingest(mail.raw, source=mail.label).status
             os.rename(name, f"{name}{SEEN_INFO}", src_dir_fd=new, dst_dir_fd=cur)
