@@ -21,10 +21,12 @@ batch, a routing approval) goes on with every other ticket.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from functools import partial
 from typing import Any, Protocol
 
 import structlog
@@ -152,34 +154,41 @@ def _failed(session: Session, ticket_id: int | None, now: datetime, template: st
     return Failed(template, to, row.last_error or "", row.id)
 
 
-def _automatic_since(session: Session, now: datetime) -> list[tuple[str, str]]:
-    """(to_addr, template) of the automatic mails queued within the rate window before `now`."""
-    rows = session.execute(
-        select(Outbox.to_addr, Outbox.template).where(
-            Outbox.created_at > now - loops.RATE_WINDOW, Outbox.auto_submitted.is_not(None)
-        )
-    )
-    return [(to_addr, template) for to_addr, template in rows]
+@dataclass(slots=True)
+class _RecentAutomatic:
+    """The automatic mails of the rate window, counted by mailbox (`loops.rate_key`) and, for
+    acknowledgments, by domain: read once for a batch, then kept up to date as it queues mail."""
+
+    by_mailbox: Counter[str]
+    acknowledgments_by_domain: Counter[str]
+
+    @classmethod
+    def load(cls, session: Session, now: datetime) -> _RecentAutomatic:
+        recent = cls(Counter(), Counter())
+        for to_addr, template in session.execute(
+            select(Outbox.to_addr, Outbox.template).where(
+                Outbox.created_at > now - loops.RATE_WINDOW, Outbox.auto_submitted.is_not(None)
+            )
+        ):
+            recent.add(to_addr, template)
+        return recent
+
+    def add(self, to_addr: str, template: str) -> None:
+        self.by_mailbox[loops.rate_key(to_addr)] += 1
+        if template == "acknowledgment":
+            self.acknowledgments_by_domain[loops.rate_domain(to_addr)] += 1
 
 
-def automatic_last_hour(session: Session, address: str, now: datetime) -> int:
-    """Automatic mails queued to `address` within the rate window before `now`, its sub-addresses included."""
-    key = loops.rate_key(address)
-    return sum(1 for to_addr, _ in _automatic_since(session, now) if loops.rate_key(to_addr) == key)
-
-
-def _recipient_facts(session: Session, party: Party, contact: Contact | None, now: datetime) -> loops.RecipientFacts:
+def _recipient_facts(
+    session: Session, party: Party, contact: Contact | None, recent: _RecentAutomatic
+) -> loops.RecipientFacts:
     bouncing = contact.bouncing if contact is not None else bool(session.scalar(
         select(Contact.bouncing).where(func.lower(Contact.address) == party.address.lower())
     ))
-    key, domain = loops.rate_key(party.address), loops.rate_domain(party.address)
-    recent = _automatic_since(session, now)
     return loops.RecipientFacts(
         party.address.lower(), bouncing,
-        automatic_last_hour=sum(1 for to_addr, _ in recent if loops.rate_key(to_addr) == key),
-        domain_acknowledgments_last_hour=sum(
-            1 for to_addr, template in recent if template == "acknowledgment" and loops.rate_domain(to_addr) == domain
-        ),
+        automatic_last_hour=recent.by_mailbox[loops.rate_key(party.address)],
+        domain_acknowledgments_last_hour=recent.acknowledgments_by_domain[loops.rate_domain(party.address)],
     )
 
 
@@ -243,29 +252,33 @@ def acknowledge_new_tickets(
         select(Message.ticket_id, func.min(Message.id))
         .where(Message.ticket_id.in_({t.id for _, t in pairs})).group_by(Message.ticket_id)
     )}
+    recent = _RecentAutomatic.load(session, now)
     results: list[Queued | Skipped | Failed] = []
     for message, ticket in sorted(pairs, key=lambda pair: pair[0].id):
         if firsts.get(ticket.id) != message.id:
             continue  # a follow-up on an existing ticket: acknowledged when the ticket was opened
         ticket_id, to = ticket.id, message.from_addr  # read before a rollback can expire them
-        savepoint = session.begin_nested()
-        try:
-            if isinstance(wiring, Exception):
-                raise wiring
-            results.append(_acknowledge(session, wiring, message, ticket, now))
-            savepoint.commit()
-        except Exception as exc:  # noqa: BLE001 - one ticket's acknowledgment never fails the ingest batch
-            savepoint.rollback()
-            results.append(_failed(session, ticket_id, now, "acknowledgment", to, exc, auto_submitted="auto-replied"))
+        if isinstance(wiring, Exception):
+            result: Queued | Skipped | Failed = _failed(
+                session, ticket_id, now, "acknowledgment", to, wiring, auto_submitted="auto-replied")
+        else:
+            result = _isolated(
+                session, partial(_acknowledge, session, wiring, message, ticket, now, recent),
+                partial(_failed, session, ticket_id, now, "acknowledgment", to, auto_submitted="auto-replied"))
+        if isinstance(result, (Queued, Failed)) and result.to:
+            recent.add(result.to, "acknowledgment")  # a failed row counts in the window too
+        results.append(result)
     return results
 
 
-def _acknowledge(session: Session, wiring: Wiring, message: Message, ticket: Ticket, now: datetime) -> Queued | Skipped:
+def _acknowledge(
+    session: Session, wiring: Wiring, message: Message, ticket: Ticket, now: datetime, recent: _RecentAutomatic
+) -> Queued | Skipped:
     settings = wiring.settings
     contact = session.get(Contact, ticket.contact_id) if ticket.contact_id is not None else None
     view = TicketView(ticket, contact, message, [message])
     volunteer = view.volunteer
-    facts = _recipient_facts(session, volunteer, contact, now) if volunteer is not None else None
+    facts = _recipient_facts(session, volunteer, contact, recent) if volunteer is not None else None
     signals = tuple(str(s) for s in (message.extra or {}).get("signals", ()))
     verdict = loops.may_auto_answer(
         loops.InboundFacts(
@@ -362,7 +375,7 @@ def _handoff_volunteer(session: Session, wiring: Wiring, view: TicketView, info:
     if volunteer is None:
         return _skip(session, ticket_id, now, "handoff-volunteer", None, "the ticket has no sender", ["no-sender"])
     verdict = loops.may_send_automatic(
-        _recipient_facts(session, volunteer, view.contact, now),
+        _recipient_facts(session, volunteer, view.contact, _RecentAutomatic.load(session, now)),
         rate_limit_per_hour=wiring.settings.outbox.rate_limit_per_hour,
         liaison_address=wiring.settings.mail.liaison_address,
     )
@@ -420,6 +433,6 @@ def enqueue_reply(
 
 
 __all__ = [
-    "ACTOR", "Failed", "OutboxError", "Queued", "Skipped", "acknowledge_new_tickets", "automatic_last_hour",
+    "ACTOR", "Failed", "OutboxError", "Queued", "Skipped", "acknowledge_new_tickets",
     "build_reply", "enqueue", "enqueue_handoff", "enqueue_reply",
 ]
