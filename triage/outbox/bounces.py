@@ -20,8 +20,9 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from triage.failures import describe
 from triage.ingest.parsed import ParsedMail
-from triage.outbox.failures import failure_reason, storable
+from triage.outbox.failures import storable
 from triage.store.models import Contact, Event, Message
 from triage.store.outbox_models import Outbox
 
@@ -69,7 +70,7 @@ def handle_bounces(
             savepoint.commit()
         except Exception as exc:  # noqa: BLE001 - one bounce's failure never fails the ingest batch
             savepoint.rollback()
-            reason = storable(failure_reason(exc), 2000)
+            reason = storable(describe(exc), 2000)
             session.add(Event(ticket_id=ticket_id, at=now, actor=ACTOR, action="bounce-failed", detail={
                 "outbox": sent_id, "message": outcome.message_pk, "why": reason}))
             log.warning("outbox.bounce_failed", outbox=sent_id, message=outcome.message_pk, error=type(exc).__name__)

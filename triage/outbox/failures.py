@@ -15,9 +15,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
+from triage.failures import describe
+from triage.ingest.charsets import clean_text
 from triage.store.models import Event
 from triage.store.outbox_models import Outbox, OutboxStatus
 
@@ -27,17 +28,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-def failure_reason(exc: BaseException) -> str:
-    """One line naming the error. A database error's own text carries the statement's parameters
-    (mail text among them), so only the driver's first line is kept."""
-    if isinstance(exc, StatementError) and exc.orig is not None:
-        return f"{type(exc).__name__} ({type(exc.orig).__name__}: {str(exc.orig).partition(chr(10))[0]})"
-    return f"{type(exc).__name__}: {exc}"
-
-
 def storable(value: str | None, limit: int) -> str:
-    """Text any database column takes: no NUL, no lone surrogate (PostgreSQL refuses both), capped."""
-    text = (value or "").encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    """Text any database column takes (`clean_text`: no NUL, no lone surrogate), capped at `limit`."""
+    text = clean_text(value or "", [])
     return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
 
@@ -47,11 +40,10 @@ def record_failed_mail(
     template: str,
     ticket_id: int | None,
     to: str | None,
-    error: BaseException | str,
+    error: BaseException,
     actor: str,
     now: datetime,
     envelope_from: str = "",
-    subject: str = "",
     auto_submitted: AutoSubmitted | None = None,
     tickets: Sequence[int] = (),
 ) -> Outbox:
@@ -59,12 +51,12 @@ def record_failed_mail(
     it; `triage outbox` lists it with the reason) and a `mail-failed` event on its ticket (on each
     of `tickets`, for a mail about several). No commit here; call it after rolling back the
     savepoint in which building failed."""
-    reason = storable(error if isinstance(error, str) else failure_reason(error), 2000)
+    reason = storable(describe(error), 2000)
     address = storable(to, 320)
     row = Outbox(
         message_id=f"<unbuilt.{uuid.uuid4().hex}@triage.invalid>", ticket_id=ticket_id, message_pk=None,
         template=template, auto_submitted=auto_submitted, envelope_from=storable(envelope_from, 320),
-        recipients=[address] if address else [], to_addr=address, subject=storable(subject, 998), raw=None,
+        recipients=[address] if address else [], to_addr=address, subject="", raw=None,
         status=OutboxStatus.failed, attempts=0, next_attempt_at=now, refused=[],
         last_error=f"not built: {reason}", actor=actor, created_at=now, updated_at=now,
     )
@@ -74,8 +66,8 @@ def record_failed_mail(
         session.add(Event(ticket_id=ticket, at=now, actor=actor, action="mail-failed", detail={
             "template": template, "to": address, "outbox": row.id, "stage": "build", "why": reason}))
     log.warning("outbox.not_built", template=template, ticket=ticket_id, outbox=row.id,
-                error=type(error).__name__ if isinstance(error, BaseException) else "error")
+                error=type(error).__name__)
     return row
 
 
-__all__ = ["failure_reason", "record_failed_mail", "storable"]
+__all__ = ["record_failed_mail", "storable"]

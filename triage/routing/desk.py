@@ -20,7 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifiers import Classifier, Example
-from triage.outbox.failures import failure_reason, storable
+from triage.failures import describe
+from triage.outbox.failures import storable
 from triage.routing.errors import RoutingError
 from triage.store.db import utcnow
 from triage.store.models import Decision, Direction, Event, Message, Suggestion, Ticket, TicketStatus
@@ -197,7 +198,7 @@ class Router:
 
     def _record_failure(self, session: Session, reference: str, action: str, exc: Exception,
                         actor: str) -> dict[str, Any]:
-        why = storable(str(exc) if isinstance(exc, RoutingError) else failure_reason(exc), 2000)
+        why = storable(str(exc) if isinstance(exc, RoutingError) else describe(exc), 2000)
         ticket_id = session.scalar(select(Ticket.id).where(Ticket.reference == reference))
         session.add(Event(ticket_id=ticket_id, at=self._clock(), actor=actor, action=action, detail={"why": why}))
         log.warning("routing." + action.replace("-", "_"), ticket=reference, error=type(exc).__name__)
