@@ -19,11 +19,15 @@ from pydantic import SecretStr
 MASK = "***"
 _SECRET_NAME = re.compile(r"pass|pwd|secret|token|credential|api.?key|auth", re.IGNORECASE)
 _SECRET_KEY_ENDINGS = ("password", "_token", "secret", "token_command", "_key")
-# user:password@ in any URL, and password=..., token: ... and the like in any text.
-_URL_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)(?P<secret>[^/\s@]+)(?=@)")
+# user:password@ in any URL, and password=..., token: ... and the like in any text. Both run on
+# text that can quote a hostile mail, so neither may backtrack: the URL form starts only at "://"
+# and its parts are possessive; the pair starts only where a name starts (the lookbehind), looks
+# ahead once for the secret-sounding word inside that name, and then takes the name whole.
+_URL_USERINFO = re.compile(r"(?P<head>://[^/\s:@]*+:)(?P<secret>[^/\s@]++)(?=@)")
 _PAIR = re.compile(
-    r"(?P<head>\b[\w.-]*(?:password|passwd|pwd|secret|token|api_?key|credential)[\w.-]*\s*[=:]\s*)"
-    r"(?P<secret>\"[^\"]*\"|'[^']*'|[^\s&;,]+)",
+    r"(?P<head>(?<![\w.-])(?=[\w.-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|credential))"
+    r"[\w.-]*+\s*+[=:]\s*+)"
+    r"(?P<secret>\"[^\"]*+\"|'[^']*+'|[^\s&;,]++)",
     re.IGNORECASE,
 )
 
