@@ -101,16 +101,16 @@ DUE = "CASE WHEN c.due_3 <= :now THEN c.due_3 WHEN c.due_2 <= :now THEN c.due_2 
 NEXT = "CASE WHEN c.due_3 <= :now THEN NULL WHEN c.due_2 <= :now THEN c.due_3 ELSE c.due_2 END"
 FLOOR_STATEMENTS = (
     # 1. the due rows, with the checks the run makes on the tickets (still running, not answered)
-    ("select", f"SELECT t.id, t.reference, t.team, {LEVEL}, {DUE} FROM ticket_clocks c JOIN tickets t "
+    ("select", (f"SELECT t.id, t.reference, t.team, {LEVEL}, {DUE} FROM ticket_clocks c JOIN tickets t "
                "ON t.id = c.ticket_id WHERE c.next_at <= :now AND t.status IN ('new', 'open') AND NOT EXISTS "
                "(SELECT 1 FROM outbox o WHERE o.ticket_id = t.id AND o.auto_submitted IS NULL "
-               "AND o.status <> 'failed')"),
+               "AND o.status <> 'failed')")),
     # 2. one reminders row per due ticket under the (ticket, level, due time) key
-    ("insert", f"INSERT INTO reminders (ticket_id, level, due_at, team, fired_at) SELECT c.ticket_id, {LEVEL}, "
-               f"{DUE}, c.team, :now FROM ticket_clocks c WHERE c.next_at <= :now ON CONFLICT DO NOTHING"),
+    ("insert", (f"INSERT INTO reminders (ticket_id, level, due_at, team, fired_at) SELECT c.ticket_id, {LEVEL}, "
+               f"{DUE}, c.team, :now FROM ticket_clocks c WHERE c.next_at <= :now ON CONFLICT DO NOTHING")),
     # 3. each due ticket out of the due set: its clock moves to the next level
-    ("move", f"UPDATE ticket_clocks SET reminded_level = {LEVEL.replace('c.', '')}, "
-             f"next_at = {NEXT.replace('c.', '')} WHERE next_at <= :now"),
+    ("move", (f"UPDATE ticket_clocks SET reminded_level = {LEVEL.replace('c.', '')}, "
+             f"next_at = {NEXT.replace('c.', '')} WHERE next_at <= :now")),
 )
 
 
@@ -118,13 +118,12 @@ def statement_floor(engine: Any) -> dict[str, float]:
     """The three statements any run of this design must make, in raw SQL with no Python around
     them, timed one by one in a transaction that is rolled back (so the commit is not counted)."""
     times: dict[str, float] = {}
-    with engine.connect() as conn:
-        with conn.begin() as transaction:
-            for name, sql in FLOOR_STATEMENTS:
-                start = time.perf_counter()
-                conn.execute(text(sql), {"now": NOW}).all() if name == "select" else conn.execute(text(sql), {"now": NOW})
-                times[name] = time.perf_counter() - start
-            transaction.rollback()
+    with engine.connect() as conn, conn.begin() as transaction:
+        for name, sql in FLOOR_STATEMENTS:
+            start = time.perf_counter()
+            conn.execute(text(sql), {"now": NOW}).all() if name == "select" else conn.execute(text(sql), {"now": NOW})
+            times[name] = time.perf_counter() - start
+        transaction.rollback()
     return times
 
 

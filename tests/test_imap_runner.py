@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -267,5 +268,5 @@ def test_idle_is_reissued_before_the_renewal_window(dovecot_server: Dovecot, db_
         runner.stop_event.set()
         thread.join(timeout=10)
         app.close()
-    gaps = [b - a for a, b in zip(passes, passes[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(passes)]
     assert all(0.8 <= gap <= 5 for gap in gaps[1:]), gaps
