@@ -21,6 +21,8 @@ from sqlalchemy.engine import make_url
 from triage.bootstrap import App, bootstrap
 from triage.config import Settings, load_settings
 
+pytest_plugins = ["tests.workbench"]
+
 PG_URL = os.environ.get("TRIAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from triage.bootstrap import App, bootstrap, owner_only_files
 from triage.config import ConfigError, Settings, example_toml, load_settings
+from triage.desk.errors import DeskError
 from triage.failures import describe, show_traceback, stopped_by
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
@@ -77,6 +78,8 @@ class TriageGroup(click.Group):
         "stats": "triage.routing.desk_commands:stats",
         "retrain": "triage.routing.desk_commands:retrain",
         "remind": "triage.schedule.commands:remind",
+        "web": "triage.web.commands:web",
+        "user": "triage.web.commands:user",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -92,7 +95,7 @@ class TriageGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ConfigError, SchemaError, SourceError, NotFound, RoutingError) as exc:
+        except (ConfigError, SchemaError, SourceError, NotFound, RoutingError, DeskError) as exc:
             fail(str(exc), status=2)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise

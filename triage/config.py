@@ -410,6 +410,24 @@ class ReminderSettings(_ReminderPolicyKeys):
     )
 
 
+class WebSettings(_Section):
+    """The workbench (`triage web`, `triage demo`)."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on. Anything but loopback needs a TLS proxy in front.")
+    port: int = Field(8023, ge=0, le=65535, description="Port to listen on (0: any free port).")
+    session_hours: float = Field(12.0, gt=0, description="A login lasts this long without use before it expires.")
+    secure_cookies: bool | None = Field(
+        None, description="Mark the session cookie Secure. Default: when the request came over https (a TLS proxy)."
+    )
+    login_failures_per_account: int = Field(
+        5, ge=1, description="Failed logins for one account within login_window_minutes before it is throttled."
+    )
+    login_failures_per_client: int = Field(
+        20, ge=1, description="Failed logins from one client address within login_window_minutes before it is throttled."
+    )
+    login_window_minutes: float = Field(15.0, gt=0, description="The window the login throttle counts failures in.")
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     mail: MailSettings = MailSettings()
@@ -421,6 +439,7 @@ class Settings(_Section):
     smtp: SmtpSettings = SmtpSettings()
     outbox: OutboxSettings = OutboxSettings()
     reminders: ReminderSettings = ReminderSettings()
+    web: WebSettings = WebSettings()
 
     @property
     def imap_all(self) -> list[ImapSettings]:

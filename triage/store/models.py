@@ -71,6 +71,8 @@ class Ticket(Base):
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     flag: Mapped[str | None] = mapped_column(String(200))
+    # Set when the liaison merged this ticket into another: later mail lands on the survivor.
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     created_at: Mapped[utc]
     updated_at: Mapped[utc]
     # Set when the ticket's facts change (status, team, a reply): its reminder clock
@@ -266,4 +268,5 @@ __all__: list[Any] = [
 from triage.store import (
     outbox_models,  # noqa: F401
     schedule_models,  # noqa: F401
+    web_models,  # noqa: F401
 )
