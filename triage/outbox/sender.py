@@ -213,8 +213,8 @@ class OutboxSender:
         except (OSError, smtplib.SMTPException, SQLAlchemyError) as exc:  # before the final dot: not accepted
             delivery = Delivery("temporary", None, f"{type(exc).__name__}: {exc}", "connection")
         except Exception as exc:  # noqa: BLE001 - smtplib choked on this mail's own data before the final
-            # dot (no recipient at all, say): it never will be sendable; the session is still good (the
-            # next transaction starts with RSET) and the queue goes on without it.
+            # dot in a way `transact` does not foresee: it never will be sendable; the session is still good
+            # (the next transaction starts with RSET) and the queue goes on without it.
             delivery = Delivery("permanent", None, f"refused before sending: {type(exc).__name__}: {exc}", "local")
         self._settle(row_id, delivery, attempts, smtp.server, report)
         return delivery, raw
