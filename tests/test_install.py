@@ -81,6 +81,10 @@ def test_installed_triage_runs_from_an_unrelated_folder(installed: Path, tmp_pat
     assert "routing.teams_file = 'data/teams.toml'" in check.stdout
     worker = sh(bin_ / "triage-worker", "--help", cwd=elsewhere, env=env)
     assert "--once" in worker.stdout
+    shipped = sh(bin_ / "python", "-c", "from triage.web.app import STATIC, page_templates; "
+                 "print(page_templates().get_template('queue.html').filename); print(STATIC / 'htmx.min.js')",
+                 cwd=elsewhere, env=env).stdout.split()
+    assert all(line.startswith(str(installed)) and Path(line).is_file() for line in shipped), shipped
 
 
 def test_an_operators_own_files_win_over_the_shipped_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
