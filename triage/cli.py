@@ -362,7 +362,7 @@ def quarantine(ctx: Context, retry: bool, ids: tuple[int, ...], show_all: bool, 
     actor = cli_actor("liaison")
     with ctx.app() as app:
         if retry:
-            done = desk.retry_quarantined(app, actor, ids)
+            done = desk.retry_quarantined(app, actor, ids or None)
             if as_json:
                 echo_json(done.results)
             else:

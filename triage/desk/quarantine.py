@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from triage.desk.actors import Actor
-from triage.desk.errors import NotFound
+from triage.desk.errors import Invalid, NotFound
 from triage.desk.mail_roles import require_mail_operator, require_mail_reader
 from triage.ingest import oversize
 from triage.ingest.parse import parse_mail
@@ -86,9 +86,11 @@ def _refusals(app: App, ids: Sequence[int]) -> dict[int, str]:
 
 
 def retry_quarantined(app: App, actor: Actor, ids: Sequence[int] | None = None) -> Retried:
-    """Run quarantined mails (these ids, or all) through ingest again; those that now store are
+    """Run quarantined mails (these ids, or all with None) through ingest again; those that now store are
     released. Each run is logged: on the mail's ticket where it found one, else on no ticket."""
     require_mail_operator(actor, QUARANTINE)
+    if ids is not None and not ids:
+        raise Invalid("no mail chosen", "choose the mails by their quarantine id, or retry them all")
     refused = _refusals(app, ids) if ids else {}
     runnable = [i for i in dict.fromkeys(ids or []) if i not in refused]
     outcomes = [] if ids and not runnable else app.ingestor().retry_quarantined(runnable or None)
