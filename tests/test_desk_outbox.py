@@ -3,10 +3,11 @@ the liaison's decisions, their refusals with reasons, the event log, and who may
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.conftest import make_mail
 from tests.mail_states import (  # noqa: F401 - fixture_acknowledging_settings: the settings fixture
@@ -20,6 +21,7 @@ from triage.bootstrap import App
 from triage.desk import outbox, quarantine
 from triage.desk.actors import Actor
 from triage.desk.errors import Forbidden, Invalid, NotFound
+from triage.store.db import utcnow
 from triage.store.models import Event, Ticket
 from triage.store.outbox_models import Outbox, OutboxStatus
 from triage.store.web_models import Role
@@ -68,6 +70,24 @@ def test_the_liaison_marks_uncertain_mail_sent_and_retries_failed_mail(app: App)
         "outbox": uncertain, "message_id": confirmed.message_id})]
     assert [(ref, who) for ref, who, _ in logged(app, "mail-retry")] == [
         ("T-2026-00002", "liaison:ada"), ("T-2026-00003", "liaison:ada")]
+
+
+def test_two_liaisons_deciding_the_same_mail_apply_it_once(app: App) -> None:
+    """While one liaison's retry of a failed mail is being written, a second liaison's retry of the
+    same mail waits for it, then is refused: the decision is applied once, logged once."""
+    (row,) = acknowledged_tickets(app, 1)
+    set_outbox_states(app, {row: OutboxStatus.failed})
+    second: list[object] = []
+    with app.sessions.begin() as session:  # the first liaison's decision, not yet committed
+        session.execute(update(Outbox).where(Outbox.id == row).values(status=OutboxStatus.pending))
+        session.add(Event(ticket_id=1, at=utcnow(), actor="liaison:bea", action="mail-retry", detail={}))
+        racer = threading.Thread(target=lambda: second.append(outbox.retry(app, LIAISON, [row])))
+        racer.start()
+        racer.join(0.5)
+        assert racer.is_alive()  # waiting for the first decision
+    racer.join(10)
+    assert [(d.done, d.refused) for d in second] == [([], {row: "pending: the outbox is still delivering it"})]
+    assert [who for _, who, _ in logged(app, "mail-retry")] == ["liaison:bea"]
 
 
 def test_a_mail_never_built_is_not_retried(app: App) -> None:

@@ -354,12 +354,15 @@ class OutboxSender:
         return self.decide(ids, "mark-sent", actor=actor).done
 
     def decide(self, ids: Sequence[int], decision: LiaisonDecision, *, actor: str) -> Decision:
-        """Apply the liaison's decision to each mail it is allowed for, in one transaction; say why
-        it was refused for each other one (`refusal`)."""
+        """Apply the liaison's decision to each mail it is allowed for, in one transaction, logged on
+        the mail's ticket as `actor`; say why it was refused for each other one (`refusal`)."""
         now = self._clock()
         result = Decision([], {})
         with self._sessions.begin() as session:
-            rows = {row.id: row for row in session.scalars(select(Outbox).where(Outbox.id.in_(ids)))}
+            # Locked (on PostgreSQL; SQLite's writers are serialised already), so that a second liaison
+            # deciding the same mail at the same time waits, then sees the first decision: refused.
+            rows = {row.id: row for row in session.scalars(select(Outbox).where(Outbox.id.in_(ids))
+                                                           .with_for_update())}
             for row_id in sorted(set(ids)):
                 row = rows.get(row_id)
                 why = "no such mail" if row is None else refusal(decision, row.status, built=row.raw is not None)
