@@ -119,6 +119,8 @@ def test_a_decision_without_the_csrf_token_is_refused(client: TestClient, app: A
         assert client.post("/quarantine", data={**data, "id": held}).status_code == 403
     assert status_of(app, row) is OutboxStatus.uncertain and not released(app, held)
     token = _csrf(client.get("/outbox").text)
+    for junk in ("²", "1 OR 1=1", ""):  # a chosen id is digits, or the request is refused as invalid
+        assert client.post("/outbox", data={"csrf_token": token, "action": "retry", "id": junk}).status_code == 400
     assert client.post("/outbox", data={"csrf_token": token, "action": "mark-sent", "id": row}).status_code == 200
     assert client.post("/quarantine", data={"csrf_token": token, "id": held}).status_code == 200
     assert status_of(app, row) is OutboxStatus.sent and released(app, held)
