@@ -26,7 +26,7 @@ from triage.ingest.parsed import ParsedMail
 from triage.ingest.pipeline import IncomingMail
 from triage.ingest.sources import BATCH_BYTES, SourceError, batches, open_source
 from triage.logging import configure_logging
-from triage.queries import NotFound, list_quarantine, list_tickets, list_unmatched, ticket_detail
+from triage.queries import NotFound, list_tickets, list_unmatched, ticket_detail
 from triage.routing.errors import RoutingError
 from triage.store.schema import SchemaError, current_revision, head_revision, upgrade
 from triage.terminal import echo, echo_json, echo_text, json_line
@@ -356,21 +356,25 @@ def unmatched(ctx: Context, kind: str | None, limit: int | None, as_json: bool) 
 @pass_ctx
 def quarantine(ctx: Context, retry: bool, ids: tuple[int, ...], show_all: bool, as_json: bool) -> None:
     """List mails that could not be parsed or stored, or re-run them with --retry."""
+    from triage.desk import quarantine as desk
+    from triage.desk.actors import cli_actor
+
+    actor = cli_actor("liaison")
     with ctx.app() as app:
         if retry:
-            results = app.ingestor().retry_quarantined(list(ids) or None)
+            done = desk.retry_quarantined(app, actor, ids or None)
             if as_json:
-                echo_json([{"id": i, "status": o.status, "reason": o.reason,
-                            "ticket": o.ticket_reference} for i, o in results])
+                echo_json(done.results)
             else:
-                for row_id, outcome in results:
-                    echo(f"#{row_id}: {outcome.status} {outcome.ticket_reference or ''} {outcome.reason}")
-                echo(f"{sum(o.status != 'quarantined' for _, o in results)} of {len(results)} released")
-            if any(o.status == "quarantined" for _, o in results):
+                for r in done.results:
+                    echo(f"#{r['id']}: {r['status']} {r['ticket'] or ''} {r['reason']}")
+                echo(f"{done.released} of {len(done.results)} released")
+            for row_id, why in done.refused.items():
+                echo(f"#{row_id}: not run again: {why}", err=True)
+            if done.released < len(done.results):
                 sys.exit(1)
             return
-        with app.reads() as session:
-            rows = list_quarantine(session, include_released=show_all)
+        rows = desk.list_quarantine(app, actor, include_released=show_all)
     if as_json:
         echo_json(rows)
         return

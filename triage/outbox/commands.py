@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy import select
 
+from triage.desk.actors import cli_actor
+from triage.desk.outbox import list_outbox, mark_sent, retry, send_due
 from triage.outbox.compose import ComposeError, to_bytes
 from triage.outbox.queue import OutboxError, build_reply, enqueue_reply
 from triage.outbox.render import TemplateError
-from triage.outbox.setup import make_sender
 from triage.outbox.smtp import SmtpUnavailable
 from triage.outbox.wiring import install
 from triage.queries import find_ticket
 from triage.store.db import utcnow
-from triage.store.outbox_models import Outbox, OutboxStatus
 from triage.terminal import echo, echo_json, echo_text
 
 if TYPE_CHECKING:
@@ -77,21 +76,6 @@ def reply(ctx: Context, ident: str, template: str, body_file: Path | None, previ
         echo("smtp.host is not set: the mail waits in the outbox until it is", err=True)
 
 
-def _rows(ctx: Context, show_all: bool) -> list[dict[str, Any]]:
-    with ctx.app() as app, app.reads() as session:
-        query = select(Outbox).order_by(Outbox.id)
-        if not show_all:
-            query = query.where(Outbox.status != OutboxStatus.sent)
-        return [
-            {"id": r.id, "status": r.status.value, "template": r.template, "to": r.recipients,
-             "subject": r.subject, "message_id": r.message_id, "ticket_id": r.ticket_id, "attempts": r.attempts,
-             "next_attempt_at": r.next_attempt_at.isoformat(), "last_error": r.last_error,
-             "smtp_reply": r.smtp_reply, "smtp_queue_id": r.smtp_queue_id, "smtp_server": r.smtp_server,
-             "sent_at": r.sent_at.isoformat() if r.sent_at else None, "created_at": r.created_at.isoformat()}
-            for r in session.scalars(query)
-        ]
-
-
 @click.command("outbox")
 @click.option("--send", is_flag=True, help="Deliver what is due once, then exit (for cron and checks).")
 @click.option("--retry", "retry_ids", type=int, multiple=True, help="Queue failed or uncertain mail ID again.")
@@ -103,10 +87,10 @@ def outbox(ctx: Context, send: bool, retry_ids: tuple[int, ...], sent_ids: tuple
            as_json: bool) -> None:
     """List mail waiting, failed or uncertain; retry it; or deliver what is due (--send)."""
     status = 0
+    actor = cli_actor("liaison")
     with ctx.app() as app:
-        sender = make_sender(app)
         if retry_ids:
-            done = sender.retry(list(retry_ids), actor="liaison")
+            done = retry(app, actor, retry_ids).done
             echo(f"queued again: {', '.join(f'#{i}' for i in done) or 'none'}", err=as_json)
             if refused := sorted(set(retry_ids) - set(done)):
                 echo(f"not queued again: {', '.join(f'#{i}' for i in refused)} (only failed or uncertain mail "
@@ -114,12 +98,12 @@ def outbox(ctx: Context, send: bool, retry_ids: tuple[int, ...], sent_ids: tuple
                  err=True)
             status |= int(bool(refused))
         if sent_ids:
-            done = sender.mark_sent(list(sent_ids), actor="liaison")
+            done = mark_sent(app, actor, sent_ids).done
             echo(f"marked sent: {', '.join(f'#{i}' for i in done) or 'none'}", err=as_json)
             status |= int(len(done) != len(set(sent_ids)))
         if send:
             try:
-                report = sender.send_due(limit=10_000)
+                report = send_due(app, actor)
             except SmtpUnavailable as exc:
                 echo(f"triage: {exc}", err=True)
                 sys.exit(1)
@@ -130,8 +114,8 @@ def outbox(ctx: Context, send: bool, retry_ids: tuple[int, ...], sent_ids: tuple
                 echo(f"{report.sent} sent, {report.deferred} deferred, {report.failed} failed, "
                      f"{report.uncertain} uncertain, {report.recovered} recovered")
             status |= int(bool(report.failed or report.uncertain))
+        rows = [] if send else list_outbox(app, actor, include_sent=show_all)
     if not send:
-        rows = _rows(ctx, show_all)
         if as_json:
             echo_json(rows)
         elif not rows:

@@ -112,6 +112,8 @@ def page(handler: Handler) -> Callable[[Request], Any]:
 def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     """The workbench over an App built by `bootstrap()`; the caller closes the App."""
     from triage.web import login as login_pages
+    from triage.web import outbox as outbox_pages
+    from triage.web import quarantine as quarantine_pages
     from triage.web import queue as queue_pages
 
     routes: list[BaseRoute] = [
@@ -120,6 +122,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         *login_pages.routes,
         *queue_pages.routes,
+        *outbox_pages.routes, *quarantine_pages.routes,
         *(extra_routes or []),
     ]
     web = Starlette(routes=routes)
