@@ -3,10 +3,10 @@
 They belong to the service layer's `DeskError` family, so the web and the CLI turn them into a
 status and a hint like any other refusal."""
 
-from triage.desk.errors import Conflict, DeskError, NotFound
+from triage.desk.errors import Conflict, Invalid, NotFound
 
 
-class RoutingError(DeskError):
+class RoutingError(Invalid):
     """A routing request the desk cannot carry out; the message says why and what to do."""
 
 
