@@ -31,12 +31,12 @@ VIEWER = Actor("vic", Role.viewer)
 FUNDRAISING_STAFF = Actor("fay", Role.staff, "fundraising")
 LEGAL_STAFF = Actor("leo", Role.staff, "legal")
 
-DONATION = dict(subject="Donation receipt for my tax return", sender="don@v.example",
-                body="Hello, I donated 50 euros by card in March. Could you send me a donation receipt "
-                     "for my tax return? Thank you.")
-VAGUE = dict(subject="hello", sender="bo@v.example", body="hi, quick question")
-LOGO = dict(subject="Trademark question about using the logo", sender="lo@v.example",
-            body="May our chapter print the trademark logo on a banner? Is a licence needed from legal?")
+DONATION = {"subject": "Donation receipt for my tax return", "sender": "don@v.example",
+                "body": "Hello, I donated 50 euros by card in March. Could you send me a donation receipt "
+                     "for my tax return? Thank you."}
+VAGUE = {"subject": "hello", "sender": "bo@v.example", "body": "hi, quick question"}
+LOGO = {"subject": "Trademark question about using the logo", "sender": "lo@v.example",
+            "body": "May our chapter print the trademark logo on a banner? Is a licence needed from legal?"}
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,8 @@ def tickets_page(request: Request) -> Response:
     text = (params.get("q") or "").strip()
     if routing.is_reference(text):  # NotFound (404) for a ticket this user may not see
         return RedirectResponse(f"/tickets/{routing.ticket_row(app, actor, text).reference}", status_code=303)
-    filters = routing.TicketFilters(status=params.get("status") or None, team=params.get("team") or None,
+    team = params.get("team") or None
+    filters = routing.TicketFilters(status=params.get("status") or None, team="" if team == "none" else team,
                                     flagged=_flagged(params.get("flagged")), text=text or None)
     result = routing.list_tickets(app, actor, filters)
     return render(request, "tickets.html", {
