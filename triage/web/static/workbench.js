@@ -22,10 +22,17 @@
     if (target) { target.click(); return true; }
     return false;
   }
-  // Approving swaps the row out: the selection moves on to the next row at once, so a, a, a works.
+  // In a list, a approves the selected row only (never the first one by default). Approving swaps
+  // the row out, so the selection moves on to the next row at once: a, a, a works.
   function approveSelected() {
     var row = selected();
-    if (!click("[data-key=approve]") || !row) return;
+    if (!row) {
+      if (!document.querySelector("[data-keyboard-list]")) click("[data-key=approve]");
+      return;
+    }
+    var button = row.querySelector("[data-key=approve]");
+    if (!button || button.disabled) return;
+    button.click();
     var next = row.nextElementSibling || row.previousElementSibling;
     row.classList.remove("selected");
     if (next) next.classList.add("selected");
@@ -36,7 +43,8 @@
     var live = event.detail.elt;
     if (!live || !live.hasAttribute || !live.hasAttribute("data-live")) return;
     var focus = document.activeElement;
-    if (focus && live.contains(focus) && focus.tagName === "SELECT") event.preventDefault();
+    var picking = Array.prototype.some.call(live.querySelectorAll("select"), function (s) { return s.value; });
+    if (picking || (focus && live.contains(focus) && focus.tagName === "SELECT")) event.preventDefault();
   });
   document.addEventListener("htmx:beforeSwap", function (event) {
     if (!event.detail.elt.hasAttribute || !event.detail.elt.hasAttribute("data-live")) return;
