@@ -115,6 +115,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
     from triage.web import outbox as outbox_pages
     from triage.web import quarantine as quarantine_pages
     from triage.web import queue as queue_pages
+    from triage.web import tickets_list
 
     routes: list[BaseRoute] = [
         Route("/", lambda request: RedirectResponse("/queue", status_code=303)),
@@ -122,6 +123,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         *login_pages.routes,
         *queue_pages.routes,
+        *tickets_list.routes,
         *outbox_pages.routes, *quarantine_pages.routes,
         *(extra_routes or []),
     ]
