@@ -18,6 +18,11 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from triage.bootstrap import App
+from triage.desk import accounts
+from triage.desk.errors import Invalid
+from triage.web.demo import liaison_password
+
 TRIAGE = shutil.which("triage", path=str(Path(sys.executable).parent)) or "triage"
 ADDRESS = re.compile(r"^workbench at (http://127\.0\.0\.1:\d+)/")
 PASSWORD = re.compile(r"password: (\S+)")
@@ -118,3 +123,19 @@ def test_demo_serves_the_sample_mailbox_and_a_second_run_adds_nothing(tmp_path: 
                              check=True, timeout=60)
     tickets = [row["reference"] for row in json.loads(listing.stdout)]
     assert len(tickets) == len(set(tickets)) == SAMPLE_TICKETS
+
+
+def test_the_liaison_password_is_made_once_and_reset_only_when_asked(app: App) -> None:
+    """The demo's account: a password the first time; none (and the old one kept) later; a new
+    one with --reset-password, which also ends the sessions opened with the old one."""
+    first = liaison_password(app, reset=False)
+    assert first is not None
+    old = accounts.log_in(app, "liaison", first, client="127.0.0.1")
+    assert liaison_password(app, reset=False) is None
+    accounts.log_in(app, "liaison", first, client="127.0.0.1")  # unchanged
+    second = liaison_password(app, reset=True)
+    assert second is not None and second != first
+    assert accounts.session_for(app, old.token) is None
+    accounts.log_in(app, "liaison", second, client="127.0.0.1")
+    with pytest.raises(Invalid):
+        accounts.log_in(app, "liaison", first, client="127.0.0.1")
