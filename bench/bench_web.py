@@ -95,7 +95,9 @@ def status_of(n: int, waiting: int, tickets: int) -> tuple[str, str | None]:
 
 def fill(engine: Engine, tickets: int, waiting: int) -> None:
     contacts = max(1, tickets // 5)
-    at = lambda n: START + timedelta(minutes=5 * n)  # noqa: E731 - one line, used everywhere below
+
+    def at(n: int) -> datetime:
+        return START + timedelta(minutes=5 * n)
 
     def contact_rows() -> Iterator[dict[str, Any]]:
         for c in range(1, contacts + 1):
@@ -145,7 +147,7 @@ def fill(engine: Engine, tickets: int, waiting: int) -> None:
             yield {"ticket_id": n, "at": at(n), "actor": "ingest", "action": "created", "detail": {}}
             yield {"ticket_id": n, "at": at(n), "actor": "model:bench", "action": "suggested",
                    "detail": {"team": TEAMS[n % len(TEAMS)]}}
-            status, team = status_of(n, waiting, tickets)
+            _, team = status_of(n, waiting, tickets)
             if team:
                 yield {"ticket_id": n, "at": at(n) + timedelta(minutes=30), "actor": "liaison:bench",
                        "action": "routed", "detail": {"team": team}}
