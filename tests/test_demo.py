@@ -10,6 +10,7 @@ import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -139,3 +140,17 @@ def test_the_liaison_password_is_made_once_and_reset_only_when_asked(app: App) -
     accounts.log_in(app, "liaison", second, client="127.0.0.1")
     with pytest.raises(Invalid):
         accounts.log_in(app, "liaison", first, client="127.0.0.1")
+
+
+def test_a_taken_port_fails_before_anything_is_written(tmp_path: Path) -> None:
+    """A port in use is a one-line error with the fix (exit 2), before the database is touched."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
+    env["TRIAGE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'demo.db'}"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([TRIAGE, "demo", "--port", str(port)], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "--port 0" in done.stderr, done.stderr
+    assert not (tmp_path / "demo.db").exists()

@@ -9,6 +9,7 @@ the outbox sender only where configured) in one process that one Ctrl-C stops.
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING
 
 import click
@@ -41,6 +42,17 @@ def liaison_password(app: App, *, reset: bool) -> str | None:
     return password
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The bound socket, or an error that says what to do when the port is taken."""
+    from triage.web.server import bind
+
+    try:
+        return bind(host, port)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}): choose another port with --port, "
+                          "or --port 0 for any free one") from None
+
+
 @click.command()
 @click.option("--host", help="Address to listen on (default: web.host, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port (default: web.port, 8023; 0: any free port).")
@@ -55,38 +67,37 @@ def demo(click_ctx: click.Context, host: str | None, port: int | None, reset_pas
     from triage.runners.remind import remind_runners
     from triage.runners.supervisor import run_until_signalled
     from triage.runners.web import WebRunner
-    from triage.web.server import address, bind, exposure_warning, make_server
+    from triage.web.server import address, exposure_warning, make_server
     from triage.worker import mail_runners, routing_runners
 
     ctx: Context = click_ctx.obj
     mailbox = bundled(SAMPLE_MAILBOX)
     if mailbox is None:
         raise ConfigError(f"the sample mailbox ({SAMPLE_MAILBOX}) is missing from this installation of triage")
-    database = make_url(ctx.settings.database.url).render_as_string(hide_password=True)
-    echo(f"loading the sample mailbox into {database}")
-    root = click_ctx.find_root().command
-    assert isinstance(root, click.Group)
-    click_ctx.invoke(root.commands["ingest"], path=mailbox)  # stores it, then suggests teams
-
     web = ctx.settings.web
     host = host or web.host
     if warning := exposure_warning(host):
         echo(f"triage: {warning}", err=True)
-    with ctx.app() as app:
-        password = liaison_password(app, reset=reset_password)
-        if password is None:
-            echo(f"account {LIAISON} exists: its password is unchanged (--reset-password sets a new one)")
-        else:
-            echo(f"account {LIAISON}, password: {password}  (shown once; store it now)")
-        sock = bind(host, web.port if port is None else port)
-        try:
+    sock = listen(host, web.port if port is None else port)  # before anything is written: a taken port fails early
+    try:
+        database = make_url(ctx.settings.database.url).render_as_string(hide_password=True)
+        echo(f"loading the sample mailbox into {database}")
+        root = click_ctx.find_root().command
+        assert isinstance(root, click.Group)
+        click_ctx.invoke(root.commands["ingest"], path=mailbox)  # stores it, then suggests teams
+        with ctx.app() as app:
+            password = liaison_password(app, reset=reset_password)
+            if password is None:
+                echo(f"account {LIAISON} exists: its password is unchanged (--reset-password sets a new one)")
+            else:
+                echo(f"account {LIAISON}, password: {password}  (shown once; store it now)")
             runners = [WebRunner(make_server(app, sock)), *mail_runners(app), *routing_runners(app),
                        *remind_runners(app)]
             echo(f"workbench at {address(sock)}/  (open it and log in as {LIAISON})")
             echo(f"running {', '.join(r.name for r in runners)}; Ctrl-C stops them all")
             clean = run_until_signalled(runners)
-        finally:
-            sock.close()
+    finally:
+        sock.close()
     echo("stopped")
     if not clean:
         raise click.exceptions.Exit(1)
