@@ -80,6 +80,7 @@ class TriageGroup(click.Group):
         "remind": "triage.schedule.commands:remind",
         "web": "triage.web.commands:web",
         "user": "triage.web.commands:user",
+        "demo": "triage.web.demo:demo",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
