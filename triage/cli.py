@@ -80,6 +80,9 @@ class TriageGroup(click.Group):
         "remind": "triage.schedule.commands:remind",
         "web": "triage.web.commands:web",
         "user": "triage.web.commands:user",
+        "note": "triage.desk.commands:note",
+        "status": "triage.desk.commands:status",
+        "merge": "triage.desk.commands:merge_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
