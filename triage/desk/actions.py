@@ -250,9 +250,9 @@ def _since(session: Session, ticket_ids: list[int], seen_message_id: int | None,
         new_mail = session.scalar(select(func.count()).where(
             Message.ticket_id.in_(ticket_ids), Message.direction == Direction.inbound,
             Message.id > seen_message_id)) or 0
-        replies.update(session.execute(select(Outbox.id, Outbox.actor).where(
+        replies.update((row_id, label) for row_id, label in session.execute(select(Outbox.id, Outbox.actor).where(
             Outbox.ticket_id.in_(ticket_ids), Outbox.auto_submitted.is_(None),
-            Outbox.message_pk > seen_message_id)).tuples())
+            Outbox.message_pk > seen_message_id)))
     if seen_event_id is not None:
         for actor_label, detail in session.execute(select(Event.actor, Event.detail).where(
                 Event.ticket_id.in_(ticket_ids), Event.action == "mail-queued", Event.id > seen_event_id)):
