@@ -55,6 +55,11 @@ STATUSES: dict[str, TicketStatus] = {
 STATUS_LABELS = (("waiting", "Waiting on volunteer"), ("resolved", "Resolved"), ("open", "Reopen"))
 
 
+class Collision(Conflict):
+    """Mail arrived, or another reply was queued, since the sender's page read the ticket: the
+    sender should read it first, and may confirm to send anyway."""
+
+
 @dataclass(frozen=True)
 class MailTemplate:
     """A mail a person can send on a ticket, and the languages it is written in."""
@@ -92,6 +97,7 @@ class ActionsView:
 
     reference: str
     status: str
+    status_choices: tuple[tuple[str, str], ...]  # (value, label) of the statuses it can change to
     team: str | None
     merged_into: str | None
     merged_from: tuple[str, ...]
@@ -177,6 +183,7 @@ def ticket_actions(app: App, actor: Actor, reference: str) -> ActionsView:
             select(Ticket.reference).where(Ticket.merged_into_id == ticket.id).order_by(Ticket.id)))
         return ActionsView(
             reference=ticket.reference, status=ticket.status.value, team=ticket.team,
+            status_choices=tuple((v, label) for v, label in STATUS_LABELS if STATUSES[v] is not ticket.status),
             merged_into=_reference(session, ticket.merged_into_id), merged_from=merged_from,
             templates=tuple(templates),
             languages=tuple(sorted({lang for t in templates for lang in t.languages})),
@@ -261,7 +268,7 @@ def _since(session: Session, ticket_ids: list[int], seen_message_id: int | None,
     return new_mail, sorted(set(replies.values()))
 
 
-def _collision(new_mail: int, repliers: list[str]) -> Conflict:
+def _collision(new_mail: int, repliers: list[str]) -> Collision:
     parts = []
     if new_mail:
         parts.append("new mail arrived" if new_mail == 1 else f"{new_mail} new mails arrived")
@@ -269,7 +276,7 @@ def _collision(new_mail: int, repliers: list[str]) -> Conflict:
         parts.append(f"another reply was queued (by {', '.join(repliers)})")
     what = " and ".join(parts)
     read = "read it" if new_mail + len(repliers) == 1 else "read them"
-    return Conflict(f"{what} since you opened the ticket", f"{read} and send again, or send anyway")
+    return Collision(f"{what} since you opened the ticket", f"{read} and send again, or send anyway")
 
 
 def send_reply(app: App, actor: Actor, reference: str, template: str, body: str, *, language: str | None = None,
@@ -435,7 +442,8 @@ def unmerge(app: App, actor: Actor, source_reference: str, into_reference: str |
 
 
 __all__ = [
-    "AUTOMATIC_MAILS", "STATUSES", "STATUS_LABELS", "ActionsView", "MailTemplate", "Preview", "SentReply",
+    "AUTOMATIC_MAILS", "STATUSES", "STATUS_LABELS", "ActionsView", "Collision", "MailTemplate", "Preview",
+    "SentReply",
     "add_note", "hand_off", "merge", "merged_ticket_ids", "preview_reply", "send_reply", "set_status",
     "templates_for", "ticket_actions", "unmerge",
 ]

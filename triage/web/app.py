@@ -111,6 +111,7 @@ def page(handler: Handler) -> Callable[[Request], Any]:
 
 def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     """The workbench over an App built by `bootstrap()`; the caller closes the App."""
+    from triage.web import actions as action_pages
     from triage.web import login as login_pages
     from triage.web import queue as queue_pages
 
@@ -120,6 +121,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         *login_pages.routes,
         *queue_pages.routes,
+        *action_pages.routes,
         *(extra_routes or []),
     ]
     web = Starlette(routes=routes)
