@@ -247,3 +247,5 @@ def test_cli_note_status_merge(app: App, db_url: str) -> None:
     assert run("merge", second, "--undo") == (0, f"{second} is no longer merged into {first} (status new)\n")
     assert state(app, second) == (TicketStatus.new, None)
     assert {e.actor for e in events(app, first)} >= {"liaison:liaison"}
+    for command in ("note", "status", "merge"):
+        assert "Usage:" in run(command, "--help")[1]

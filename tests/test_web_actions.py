@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -21,7 +21,7 @@ from triage.bootstrap import App
 from triage.ingest.pipeline import IncomingMail
 from triage.store.models import Event, Ticket, TicketStatus
 from triage.store.outbox_models import Outbox
-from triage.web.app import create_app, page, render
+from triage.web.app import create_app, page
 
 
 def ticket(app: App, message_id: str, *, subject: str = "Logo on a banner", team: str | None = None,
@@ -76,6 +76,8 @@ def test_composer_previews_and_sends_once_then_warns(client: TestClient, app: Ap
     assert panel.status_code == 200
     assert 'data-key="reply"' in panel.text and 'class="note"' in panel.text
     assert "Internal note — never sent" in panel.text and '<option value="reply"' in panel.text
+    assert '<option value="reply"' in client.get(f"/tickets/{ref}/templates", params={"language": "en"}).text
+    assert "<option" not in client.get(f"/tickets/{ref}/templates", params={"language": "de"}).text
     token = field(panel.text, "csrf_token")
     seen = {"seen_message_id": field(panel.text, "seen_message_id"),
             "seen_event_id": field(panel.text, "seen_event_id")}
@@ -169,12 +171,11 @@ TEST_PAGE = '{% extends "base.html" %}{% block main %}{% include "_ticket_action
 @page
 def _ticket_page(request: Request) -> Response:
     """A stand-in ticket page (the real one is built elsewhere): only the included panel."""
-    env = request.app.state.templates
-    html = env.from_string(TEST_PAGE).render(request=request, login=request.state.login,
-                                             actor=request.state.login.actor,
-                                             csrf_token=request.state.login.csrf_token,
-                                             ticket={"reference": request.path_params["reference"]})
-    return render(request, "error.html", {"error": None}) if html is None else Response(html, media_type="text/html")
+    login = request.state.login
+    html = request.app.state.templates.from_string(TEST_PAGE).render(
+        request=request, login=login, actor=login.actor, csrf_token=login.csrf_token,
+        ticket={"reference": request.path_params["reference"]})
+    return HTMLResponse(html)
 
 
 @pytest.fixture

@@ -183,7 +183,9 @@ def ticket_actions(app: App, actor: Actor, reference: str) -> ActionsView:
             select(Ticket.reference).where(Ticket.merged_into_id == ticket.id).order_by(Ticket.id)))
         return ActionsView(
             reference=ticket.reference, status=ticket.status.value, team=ticket.team,
-            status_choices=tuple((v, label) for v, label in STATUS_LABELS if STATUSES[v] is not ticket.status),
+            status_choices=tuple(
+                (v, "Open" if v == "open" and ticket.status is not TicketStatus.resolved else label)
+                for v, label in STATUS_LABELS if STATUSES[v] is not ticket.status),
             merged_into=_reference(session, ticket.merged_into_id), merged_from=merged_from,
             templates=tuple(templates),
             languages=tuple(sorted({lang for t in templates for lang in t.languages})),
