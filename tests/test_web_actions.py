@@ -204,16 +204,17 @@ def live_server(app: App) -> Iterator[str]:
 
 
 def test_composer_in_the_browser(app: App, page: Any, make_account: Callable[..., Account]) -> None:
-    """r focuses the reply; Preview shows the mail; mail arriving meanwhile makes Send warn, and
+    """r focuses the reply; Preview shows the mail (markup as text); mail arriving meanwhile makes Send warn, and
     'Send anyway' queues it; the internal note is yellow and labelled as never sent."""
     ref = ticket(app, "<b1@v.example>")
     log_in(page, make_account(), next_path=f"/tickets/{ref}")
     page.wait_for_selector("textarea[data-key=reply]")
     page.keyboard.press("r")
-    page.keyboard.type("Yes, the banner is fine.")
-    assert page.eval_on_selector("textarea[data-key=reply]", "el => el.value") == "Yes, the banner is fine."
+    text = 'Yes, the banner is fine. <img src="https://evil.example/p.png" onerror="alert(1)">'
+    page.keyboard.type(text)
+    assert page.eval_on_selector("textarea[data-key=reply]", "el => el.value") == text
     page.get_by_role("button", name="Preview").click()
-    assert "Yes, the banner is fine." in page.locator("#reply-preview pre").first.inner_text()
+    assert text in page.locator("#reply-preview pre").first.inner_text()  # shown as text, never as markup
     ticket(app, "<b2@v.example>", subject=f"Re: [{ref}] Logo", in_reply_to="<b1@v.example>")
     page.get_by_role("button", name="Send", exact=True).click()
     page.wait_for_selector("#reply-result .warning")
@@ -225,4 +226,4 @@ def test_composer_in_the_browser(app: App, page: Any, make_account: Callable[...
     note = page.locator("form.note")
     assert "Internal note — never sent" in note.inner_text()
     assert note.evaluate("el => getComputedStyle(el).backgroundColor") == "rgb(255, 246, 214)"
-    assert page.watch.console_errors == [] and page.watch.dialogs == []
+    assert page.watch.console_errors == [] and page.watch.dialogs == [] and page.watch.foreign_requests == []
