@@ -81,6 +81,9 @@ class TriageGroup(click.Group):
         "web": "triage.web.commands:web",
         "user": "triage.web.commands:user",
         "demo": "triage.web.demo:demo",
+        "note": "triage.desk.commands:note",
+        "status": "triage.desk.commands:status",
+        "merge": "triage.desk.commands:merge_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -8,15 +8,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from triage.desk.actions import NEEDS_BODY, preview_reply, send_reply
 from triage.desk.actors import cli_actor
 from triage.desk.outbox import list_outbox, mark_sent, retry, send_due
-from triage.outbox.compose import ComposeError, to_bytes
-from triage.outbox.queue import OutboxError, build_reply, enqueue_reply
-from triage.outbox.render import TemplateError
 from triage.outbox.smtp import SmtpUnavailable
-from triage.outbox.wiring import install
-from triage.queries import find_ticket
-from triage.store.db import utcnow
 from triage.terminal import echo, echo_json, echo_text
 
 if TYPE_CHECKING:
@@ -25,7 +20,6 @@ if TYPE_CHECKING:
 pass_ctx = click.pass_obj
 
 
-NEEDS_BODY = {"reply"}
 EDITOR_HINT = "# Write the reply above. Lines starting with '#' are dropped; an empty text cancels.\n"
 
 
@@ -49,29 +43,21 @@ def _body(template: str, body_file: Path | None) -> str:
               help="Mail template: reply, resolution, or another folder of templates/email/.")
 @click.option("--body-file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
               help="The text of the reply ('-': standard input). Default: open $EDITOR.")
+@click.option("--language", help="Send this translation of the template (default: the volunteer's language).")
 @click.option("--preview", is_flag=True, help="Print the mail as it would be sent; queue nothing.")
 @click.option("--actor", default="liaison", show_default=True, help="Who sends it (for the ticket's log).")
 @pass_ctx
-def reply(ctx: Context, ident: str, template: str, body_file: Path | None, preview: bool, actor: str) -> None:
+def reply(ctx: Context, ident: str, template: str, body_file: Path | None, language: str | None, preview: bool,
+          actor: str) -> None:
     """Reply to ticket IDENT with a template; queued in the outbox, delivered by the worker or `outbox --send`."""
     body = _body(template, body_file)
     with ctx.app() as app:
-        install(app.settings)
-        try:
-            if preview:
-                with app.reads() as session:
-                    _, message = build_reply(session, find_ticket(session, ident), template=template, body=body,
-                                             now=utcnow())
-                echo_text(to_bytes(message).decode("ascii", "replace").rstrip("\r\n"))
-                return
-            with app.sessions.begin() as session:
-                row = enqueue_reply(session, find_ticket(session, ident), template=template, body=body,
-                                    actor=actor, now=utcnow())
-                row_id, message_id, to = row.id, row.message_id, ", ".join(row.recipients)
-        except (OutboxError, ComposeError, TemplateError) as exc:
-            echo(f"triage: {exc}", err=True)
-            sys.exit(2)
-    echo(f"queued #{row_id} {message_id} to {to}")
+        sender = cli_actor(actor)
+        if preview:
+            echo_text(preview_reply(app, sender, ident, template, body, language).source.rstrip("\r\n"))
+            return
+        sent = send_reply(app, sender, ident, template, body, language=language)
+    echo(f"queued #{sent.outbox_id} {sent.message_id} to {', '.join(sent.to)}")
     if not app.settings.smtp.host:
         echo("smtp.host is not set: the mail waits in the outbox until it is", err=True)
 
