@@ -181,11 +181,18 @@ def ticket_view(app: App, actor: Actor, reference: str, *, now: datetime | None 
         )
 
 
+def ticket_id(app: App, actor: Actor, reference: str) -> int:
+    """The id of ticket `reference`, cheaply (for presence polls), or NotFound."""
+    with app.reads() as session:
+        ticket = session.scalar(select(Ticket).where(Ticket.reference == reference.strip().upper()))
+        return require_visible(ticket, actor, reference).id
+
+
 def _references(session: Session, ticket: Ticket) -> dict[int | None, str]:
     ids = [i for i in (ticket.linked_ticket_id, ticket.merged_into_id) if i is not None]
     if not ids:
         return {}
-    return dict(session.execute(select(Ticket.id, Ticket.reference).where(Ticket.id.in_(ids))).tuples().all())
+    return {ident: ref for ident, ref in session.execute(select(Ticket.id, Ticket.reference).where(Ticket.id.in_(ids)))}
 
 
 def _flags(ticket: Ticket, references: dict[int | None, str]) -> list[Flag]:
@@ -268,4 +275,4 @@ def attachment(app: App, actor: Actor, attachment_id: int) -> tuple[str, bytes]:
 
 
 __all__ = ["AttachmentView", "ContactView", "EventView", "Flag", "MessageView", "PreviousTicket", "ReminderClock",
-           "TicketView", "as_json", "attachment", "message_html", "ticket_view"]
+           "TicketView", "as_json", "attachment", "message_html", "ticket_id", "ticket_view"]

@@ -113,6 +113,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
     """The workbench over an App built by `bootstrap()`; the caller closes the App."""
     from triage.web import login as login_pages
     from triage.web import queue as queue_pages
+    from triage.web import ticket as ticket_pages
 
     routes: list[BaseRoute] = [
         Route("/", lambda request: RedirectResponse("/queue", status_code=303)),
@@ -120,6 +121,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         *login_pages.routes,
         *queue_pages.routes,
+        *ticket_pages.routes,
         *(extra_routes or []),
     ]
     web = Starlette(routes=routes)
