@@ -148,6 +148,7 @@ def test_presence_lists_others_seen_in_the_last_minute(app: App, clock: Clock) -
     ('<a href="  JaVaScRiPt:alert(1)">x</a>', "alert"),
     ('<a href="data:text/html,<script>alert(1)</script>">x</a>', "data:"),
     ('<a href="vbscript:msgbox(1)">x</a>', "vbscript"),
+    ('<a href="//evil.example/x">x</a>', "evil"),
     ('<div style="width: expression(alert(1))">x</div>', "expression"),
     ('<div style="background: url(https://tracker.example/bg.gif)">x</div>', "tracker"),
     ('<div style="background: u\\72l(https://tracker.example/bg.gif)">x</div>', "tracker"),
