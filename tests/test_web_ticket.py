@@ -165,7 +165,7 @@ def test_hostile_mail_is_inert_and_remote_images_load_only_when_asked(
     assert first.locator(".attachments a").inner_text() == FILENAME
     for summary in page.locator(".html-part summary").all():
         summary.click()
-    frame = page.frame_locator("iframe[name=mail-%d]" % view.messages[0].id)
+    frame = page.frame_locator(f"iframe[name=mail-{view.messages[0].id}]")
     assert "Dear desk," in frame.locator("body").inner_text()
     assert frame.locator("a#js-link, a[href^=javascript]").count() == 0
     page.wait_for_timeout(300)
