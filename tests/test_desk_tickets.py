@@ -67,6 +67,7 @@ def test_the_view_shows_the_thread_flags_log_clock_and_previous_tickets(app: App
     assert view.clock.words == "team reminded in 7 business hours"
     assert [p.reference for p in view.previous] == [later]
     assert view.latest_message_id == view.messages[-1].id
+    assert [(f.kind, f.reference) for f in view.flags] == [("linked", stranger)]
 
     flagged = ticket_view(app, LIAISON, stranger)
     assert flagged.linked_ticket == first

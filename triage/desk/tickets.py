@@ -171,7 +171,7 @@ def ticket_view(app: App, actor: Actor, reference: str, *, now: datetime | None 
             contact=ContactView(ticket.contact.address, ticket.contact.name, ticket.contact.language,
                                 ticket.contact.bouncing) if ticket.contact else None,
             created_at=ticket.created_at, updated_at=ticket.updated_at,
-            flags=_flags(ticket, references),
+            flags=_flags(ticket, references) + _linked_from(session, actor, ticket),
             messages=[_message(m) for m in ticket.messages],
             events=_events(session, ticket),
             clock=_clock(app, session, ticket, now),
@@ -210,6 +210,13 @@ def _flags(ticket: Ticket, references: dict[int | None, str]) -> list[Flag]:
         flags.append(Flag("merged", "merged into another ticket; new mail lands there",
                           references.get(ticket.merged_into_id)))
     return flags
+
+
+def _linked_from(session: Session, actor: Actor, ticket: Ticket) -> list[Flag]:
+    """Tickets that a stranger's mail citing this one opened (the other end of their `stranger` flag)."""
+    query = visible(select(Ticket), actor).where(Ticket.linked_ticket_id == ticket.id).order_by(Ticket.id)
+    return [Flag("linked", f"{t.reference} was opened by mail from outside this thread that cites this ticket",
+                 t.reference) for t in cast(list[Ticket], list(session.scalars(query)))]
 
 
 def _message(m: Message) -> MessageView:
