@@ -15,7 +15,7 @@ from tests.ticket_mail import HOSTILE_HTML, workbench_mail
 from tests.workbench import PASSWORD, Account, log_in
 from triage.bootstrap import App
 from triage.desk.actors import Actor
-from triage.desk.presence import touch_presence
+from triage.desk.presence import present, touch_presence
 from triage.desk.tickets import TicketView, ticket_view
 from triage.store.models import Ticket
 from triage.store.web_models import Role
@@ -142,7 +142,6 @@ def test_the_presence_poll_records_drafting_and_answers_who_else_is_there(
     poll = client.post(f"/tickets/{view.reference}/presence", data={"drafting": "1"},
                        headers={"X-CSRF-Token": token[1]})
     assert poll.status_code == 200 and "ada is viewing" in poll.text
-    from triage.desk.presence import present
     assert [(p.name, p.drafting) for p in present(app, ada, view.id)] == [("sam", True)]
 
 
@@ -196,6 +195,13 @@ def test_others_on_the_ticket_are_shown_and_the_banner_refreshes(
             page.clock.fast_forward("00:11")
         page.wait_for_function("document.querySelector('#presence').innerText.includes('drafting')")
         assert page.locator("#presence .present.drafting").inner_text() == "ada is drafting a reply"
+        # Sam types into the composer (s2b's; a stand-in field here): the next poll says so
+        page.evaluate("document.querySelector('.ticket-actions').innerHTML = '<textarea data-key=reply></textarea>'")
+        page.locator("textarea[data-key=reply]").fill("Dear Ada,")
+        with page.expect_response(lambda r: r.url.endswith("/presence") and r.status == 200):
+            page.clock.fast_forward("00:11")
+        ada_actor = desk_log_in(app, "ada", PASSWORD, client="test").actor
+        assert [(p.name, p.doing) for p in present(app, ada_actor, view.id)] == [("sam", "is drafting a reply")]
         assert page.watch.console_errors == []
     finally:
         ada.close()
