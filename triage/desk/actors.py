@@ -43,10 +43,10 @@ def cli_actor(login: str) -> Actor:
     return Actor(login, Role.liaison)
 
 
-Rows = TypeVar("Rows", bound=tuple[Any, ...])
+Query = TypeVar("Query", bound=Select[Any])
 
 
-def visible(query: Select[Rows], actor: Actor) -> Select[Rows]:
+def visible(query: Query, actor: Actor) -> Query:
     """`query` (which selects from tickets) narrowed to the tickets `actor` may see."""
     if actor.role is Role.staff:
         return query.where(Ticket.team == actor.team) if actor.team else query.where(Ticket.id.is_(None))

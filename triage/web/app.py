@@ -116,6 +116,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
     from triage.web import outbox as outbox_pages
     from triage.web import quarantine as quarantine_pages
     from triage.web import queue as queue_pages
+    from triage.web import ticket as ticket_pages
     from triage.web import tickets_list
 
     routes: list[BaseRoute] = [
@@ -127,6 +128,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
         *tickets_list.routes,
         *outbox_pages.routes, *quarantine_pages.routes,
         *action_pages.routes,
+        *ticket_pages.routes,
         *(extra_routes or []),
     ]
     web = Starlette(routes=routes)
