@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from triage.desk.presence import present, touch_presence
 from triage.desk.tickets import attachment, message_html, ticket_id, ticket_view
+from triage.web.actions import actions_context
 from triage.web.app import desk, form, login_of, page, render
 from triage.web.security import MAIL_CSP, MAIL_CSP_REMOTE_IMAGES
 
@@ -40,7 +41,8 @@ def ticket_page(request: Request) -> Response:
     app, actor = desk(request), login_of(request).actor
     view = ticket_view(app, actor, request.path_params["reference"])
     touch_presence(app, actor, view.id)
-    return render(request, "ticket.html", {"ticket": view, "present": present(app, actor, view.id)})
+    return render(request, "ticket.html", {"ticket": view, "present": present(app, actor, view.id),
+                                           **actions_context(request, view.reference)})
 
 
 @page
