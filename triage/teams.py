@@ -8,9 +8,12 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from triage.config import ConfigError
 
-class TeamsFileError(Exception):
-    """The teams file is missing or malformed; the message names the file and the table."""
+
+class TeamsFileError(ConfigError):
+    """The teams file is missing or malformed; the message names the file and the table (a
+    configuration error: the CLI and the worker report it as one)."""
 
 
 @dataclass(frozen=True, slots=True)

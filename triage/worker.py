@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(app: App, *, once: bool) -> int:
     settings = app.settings
+    app.wiring.renderer.warm()  # a long run compiles its mail templates once, at start
     runners: list[Runner] = [PollRunner(account, app.ingestor()) for account in settings.imap_all]
     if settings.ingest.spool_maildir:
         runners.append(SpoolRunner(app.ingestor(), Path(settings.ingest.spool_maildir), settings.ingest.poll_seconds))

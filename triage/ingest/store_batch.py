@@ -1,13 +1,11 @@
-"""Store a batch of parsed mails with a fixed number of statements, whatever the batch size.
+"""The one ingest writer: store a batch of parsed mails with a fixed number of statements.
 
-The per-mail path (`pipeline.store_mail`) issues about ten statements a mail; at IMAP
-speeds the statement overhead, not the database, is the bottleneck. Here every lookup is
-one IN query for the whole batch, the threading decisions run in memory in arrival order
-(a reply later in the batch finds a ticket opened earlier in it), and rows are written
-with one executemany per table. The decisions are the same pure `threading.decide`, so
-both paths thread alike; a test holds them to that. If anything in here fails, the caller
-rolls the batch's savepoint back and falls back to the per-mail path, which isolates the
-mail at fault.
+At IMAP speeds statement overhead, not the database, is the bottleneck. Here every lookup is
+one IN query for the whole batch, the threading decisions (the pure `threading.decide`) run in
+memory in arrival order (a reply later in the batch finds a ticket opened earlier in it), and
+rows are written with one executemany per table. If anything in here fails, the caller
+(`pipeline.Ingestor`) rolls the batch's savepoint back and stores the mails again as batches
+of one, which isolates the mail at fault: every threading and status rule lives here only.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -45,7 +43,7 @@ ACTOR = "system:ingest"
 class StoredMail:
     """What the batch did with one mail (the pipeline turns it into an IngestOutcome)."""
 
-    status: str
+    status: Literal["stored", "duplicate"]
     reason: str
     ticket_reference: str | None
     message_pk: int | None
@@ -68,7 +66,7 @@ class _TicketState:
 def message_values(
     parsed: ParsedMail, digest: str, *, ticket_id: int | None, now: datetime, source: str | None, reason: str
 ) -> dict[str, Any]:
-    """The messages row for an inbound mail: shared by the batch and the per-mail paths."""
+    """The messages row for an inbound mail."""
     return {
         "ticket_id": ticket_id,
         "direction": Direction.inbound,
@@ -142,7 +140,7 @@ def _load_tickets(session: Session, ticket_ids: set[int], references: set[str]) 
         tid: _TicketState(tid, ref, status, {address.lower()} if address else set())
         for tid, ref, status, address in rows
     }
-    if states:  # participants: the contact and whom our own mail went to (as `pipeline._ticket_facts`)
+    if states:  # participants: the contact and whom our own mail went to (never an inbound sender)
         for tid, to_addrs, cc_addrs in session.execute(
             select(Message.ticket_id, Message.to_addrs, Message.cc_addrs)
             .where(Message.ticket_id.in_(list(states)), Message.direction == Direction.outbound)

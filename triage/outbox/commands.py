@@ -14,14 +14,13 @@ from triage.outbox.queue import OutboxError, build_reply, enqueue_reply
 from triage.outbox.render import TemplateError
 from triage.outbox.setup import make_sender
 from triage.outbox.smtp import SmtpUnavailable
-from triage.outbox.wiring import install
 from triage.queries import find_ticket
 from triage.store.db import utcnow
 from triage.store.outbox_models import Outbox, OutboxStatus
 from triage.terminal import echo, echo_json, echo_text
 
 if TYPE_CHECKING:
-    from triage.cli import Context  # the group's context object; imported by triage.cli, so not at run time
+    from triage.cli import Context  # the group's context object (for the type only)
 
 pass_ctx = click.pass_obj
 
@@ -57,17 +56,16 @@ def reply(ctx: Context, ident: str, template: str, body_file: Path | None, previ
     """Reply to ticket IDENT with a template; queued in the outbox, delivered by the worker or `outbox --send`."""
     body = _body(template, body_file)
     with ctx.app() as app:
-        install(app.settings)
         try:
             if preview:
                 with app.reads() as session:
                     _, message = build_reply(session, find_ticket(session, ident), template=template, body=body,
-                                             now=utcnow())
+                                             now=utcnow(), wiring=app.wiring)
                 echo_text(to_bytes(message).decode("ascii", "replace").rstrip("\r\n"))
                 return
             with app.sessions.begin() as session:
                 row = enqueue_reply(session, find_ticket(session, ident), template=template, body=body,
-                                    actor=actor, now=utcnow())
+                                    actor=actor, now=utcnow(), wiring=app.wiring)
                 row_id, message_id, to = row.id, row.message_id, ", ".join(row.recipients)
         except (OutboxError, ComposeError, TemplateError) as exc:
             echo(f"triage: {exc}", err=True)

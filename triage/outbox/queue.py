@@ -33,7 +33,6 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from triage.config import MailSettings
 from triage.ingest.signals import sender_authentication
 from triage.outbox import loops
 from triage.outbox.compose import AutoSubmitted, Party, compose, to_bytes
@@ -41,7 +40,7 @@ from triage.outbox.failures import record_failed_mail
 from triage.outbox.language import choose_language
 from triage.outbox.mails import TicketView, context, load_view
 from triage.outbox.render import Rendered
-from triage.outbox.wiring import Wiring, current, settings_for, wiring_for
+from triage.outbox.wiring import Wiring
 from triage.store.blobs import put_blob
 from triage.store.models import Contact, Direction, Event, Message, Ticket, TicketStatus
 from triage.store.outbox_models import Outbox, OutboxStatus
@@ -225,7 +224,7 @@ def _language(wiring: Wiring, name: str, contact: Contact | None, text: str) -> 
 
 
 def acknowledge_new_tickets(
-    session: Session, outcomes: Sequence[_Outcome], *, now: datetime, mail: MailSettings | None = None
+    session: Session, outcomes: Sequence[_Outcome], *, now: datetime, wiring: Wiring
 ) -> list[Queued | Skipped | Failed]:
     """Queue the acknowledgment for each ticket a normal mail of this batch opened (outbox.auto_acknowledge).
 
@@ -235,16 +234,11 @@ def acknowledge_new_tickets(
     exception) is rolled back to its savepoint and recorded on its ticket (`record_failed_mail`);
     it never fails the ingest.
     """
-    settings = settings_for(mail)
-    if not settings.outbox.auto_acknowledge:
+    if not wiring.settings.outbox.auto_acknowledge:
         return []
     pks = [o.message_pk for o in outcomes if o.status == "stored" and o.ticket_reference and o.message_pk]
     if not pks:
         return []
-    try:
-        wiring: Wiring | Exception = wiring_for(settings)
-    except Exception as exc:  # noqa: BLE001 - a broken templates folder fails each acknowledgment, not the ingest
-        wiring = exc
     pairs = list(session.execute(
         select(Message, Ticket).join(Ticket, Ticket.id == Message.ticket_id).where(Message.id.in_(pks))
     ))
@@ -258,13 +252,9 @@ def acknowledge_new_tickets(
         if firsts.get(ticket.id) != message.id:
             continue  # a follow-up on an existing ticket: acknowledged when the ticket was opened
         ticket_id, to = ticket.id, message.from_addr  # read before a rollback can expire them
-        if isinstance(wiring, Exception):
-            result: Queued | Skipped | Failed = _failed(
-                session, ticket_id, now, "acknowledgment", to, wiring, auto_submitted="auto-replied")
-        else:
-            result = _isolated(
-                session, partial(_acknowledge, session, wiring, message, ticket, now, recent),
-                partial(_failed, session, ticket_id, now, "acknowledgment", to, auto_submitted="auto-replied"))
+        result = _isolated(
+            session, partial(_acknowledge, session, wiring, message, ticket, now, recent),
+            partial(_failed, session, ticket_id, now, "acknowledgment", to, auto_submitted="auto-replied"))
         if isinstance(result, (Queued, Failed)) and result.to:
             recent.add(result.to, "acknowledgment")  # a failed row counts in the window too
         results.append(result)
@@ -309,22 +299,17 @@ def _acknowledge(
 
 
 def enqueue_handoff(
-    session: Session, ticket: Ticket, team: str, actor: str, now: datetime
+    session: Session, ticket: Ticket, team: str, actor: str, now: datetime, *, wiring: Wiring
 ) -> list[Queued | Skipped | Failed]:
     """The routing approval's mails, in its transaction: the introduction to `team` and the volunteer's notice.
 
-    Called by the routing desk (its `on_routed` hook) with the team's key. With
+    Called by the routing desk (its `on_routed` hook, `App.handoff`) with the team's key. With
     outbox.auto_handoff off, or a team without an address, nothing is queued and the ticket's
     log says why. The notice to the volunteer is automatic mail: loop-protected and rate-limited.
     Each mail is built in a savepoint of its own: a failure is recorded (`record_failed_mail`)
     and never undoes the approval.
     """
     ticket_id = ticket.id
-    try:
-        wiring = current()
-    except Exception as exc:  # noqa: BLE001 - a broken templates folder fails the mail, not the approval
-        return [_failed(session, ticket_id, now, "handoff-team", None, exc, actor=actor,
-                        auto_submitted="auto-generated")]
     if not wiring.settings.outbox.auto_handoff:
         return [_skip(session, ticket_id, now, "handoff-team", None, "outbox.auto_handoff is off", ["off"])]
     info = wiring.teams.get(team)
@@ -399,10 +384,9 @@ STATUS_AFTER = {"resolution": TicketStatus.resolved}
 
 
 def build_reply(
-    session: Session, ticket: Ticket, *, template: str, body: str, now: datetime, wiring: Wiring | None = None,
+    session: Session, ticket: Ticket, *, template: str, body: str, now: datetime, wiring: Wiring,
 ) -> tuple[Rendered, EmailMessage]:
     """Render and compose the liaison's mail on `ticket` (for a preview or to queue); raises on bad input."""
-    wiring = wiring or current()
     view = load_view(session, ticket)
     volunteer = view.volunteer
     if volunteer is None:
@@ -417,8 +401,7 @@ def build_reply(
 
 
 def enqueue_reply(
-    session: Session, ticket: Ticket, *, template: str, body: str, actor: str, now: datetime,
-    wiring: Wiring | None = None,
+    session: Session, ticket: Ticket, *, template: str, body: str, actor: str, now: datetime, wiring: Wiring,
 ) -> Outbox:
     """Queue the liaison's mail (a person's mail: no Auto-Submitted, no rate limit) and update the status."""
     _, message = build_reply(session, ticket, template=template, body=body, now=now, wiring=wiring)
