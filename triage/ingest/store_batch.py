@@ -10,6 +10,7 @@ of one, which isolates the mail at fault: every threading and status rule lives 
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,10 +57,25 @@ class _TicketState:
     status: TicketStatus
     participants: set[str] = field(default_factory=set)
     changed: bool = False
+    merged_into: _TicketState | None = None  # the liaison merged this ticket into that one
+
+    def survivor(self) -> tuple[_TicketState, list[_TicketState]]:
+        """The ticket mail that matches this one lands on (the end of its merge chain), and the
+        merged tickets passed on the way (none: this ticket was not merged)."""
+        chain: list[_TicketState] = []
+        state = self
+        while state.merged_into is not None and state not in chain:
+            chain.append(state)
+            state = state.merged_into
+        return state, chain
 
     def facts(self) -> threading.TicketFacts:
+        """What threading sees of this ticket. A merged ticket is judged as its survivor (its id, its
+        status, the participants of every ticket merged into it) under the reference the mail cited."""
+        survivor, chain = self.survivor()
+        participants = frozenset().union(survivor.participants, *(merged.participants for merged in chain))
         return threading.TicketFacts(
-            self.id, self.reference, frozenset(self.participants), self.status == TicketStatus.resolved
+            survivor.id, self.reference, participants, survivor.status == TicketStatus.resolved
         )
 
 
@@ -131,22 +147,30 @@ def _upsert_contacts(session: Session, mails: Sequence[ParsedMail], now: datetim
 def _load_tickets(session: Session, ticket_ids: set[int], references: set[str]) -> dict[int, _TicketState]:
     if not ticket_ids and not references:
         return {}
-    rows = session.execute(
-        select(Ticket.id, Ticket.reference, Ticket.status, Contact.address)
-        .outerjoin(Contact, Contact.id == Ticket.contact_id)
-        .where(or_(Ticket.id.in_(ticket_ids), Ticket.reference.in_(references)))
-    )
-    states = {
-        tid: _TicketState(tid, ref, status, {address.lower()} if address else set())
-        for tid, ref, status, address in rows
-    }
+    states: dict[int, _TicketState] = {}
+    merges: dict[int, int] = {}
+    where = or_(Ticket.id.in_(ticket_ids), Ticket.reference.in_(references))
+    while True:  # the tickets asked for, then the survivors of those merged, until every chain ends
+        for tid, ref, status, address, merged_into in session.execute(
+            select(Ticket.id, Ticket.reference, Ticket.status, Contact.address, Ticket.merged_into_id)
+            .outerjoin(Contact, Contact.id == Ticket.contact_id).where(where)
+        ):
+            states[tid] = _TicketState(tid, ref, status, {address.lower()} if address else set())
+            if merged_into is not None:
+                merges[tid] = merged_into
+        missing = set(merges.values()) - set(states)
+        if not missing:
+            break
+        where = Ticket.id.in_(missing)
+    for tid, survivor in merges.items():
+        states[tid].merged_into = states[survivor]
     if states:  # participants: the contact and whom our own mail went to (never an inbound sender)
-        for tid, to_addrs, cc_addrs in session.execute(
+        for owner, to_addrs, cc_addrs in session.execute(
             select(Message.ticket_id, Message.to_addrs, Message.cc_addrs)
             .where(Message.ticket_id.in_(list(states)), Message.direction == Direction.outbound)
         ):
-            if tid is not None:
-                states[tid].participants.update(a.lower() for a in [*(to_addrs or []), *(cc_addrs or [])])
+            if owner is not None:
+                states[owner].participants.update(a.lower() for a in [*(to_addrs or []), *(cc_addrs or [])])
     return states
 
 
@@ -252,10 +276,15 @@ def store_batch(
         decision = threading.decide(
             parsed, reference=reference, by_reference=cited_facts, by_header=header_hit, authentication=authentication
         )
+        matched = cited if cited_facts is not None and decision.ticket is cited_facts else header_state
+        if matched is not None and decision.ticket is not None and matched.merged_into is not None:
+            survivor = matched.survivor()[0]
+            decision = dataclasses.replace(decision, reason=(
+                f"{decision.reason}; {matched.reference} was merged into {survivor.reference}, so it lands there"))
         state: _TicketState | None = None
         if decision.placement == threading.Placement.append:
-            state = cited if cited_facts is not None and decision.ticket is cited_facts else header_state
-            assert state is not None
+            assert matched is not None
+            state = matched.survivor()[0]
             state.changed = True
             if decision.reopen:
                 state.status = TicketStatus.open
