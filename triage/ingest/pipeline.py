@@ -25,6 +25,7 @@ from triage.ingest import oversize
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.store_batch import StoredMail, store_batch
+from triage.ingest.threading import StaffPath
 from triage.store.blobs import get_blob, put_blob, sha256_hex
 from triage.store.db import utcnow
 from triage.store.models import Quarantine
@@ -45,10 +46,12 @@ class IngestOutcome:
     message_pk: int | None = None
     raw_sha256: str | None = None
     message_id: str | None = None
+    staff: StaffPath | None = None  # the team's mail on its ticket: a reply to relay, or an internal note
 
     @classmethod
     def of(cls, stored: StoredMail, digest: str, parsed: ParsedMail) -> IngestOutcome:
-        return cls(stored.status, stored.reason, stored.ticket_reference, stored.message_pk, digest, parsed.message_id)
+        return cls(stored.status, stored.reason, stored.ticket_reference, stored.message_pk, digest, parsed.message_id,
+                   stored.staff)
 
 
 def quarantine(
@@ -128,7 +131,9 @@ class Ingestor:
     bookkeeping (the IMAP ledger) commits or rolls back with the mails.
 
     `outbox`: the App's outbox wiring, for the acknowledgments of new tickets (with this
-    ingestor's own mail settings). Without it nothing is acknowledged (`App.ingestor()` passes it).
+    ingestor's own mail settings) and the teams whose staff answer by mail (their replies are
+    relayed to the volunteer). Without it nothing is acknowledged and nobody is staff
+    (`App.ingestor()` passes it).
     """
 
     def __init__(
@@ -143,6 +148,7 @@ class Ingestor:
     ) -> None:
         self._set_based = set_based
         self._outbox = outbox.with_mail(settings) if outbox is not None else None
+        self._staff = {key: team.addresses for key, team in outbox.teams.items()} if outbox is not None else {}
         self.fallbacks = 0  # batches redone mail by mail; a test holds the fast path to zero on clean mail
         self._sessions = session_factory
         self._settings = settings
@@ -195,11 +201,12 @@ class Ingestor:
                 outcomes = [self._store_one(session, mail, digest, parsed) for mail, digest, parsed in prepared]
             # -- outbox hooks (issue 5), in this transaction: bounces of our mail, acknowledgments of new tickets
             from triage.outbox.bounces import handle_bounces
-            from triage.outbox.queue import acknowledge_new_tickets
+            from triage.outbox.queue import acknowledge_new_tickets, relay_staff_replies
 
             handle_bounces(session, [parsed for _, _, parsed in prepared], outcomes, now=self._clock())
             if self._outbox is not None:
                 acknowledge_new_tickets(session, outcomes, now=self._clock(), wiring=self._outbox)
+                relay_staff_replies(session, outcomes, now=self._clock(), wiring=self._outbox)
             # -- end outbox hooks
             if after is not None:
                 after(session, outcomes)
@@ -219,7 +226,8 @@ class Ingestor:
         savepoint = session.begin_nested()
         try:
             encoded = {sha: blob for m, _, _ in prepared if m.encoded for sha, blob in m.encoded.items()}
-            stored = iter(store_batch(session, good, settings=self._settings, now=self._clock(), encoded=encoded))
+            stored = iter(store_batch(session, good, settings=self._settings, now=self._clock(), encoded=encoded,
+                                      staff=self._staff))
             outcomes = []
             for mail, digest, parsed in prepared:
                 if isinstance(parsed, BaseException):
@@ -245,7 +253,7 @@ class Ingestor:
             savepoint = session.begin_nested()
             try:
                 [stored] = store_batch(session, [(mail.raw, digest, parsed, mail.source)], settings=self._settings,
-                                       now=self._clock(), encoded=mail.encoded)
+                                       now=self._clock(), encoded=mail.encoded, staff=self._staff)
                 session.flush()
                 savepoint.commit()
                 return IngestOutcome.of(stored, digest, parsed)

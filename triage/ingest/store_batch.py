@@ -24,6 +24,7 @@ from triage.config import MailSettings
 from triage.ingest import threading
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.signals import sender_authentication
+from triage.ingest.threading import StaffPath
 from triage.store.codec import encode
 from triage.store.db import core_table, upsert_insert
 from triage.store.models import (
@@ -48,6 +49,7 @@ class StoredMail:
     reason: str
     ticket_reference: str | None
     message_pk: int | None
+    staff: StaffPath | None = None  # the team's mail: a reply to relay to the volunteer, or a note
 
 
 @dataclass(eq=False)
@@ -57,6 +59,7 @@ class _TicketState:
     status: TicketStatus
     participants: set[str] = field(default_factory=set)
     changed: bool = False
+    team: str | None = None  # the team the ticket was handed to
     merged_into: _TicketState | None = None  # the liaison merged this ticket into that one
 
     def survivor(self) -> tuple[_TicketState, list[_TicketState]]:
@@ -69,13 +72,15 @@ class _TicketState:
             state = state.merged_into
         return state, chain
 
-    def facts(self) -> threading.TicketFacts:
-        """What threading sees of this ticket. A merged ticket is judged as its survivor (its id, its
-        status, the participants of every ticket merged into it) under the reference the mail cited."""
+    def facts(self, staff: Mapping[str, frozenset[str]]) -> threading.TicketFacts:
+        """What threading sees of this ticket (`staff`: each team's addresses). A merged ticket is judged
+        as its survivor (its id, status and team, the participants of every ticket merged into it)
+        under the reference the mail cited."""
         survivor, chain = self.survivor()
         participants = frozenset().union(survivor.participants, *(merged.participants for merged in chain))
         return threading.TicketFacts(
-            survivor.id, self.reference, participants, survivor.status == TicketStatus.resolved
+            survivor.id, self.reference, participants, survivor.status == TicketStatus.resolved,
+            staff.get(survivor.team or "", frozenset()),
         )
 
 
@@ -151,11 +156,11 @@ def _load_tickets(session: Session, ticket_ids: set[int], references: set[str]) 
     merges: dict[int, int] = {}
     where = or_(Ticket.id.in_(ticket_ids), Ticket.reference.in_(references))
     while True:  # the tickets asked for, then the survivors of those merged, until every chain ends
-        for tid, ref, status, address, merged_into in session.execute(
-            select(Ticket.id, Ticket.reference, Ticket.status, Contact.address, Ticket.merged_into_id)
+        for tid, ref, status, address, team, merged_into in session.execute(
+            select(Ticket.id, Ticket.reference, Ticket.status, Contact.address, Ticket.team, Ticket.merged_into_id)
             .outerjoin(Contact, Contact.id == Ticket.contact_id).where(where)
         ):
-            states[tid] = _TicketState(tid, ref, status, {address.lower()} if address else set())
+            states[tid] = _TicketState(tid, ref, status, {address.lower()} if address else set(), team=team)
             if merged_into is not None:
                 merges[tid] = merged_into
         missing = set(merges.values()) - set(states)
@@ -181,12 +186,16 @@ def store_batch(
     settings: MailSettings,
     now: datetime,
     encoded: Mapping[str, tuple[str, bytes]] | None = None,
+    staff: Mapping[str, frozenset[str]] | None = None,
 ) -> list[StoredMail]:
     """Thread and store (raw, sha256, parsed, source) mails in the caller's transaction.
 
-    `encoded` holds blobs a parse worker already compressed (sha256 -> codec, bytes).
+    `encoded` holds blobs a parse worker already compressed (sha256 -> codec, bytes); `staff`, each
+    team's addresses (`Team.addresses`): their mail on a ticket handed to them is the staff's.
     """
     encoded = encoded or {}
+    staff = staff or {}
+    comment_address = settings.staff_comment_address
     prefix = settings.reference_prefix
     ids = {p.message_id for _, _, p, _ in mails if p.message_id}
     digests = {d for _, d, _, _ in mails}
@@ -218,7 +227,7 @@ def store_batch(
 
     results: list[StoredMail | None] = [None] * len(mails)
     copies: dict[int, int] = {}  # index of a second copy -> index of the first, both in this batch
-    pending_messages: list[tuple[int, dict[str, Any], ParsedMail, _TicketState | None, str]] = []
+    pending_messages: list[tuple[int, dict[str, Any], ParsedMail, _TicketState | None, threading.ThreadDecision]] = []
     events: list[tuple[_TicketState | int | None, dict[str, Any]]] = []
     opened: list[tuple[_TicketState, dict[str, Any]]] = []
     blobs: dict[str, bytes] = {}
@@ -269,12 +278,13 @@ def store_batch(
             if header_state is not None:
                 if header_state.id == 0:  # a reply to a ticket opened earlier in this batch: it needs its id
                     insert_opened()
-                header_hit = (header_id, header_state.facts())
+                header_hit = (header_id, header_state.facts(staff))
                 break
-        cited_facts = cited.facts() if cited else None
+        cited_facts = cited.facts(staff) if cited else None
         authentication = sender_authentication(parsed.header_signals, parsed.from_addr, settings.trusted_authserv_ids)
         decision = threading.decide(
-            parsed, reference=reference, by_reference=cited_facts, by_header=header_hit, authentication=authentication
+            parsed, reference=reference, by_reference=cited_facts, by_header=header_hit, authentication=authentication,
+            comment_address=comment_address,
         )
         matched = cited if cited_facts is not None and decision.ticket is cited_facts else header_state
         if matched is not None and decision.ticket is not None and matched.merged_into is not None:
@@ -286,7 +296,15 @@ def store_batch(
             assert matched is not None
             state = matched.survivor()[0]
             state.changed = True
-            if decision.reopen:
+            if decision.staff == "note":
+                events.append(_event(state, now, "note", actor=f"staff:{parsed.from_addr}",
+                                     text=parsed.new_text or parsed.body_text))
+            elif decision.staff == "reply":  # relayed to the volunteer (outbox.queue.relay_staff_replies)
+                if state.status != TicketStatus.waiting:
+                    events.append(_event(state, now, "status", actor=f"staff:{parsed.from_addr}",
+                                         old=state.status.value, new="waiting", why="the team answered by mail"))
+                    state.status = TicketStatus.waiting
+            elif decision.reopen:
                 state.status = TicketStatus.open
                 events.append(_event(state, now, "reopened", by=parsed.from_addr))
             elif state.status == TicketStatus.waiting and parsed.kind == "normal":
@@ -314,7 +332,9 @@ def store_batch(
         for part in parsed.attachments:
             blobs.setdefault(part.sha256, part.content)
         values = message_values(parsed, digest, ticket_id=None, now=now, source=source, reason=decision.reason)
-        pending_messages.append((index, values, parsed, state, decision.reason))
+        if decision.staff is not None and state is not None:
+            values["extra"]["staff"] = {"path": decision.staff, "team": state.team}
+        pending_messages.append((index, values, parsed, state, decision))
 
     insert_opened()
     for _, values, _, state, _ in pending_messages:
@@ -330,8 +350,9 @@ def store_batch(
             session, core_table(Message), [values for _, values, _, _, _ in pending_messages], "raw_sha256"
         )
         attachments: list[dict[str, Any]] = []
-        for (index, _, parsed, state, reason), pk in zip(pending_messages, message_pks, strict=True):
-            results[index] = StoredMail("stored", reason, state.reference if state else None, pk)
+        for (index, _, parsed, state, decision), pk in zip(pending_messages, message_pks, strict=True):
+            reason = decision.reason
+            results[index] = StoredMail("stored", reason, state.reference if state else None, pk, decision.staff)
             attachments.extend(
                 {"message_pk": pk, "blob_sha256": a.sha256, "filename": a.filename, "content_type": a.content_type,
                  "size": a.size, "inline": a.inline, "content_id": a.content_id}
@@ -377,10 +398,10 @@ def _insert_keyed(session: Session, table: Table, rows: list[dict[str, Any]], ke
 
 
 def _event(
-    ticket: _TicketState | int | None, now: datetime, action: str, **detail: Any
+    ticket: _TicketState | int | None, now: datetime, action: str, *, actor: str = ACTOR, **detail: Any
 ) -> tuple[_TicketState | int | None, dict[str, Any]]:
     """An events row whose ticket may be one this batch opens (its id is known only after insert)."""
-    return ticket, {"at": now, "actor": ACTOR, "action": action, "detail": detail}
+    return ticket, {"at": now, "actor": actor, "action": action, "detail": detail}
 
 
 def _ticket_id(ticket: _TicketState | int | None) -> int | None:

@@ -9,7 +9,8 @@ volunteer's reply to it threads onto the same ticket by In-Reply-To.
 The use cases here:
 - `acknowledge_new_tickets` (called by the ingest pipeline with a batch's outcomes);
 - `enqueue_handoff` (called by the routing desk when the liaison approves a team);
-- `build_reply` / `enqueue_reply` (the liaison's `triage reply`).
+- `build_reply` / `enqueue_reply` (the liaison's `triage reply`);
+- `relay_staff_replies` (called by the ingest pipeline: a staff team's reply by mail, passed on).
 Automatic mail is asked of `loops` first; a refusal is recorded on the ticket with its reasons.
 
 Each ticket's mail is built in a savepoint of its own. Whatever goes wrong while building it
@@ -62,6 +63,8 @@ class _Outcome(Protocol):
     def ticket_reference(self) -> str | None: ...
     @property
     def message_pk(self) -> int | None: ...
+    @property
+    def staff(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,7 +418,49 @@ def enqueue_reply(
     return row
 
 
+# -- a staff team's reply by mail ------------------------------------------------------------------
+
+RELAY = "staff-reply"  # the outbox row's label; the mail is the liaison's `reply` template
+
+
+def relay_staff_replies(
+    session: Session, outcomes: Sequence[_Outcome], *, now: datetime, wiring: Wiring
+) -> list[Queued | Skipped | Failed]:
+    """Pass each staff reply of this ingest batch (`staff == "reply"`: a person-written mail from the
+    team the ticket was handed to) on to the volunteer, from the desk, as the desk's reply.
+
+    Runs in the ingest transaction, so the relay is queued exactly once with the stored mail (a
+    second delivery of it is a duplicate, relayed no more). The mail answers the volunteer's own
+    latest mail (In-Reply-To, References), so the volunteer sees one conversation with one desk.
+    A failure to build it is recorded on the ticket (`record_failed_mail`), never fails the ingest.
+    """
+    pks = [o.message_pk for o in outcomes if o.status == "stored" and o.staff == "reply" and o.message_pk]
+    if not pks:
+        return []
+    results: list[Queued | Skipped | Failed] = []
+    pairs = session.execute(
+        select(Message, Ticket).join(Ticket, Ticket.id == Message.ticket_id).where(Message.id.in_(pks))
+    )
+    for message, ticket in sorted(pairs, key=lambda pair: pair[0].id):
+        actor, ticket_id = f"staff:{message.from_addr}", ticket.id
+        results.append(_isolated(session, partial(_relay, session, wiring, message, ticket, actor, now),
+                                 partial(_failed, session, ticket_id, now, RELAY, None, actor=actor)))
+    return results
+
+
+def _relay(session: Session, wiring: Wiring, message: Message, ticket: Ticket, actor: str,
+           now: datetime) -> Queued | Skipped:
+    body = (message.new_text or "").strip("\n")
+    if not body.strip():
+        return _skip(session, ticket.id, now, RELAY, None, "the team's reply has no text of its own", ["empty"])
+    if load_view(session, ticket).volunteer is None:
+        return _skip(session, ticket.id, now, RELAY, None, "the ticket has no sender", ["no-sender"])
+    _, composed = build_reply(session, ticket, template="reply", body=body, now=now, wiring=wiring)
+    row = enqueue(session, composed, template=RELAY, actor=actor, now=now, ticket_id=ticket.id)
+    return Queued(RELAY, row.to_addr, row.message_id, row.id)
+
+
 __all__ = [
-    "ACTOR", "Failed", "OutboxError", "Queued", "Skipped", "acknowledge_new_tickets",
-    "build_reply", "enqueue", "enqueue_handoff", "enqueue_reply",
+    "ACTOR", "RELAY", "Failed", "OutboxError", "Queued", "Skipped", "acknowledge_new_tickets",
+    "build_reply", "enqueue", "enqueue_handoff", "enqueue_reply", "relay_staff_replies",
 ]
