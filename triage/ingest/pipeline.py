@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-ACTOR = "system:ingest"
-
 
 @dataclass(frozen=True, slots=True)
 class IngestOutcome:
