@@ -309,3 +309,15 @@ def test_redaction_is_linear_in_the_text(text: str) -> None:
     start = time.perf_counter()
     redact_text(text)
     assert time.perf_counter() - start < 1.0
+
+
+def test_a_mail_servers_refusal_is_not_called_a_bug() -> None:
+    """`triage-worker --once` reports what stopped each runner: a wrong IMAP password is the
+    operator's to fix, said in the server's words, not 'a bug, please report it'."""
+    from imapclient.exceptions import LoginError
+
+    from triage.failures import stopped_by
+
+    line = stopped_by(LoginError("[AUTHENTICATIONFAILED] Authentication failed."))
+    assert "bug" not in line and "AUTHENTICATIONFAILED" in line
+    assert "a bug" in stopped_by(KeyError("x"))

@@ -1,5 +1,5 @@
 """Installed, then run from another folder: the wheel carries the templates, the teams file, the seed
-data and the example configuration, and `triage` and `triage-worker` work from any directory.
+data, the sample mailbox and the example configuration, and `triage` and `triage-worker` work from any directory.
 
 The wheel is built from a copy of the project (not editable) and installed without its
 dependencies into a fresh virtualenv that borrows them from the one running the tests.
@@ -81,6 +81,17 @@ def test_installed_triage_runs_from_an_unrelated_folder(installed: Path, tmp_pat
     assert "routing.teams_file = 'data/teams.toml'" in check.stdout
     worker = sh(bin_ / "triage-worker", "--help", cwd=elsewhere, env=env)
     assert "--once" in worker.stdout
+    shipped = sh(bin_ / "python", "-c", "from triage.web.app import STATIC, page_templates; "
+                 "print(page_templates().get_template('queue.html').filename); print(STATIC / 'htmx.min.js')",
+                 cwd=elsewhere, env=env).stdout.split()
+    assert all(line.startswith(str(installed)) and Path(line).is_file() for line in shipped), shipped
+
+    # `triage demo` loads the shipped sample mailbox (tests/test_demo.py runs the demo itself)
+    sample = sh(bin_ / "python", "-c", "from triage.bundled import bundled; from triage.ingest.sources import "
+                "open_source; s = open_source(bundled('data/sample-mailbox')); print(s.kind, s.count, s.path)",
+                cwd=elsewhere, env=env).stdout.split()
+    assert sample[:2] == ["maildir", "30"] and sample[2].startswith(str(installed)), sample
+    assert "--reset-password" in sh(bin_ / "triage", "demo", "--help", cwd=elsewhere, env=env).stdout
 
 
 def test_an_operators_own_files_win_over_the_shipped_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

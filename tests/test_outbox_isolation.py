@@ -135,7 +135,7 @@ def test_one_bounce_that_fails_is_recorded_and_the_others_are_handled(
     ["vol0@volunteers0.example\r\nRCPT TO:<evil@attacker.example>"],  # smtplib would send vol0@ alone
     ["x@[192.0.2.7"],  # smtplib would send x@[192.0.2.7], another address
     ["vol0@volunteers0.example, evil@attacker.example"],
-    [],  # no recipient at all: smtplib's own path raises (IndexError) before anything is sent
+    [],  # no recipient at all: refused by name (smtplib itself would raise IndexError)
 ], ids=["crlf", "domain-literal", "two-in-one", "none"])
 def test_the_sender_fails_a_mail_it_cannot_send_as_written_and_delivers_the_rest(
     make_app: MakeApp, smtp_sink: SmtpSink, clock: Clock, db_url: str, recipients: list[str]
@@ -156,6 +156,7 @@ def test_the_sender_fails_a_mail_it_cannot_send_as_written_and_delivers_the_rest
                                                                ("vol2@volunteers2.example",)]
     poison = outbox_rows(app)[0]
     assert poison.status is OutboxStatus.failed and "refused before sending" in (poison.last_error or "")
+    assert recipients or (poison.last_error or "").endswith("refused before sending: the mail has no recipient")
     listing = runner.invoke(cli, ["outbox"], env={"TRIAGE_DATABASE_URL": db_url})
     assert "#1" in listing.stdout and "refused before sending" in listing.stdout
 

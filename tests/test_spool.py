@@ -130,3 +130,30 @@ def test_the_configured_spool_path_may_be_a_link(desk: App, spool: Path, tmp_pat
     deliver(spool, "1.a.host", make_mail(message_id="<a@v.example>"))
     assert SpoolRunner(desk.ingestor(), tmp_path / "spool-link", interval=1).step() == 1
     assert count(desk, Message) == 1
+
+
+def test_files_left_unreadable_in_new_never_stall_the_batch(
+    desk: App, spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch counts mail moved, not names listed: a batch's worth of files the worker may not
+    read (they stay in new/ until the operator fixes them) does not hide the mail behind them.
+    Root reads any file, so the unreadable ones are simulated (the real fault needs another user)."""
+    from triage.ingest.sources import Skipped
+
+    for name in ("0.locked.host", "1.locked.host"):
+        deliver(spool, name, make_mail())
+    deliver(spool, "2.good.host", make_mail(message_id="<good@v.example>"))
+    real = spool_module.read_mail_at
+
+    def read(directory: int, name: str, **kwargs: Any) -> Any:
+        if "locked" in name:
+            return Skipped(f"spool:{name}", "permission denied")
+        return real(directory, name, **kwargs)
+
+    monkeypatch.setattr(spool_module, "read_mail_at", read)
+    runner = SpoolRunner(desk.ingestor(), spool, interval=1, batch=2)
+    assert runner.step() == 1
+    assert [p.name for p in (spool / "cur").iterdir()] == ["2.good.host:2,S"]
+    assert [s.reason for s in runner.skipped] == ["permission denied"] * 2
+    runner.step()
+    assert len(runner.skipped) == 2  # the last pass's, not every pass's since start

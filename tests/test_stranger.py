@@ -214,3 +214,27 @@ def test_a_reply_never_goes_to_a_sender_who_is_not_the_contact(make_app: MakeApp
     _legacy_stranger_mail(app, anonymous.ticket_reference, clock.now)
     with app.sessions() as session, pytest.raises(OutboxError, match="no sender address"):
         build_reply(session, ticket(app, anonymous.ticket_reference), template="reply", body="Hi", now=clock.now, wiring=app.wiring)
+
+
+def test_without_a_contact_the_opening_mail_stands_for_the_volunteer(app: App) -> None:
+    """A ticket opened by a mail without a From has no contact: a later From-less mail on it is
+    not the volunteer's word (nobody's is known), so the opening mail is the one answered."""
+    from triage.ingest.pipeline import IncomingMail
+    from triage.outbox.mails import load_view
+    from triage.store.models import Message, Ticket
+
+    def fromless(message_id: str) -> bytes:
+        return make_mail(message_id=message_id).replace(b"From: Ada Volunteer <ada@volunteers.example>\n", b"")
+
+    app.ingestor().ingest_many([IncomingMail(fromless("<open@volunteers.example>"), source="test"),
+                                IncomingMail(fromless("<later@elsewhere.example>"), source="test")])
+    with app.sessions.begin() as session:
+        opening, later = session.scalars(select(Message).order_by(Message.id)).all()
+        assert opening.from_addr is None and later.from_addr is None
+        later.ticket_id = opening.ticket_id  # as if threading had joined it
+        ticket_id = opening.ticket_id
+    with app.reads() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None and ticket.contact_id is None
+        view = load_view(session, ticket)
+        assert view.last_inbound is not None and view.last_inbound.message_id == "<open@volunteers.example>"

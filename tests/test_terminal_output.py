@@ -201,3 +201,21 @@ def test_show_keeps_the_bodys_lines_and_escapes_the_rest(desk: Any) -> None:
     assert "Hello,\n\nsee invoice\\u202egpj.exe\nBye\\x1b[2J" in out
     table = invoke("tickets").stdout
     assert len(table.splitlines()) == 2 and "Invoice\\x1b]8;;" in table
+
+
+@pytest.mark.parametrize("log_format", ["console", "json"])
+def test_log_lines_never_carry_raw_control_characters(log_format: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A subject or address quoted in a log field could clear the operator's screen or forge a log
+    line; both formats show such characters escaped, and one event stays one line."""
+    import structlog
+
+    from triage.config import LogSettings
+    from triage.logging import configure_logging
+
+    configure_logging(LogSettings(format=log_format))
+    try:
+        structlog.get_logger("t").warning("mail.odd", subject="\x1b[2Jwiped\nlevel=info event=forged\u202e")
+    finally:
+        structlog.reset_defaults()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and "\u202e" not in err and "wiped" in err

@@ -47,8 +47,9 @@ class App:
         Imported here, not at the top: the classifier pulls in scikit-learn, which commands that
         do not route should not pay for.
         """
+        from triage.routing.desk import Router, load_teams
+
         if self._router is None:
-            from triage.routing.desk import Router, load_teams
             from triage.routing.model_store import current_model
 
             teams = load_teams(resolve(self.settings.routing.teams_file))

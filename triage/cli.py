@@ -7,6 +7,7 @@ unreachable, a disk error) with its cause and fix and exit status 1.
 
 from __future__ import annotations
 
+import getpass
 import importlib
 import sys
 from collections.abc import Callable, Iterator
@@ -19,14 +20,17 @@ from tqdm import tqdm
 
 from triage.bootstrap import App, bootstrap, owner_only_files
 from triage.config import ConfigError, Settings, example_toml, load_settings
+from triage.desk.actors import cli_actor
 from triage.desk.errors import DeskError
+from triage.desk.tickets import as_json as as_json_data
+from triage.desk.tickets import ticket_view
 from triage.failures import describe, show_traceback, stopped_by
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.pipeline import IncomingMail
 from triage.ingest.sources import BATCH_BYTES, SourceError, batches, open_source
 from triage.logging import configure_logging
-from triage.queries import NotFound, list_quarantine, list_tickets, list_unmatched, ticket_detail
+from triage.queries import NotFound, list_tickets, list_unmatched
 from triage.routing.errors import RoutingError
 from triage.store.schema import SchemaError, current_revision, head_revision, upgrade
 from triage.terminal import echo, echo_json, echo_text, json_line
@@ -82,6 +86,10 @@ class TriageGroup(click.Group):
         "outbox": "triage.outbox.commands:outbox",
         "web": "triage.web.commands:web",
         "user": "triage.web.commands:user",
+        "demo": "triage.web.demo:demo",
+        "note": "triage.desk.commands:note",
+        "status": "triage.desk.commands:status",
+        "merge": "triage.desk.commands:merge_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -304,27 +312,33 @@ def tickets(ctx: Context, status: str | None, team: str | None, limit: int | Non
 @pass_ctx
 def show(ctx: Context, ident: str, as_json: bool) -> None:
     """Show ticket IDENT (reference such as T-2026-00042, or numeric id): messages and events."""
-    with ctx.app() as app, app.reads() as session:
-        detail = ticket_detail(session, ident)
+    with ctx.app() as app:
+        view = ticket_view(app, cli_actor(getpass.getuser()), ident)
     if as_json:
-        echo_json(detail)
+        echo_json(as_json_data(view))
         return
-    echo(f"{detail['reference']}  {detail['subject'] or ''}")
-    contact = detail["contact"] or {}
-    echo(f"status {detail['status']}, team {detail['team'] or '-'}, from {contact.get('address', '-')}")
-    if detail["flag"]:
-        echo(f"FLAG: {detail['flag']} (linked to {detail['linked_ticket']})")
-    for message in detail["messages"]:
+    echo(f"{view.reference}  {view.subject or ''}")
+    echo(f"status {view.status}, team {view.team or '-'}, from {view.contact.address if view.contact else '-'}")
+    for flag in view.flags:
+        echo(f"FLAG: {flag.text}" + (f" (linked to {flag.reference})" if flag.reference else ""))
+    echo(f"reminders: {view.clock.words}")
+    for message in view.messages:
         echo("")
-        echo(f"--- {message['direction']} {message['date'] or ''} {message['from_addr'] or ''} [{message['kind']}]")
-        echo(f"    threaded: {message['thread_reason']}")
-        for att in message["attachments"]:
-            echo(f"    attachment: {att['filename'] or '?'} ({att['content_type']}, {att['size']} B)")
-        echo_text(message["new_text"].rstrip())
+        echo(f"--- {message.direction} {message.date.isoformat() if message.date else ''} "
+             f"{message.from_addr or ''} [{message.kind}]")
+        echo(f"    threaded: {message.thread_reason}")
+        for att in message.attachments:
+            echo(f"    attachment: {att.filename or '?'} ({att.content_type}, {att.size} B)")
+        echo_text(message.new_text.rstrip())
     echo("")
     echo("events:")
-    for event in detail["events"]:
-        echo(f"  {event['at']}  {event['actor']:16} {event['action']:18} {json_line(event['detail'])}")
+    for event in view.events:
+        echo(f"  {event.at.isoformat()}  {event.actor:16} {event.action:18} {json_line(event.detail)}")
+    if view.previous:
+        echo("")
+        echo("previous tickets of this contact:")
+        for previous in view.previous:
+            echo(f"  {previous.reference:14} {previous.status:9} {previous.subject or ''}")
 
 
 @cli.command()
@@ -358,21 +372,25 @@ def unmatched(ctx: Context, kind: str | None, limit: int | None, as_json: bool) 
 @pass_ctx
 def quarantine(ctx: Context, retry: bool, ids: tuple[int, ...], show_all: bool, as_json: bool) -> None:
     """List mails that could not be parsed or stored, or re-run them with --retry."""
+    from triage.desk import quarantine as desk
+    from triage.desk.actors import cli_actor
+
+    actor = cli_actor("liaison")
     with ctx.app() as app:
         if retry:
-            results = app.ingestor().retry_quarantined(list(ids) or None)
+            done = desk.retry_quarantined(app, actor, ids or None)
             if as_json:
-                echo_json([{"id": i, "status": o.status, "reason": o.reason,
-                            "ticket": o.ticket_reference} for i, o in results])
+                echo_json(done.results)
             else:
-                for row_id, outcome in results:
-                    echo(f"#{row_id}: {outcome.status} {outcome.ticket_reference or ''} {outcome.reason}")
-                echo(f"{sum(o.status != 'quarantined' for _, o in results)} of {len(results)} released")
-            if any(o.status == "quarantined" for _, o in results):
+                for r in done.results:
+                    echo(f"#{r['id']}: {r['status']} {r['ticket'] or ''} {r['reason']}")
+                echo(f"{done.released} of {len(done.results)} released")
+            for row_id, why in done.refused.items():
+                echo(f"#{row_id}: not run again: {why}", err=True)
+            if done.released < len(done.results):
                 sys.exit(1)
             return
-        with app.reads() as session:
-            rows = list_quarantine(session, include_released=show_all)
+        rows = desk.list_quarantine(app, actor, include_released=show_all)
     if as_json:
         echo_json(rows)
         return

@@ -9,7 +9,9 @@ no traceback or log line carries the parameters either.
 
 from __future__ import annotations
 
+import imaplib
 import os
+import smtplib
 import sqlite3
 import traceback
 from collections.abc import Iterator
@@ -142,9 +144,10 @@ def show_traceback() -> bool:
 
 def stopped_by(exc: Exception) -> str:
     """The line a command or the worker prints when `exc` stops it: the database's or the disk's
-    failure by its cause and fix; anything else is a bug, named by its type and where it was raised
-    (its message or traceback could quote the mail being handled), with how to see the traceback."""
-    if isinstance(exc, (SQLAlchemyError, OSError)):
+    failure by its cause and fix, a mail server's refusal (a failed IMAP login, say) by its own
+    words; anything else is a bug, named by its type and where it was raised (its message or
+    traceback could quote the mail being handled), with how to see the traceback."""
+    if isinstance(exc, (SQLAlchemyError, OSError, imaplib.IMAP4.error, smtplib.SMTPException)):
         return describe(exc)
     return (f"unexpected error {type(exc).__name__}{_where(exc)} (a bug, please report it; "
             f"{DEBUG_ENV}=1 shows the traceback)")

@@ -79,13 +79,19 @@ def main(argv: list[str] | None = None) -> int:
         app.close()
 
 
-def _run(app: App, *, once: bool) -> int:
+def mail_runners(app: App) -> list[Runner]:
+    """The runners that move mail, each only where configured: one IMAP poller per account, the
+    maildir spool, and the outbox sender (smtp.host)."""
     settings = app.settings
     app.wiring.renderer.warm()  # a long run compiles its mail templates once, at start
     runners: list[Runner] = [PollRunner(account, app.ingestor()) for account in settings.imap_all]
     if settings.ingest.spool_maildir:
         runners.append(SpoolRunner(app.ingestor(), Path(settings.ingest.spool_maildir), settings.ingest.poll_seconds))
-    runners += outbound_runners(app)  # delivers the outbox when smtp.host is set
+    return runners + outbound_runners(app)  # delivers the outbox when smtp.host is set
+
+
+def _run(app: App, *, once: bool) -> int:
+    runners = mail_runners(app)
     if not runners:
         say("nothing to run; set imap.host (TRIAGE_IMAP_HOST) or ingest.spool_maildir")
         return 2

@@ -97,6 +97,18 @@ def disable_user(app: App, name: str) -> None:
         session.execute(delete(WebSession).where(WebSession.user_id == user.id))
 
 
+def set_password(app: App, name: str, password: str) -> None:
+    """A new password for account NAME; its open sessions end, so whoever held the old one is out."""
+    if len(password) < MIN_PASSWORD:
+        raise Invalid(f"the password is shorter than {MIN_PASSWORD} characters", "choose a longer one")
+    with app.sessions.begin() as session:
+        user = session.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise NotFound(f"no user {name}", "`triage user list` shows the accounts")
+        user.password_hash = _hasher.hash(password)
+        session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+
+
 def log_in(app: App, name: str, password: str, *, client: str, now: datetime | None = None) -> Login:
     """Check the password and open a new session; too many recent failures are refused first."""
     now = now or utcnow()
@@ -169,4 +181,4 @@ def log_out(app: App, token: str) -> None:
 
 
 __all__ = ["MIN_PASSWORD", "Login", "add_user", "disable_user", "generate_password", "list_users", "log_in",
-           "log_out", "session_for"]
+           "log_out", "session_for", "set_password"]

@@ -7,6 +7,7 @@ trusted); the web acts as the logged-in user. The rules live here once, not per 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sqlalchemy import Select
 
@@ -42,8 +43,11 @@ def cli_actor(login: str) -> Actor:
     return Actor(login, Role.liaison)
 
 
-def visible(query: Select[tuple[Ticket]], actor: Actor) -> Select[tuple[Ticket]]:
-    """`query` narrowed to the tickets `actor` may see."""
+Query = TypeVar("Query", bound=Select[Any])
+
+
+def visible(query: Query, actor: Actor) -> Query:
+    """`query` (which selects from tickets) narrowed to the tickets `actor` may see."""
     if actor.role is Role.staff:
         return query.where(Ticket.team == actor.team) if actor.team else query.where(Ticket.id.is_(None))
     return query

@@ -80,7 +80,7 @@ def load_view(session: Session, ticket: Ticket) -> TicketView:
     inbound = [m for m in messages if m.direction == Direction.inbound and m.kind == "normal"]
     contact = session.get(Contact, ticket.contact_id) if ticket.contact_id is not None else None
     author = contact.address.lower() if contact is not None else None
-    own = [m for m in inbound if (m.from_addr.lower() if m.from_addr else None) == author]
+    own = [m for m in inbound if m.from_addr and m.from_addr.lower() == author] if author else []
     last = own[-1] if own else (inbound[0] if inbound else None)
     return TicketView(ticket, contact, last, messages)
 

@@ -388,15 +388,19 @@ STATUS_AFTER = {"resolution": TicketStatus.resolved}
 
 def build_reply(
     session: Session, ticket: Ticket, *, template: str, body: str, now: datetime, wiring: Wiring,
+    language: str | None = None,
 ) -> tuple[Rendered, EmailMessage]:
-    """Render and compose the liaison's mail on `ticket` (for a preview or to queue); raises on bad input."""
+    """Render and compose the liaison's mail on `ticket` (for a preview or to queue); raises on bad input.
+
+    `language` is the sender's choice; without it, the volunteer's (contact record, else detected)."""
     view = load_view(session, ticket)
     volunteer = view.volunteer
     if volunteer is None:
         raise OutboxError(f"{ticket.reference} has no sender address to reply to")
     team = wiring.teams.get(ticket.team) if ticket.team else None
-    last_text = view.last_inbound.new_text if view.last_inbound is not None else ""
-    language, _ = _language(wiring, template, view.contact, last_text)
+    if language is None:
+        last_text = view.last_inbound.new_text if view.last_inbound is not None else ""
+        language, _ = _language(wiring, template, view.contact, last_text)
     return _render_compose(
         wiring, template, context(view, wiring.settings, team=team, language=language, body=body),
         language=language, to=volunteer, view=view, auto_submitted=None, now=now,
@@ -405,9 +409,11 @@ def build_reply(
 
 def enqueue_reply(
     session: Session, ticket: Ticket, *, template: str, body: str, actor: str, now: datetime, wiring: Wiring,
+    language: str | None = None,
 ) -> Outbox:
     """Queue the liaison's mail (a person's mail: no Auto-Submitted, no rate limit) and update the status."""
-    _, message = build_reply(session, ticket, template=template, body=body, now=now, wiring=wiring)
+    _, message = build_reply(session, ticket, template=template, body=body, now=now, wiring=wiring,
+                             language=language)
     row = enqueue(session, message, template=template, actor=actor, now=now, ticket_id=ticket.id)
     new_status = STATUS_AFTER.get(template, TicketStatus.waiting)
     if ticket.status != new_status:

@@ -47,7 +47,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import structlog
 from sqlalchemy import CursorResult, select, update
@@ -111,6 +111,33 @@ class PassReport:
     @property
     def touched(self) -> int:
         return self.sent + self.deferred + self.failed + self.uncertain + self.recovered
+
+
+LiaisonDecision = Literal["retry", "mark-sent"]
+_ACTIONS: dict[LiaisonDecision, str] = {"retry": "mail-retry", "mark-sent": "mail-confirmed"}
+
+
+@dataclass
+class Decision:
+    """What a liaison's decision did: the mails it applied to, and why it was refused for the others."""
+
+    done: list[int]
+    refused: dict[int, str]
+
+
+def refusal(decision: LiaisonDecision, status: OutboxStatus, *, built: bool) -> str | None:
+    """Why `decision` cannot apply to a mail in `status`, or None if it can. Only failed or uncertain
+    mail is retried (a mail never built has no bytes to send); only uncertain mail is marked sent."""
+    if status is OutboxStatus.sent:
+        return "already sent"
+    if status in (OutboxStatus.pending, OutboxStatus.sending):
+        return f"{status.value}: the outbox is still delivering it"
+    if decision == "mark-sent":
+        return None if status is OutboxStatus.uncertain else (
+            "failed: the server refused it, so it did not arrive; retry it instead")
+    if not built:
+        return "never built: it has no bytes to send; its error says what to fix"
+    return None
 
 
 CopyFinder = Callable[[str], bool | None]  # Message-ID -> found (True/False) or None if it cannot tell
@@ -213,8 +240,8 @@ class OutboxSender:
         except (OSError, smtplib.SMTPException, SQLAlchemyError) as exc:  # before the final dot: not accepted
             delivery = Delivery("temporary", None, f"{type(exc).__name__}: {exc}", "connection")
         except Exception as exc:  # noqa: BLE001 - smtplib choked on this mail's own data before the final
-            # dot (no recipient at all, say): it never will be sendable; the session is still good (the
-            # next transaction starts with RSET) and the queue goes on without it.
+            # dot in a way `transact` does not foresee: it never will be sendable; the session is still good
+            # (the next transaction starts with RSET) and the queue goes on without it.
             delivery = Delivery("permanent", None, f"refused before sending: {type(exc).__name__}: {exc}", "local")
         self._settle(row_id, delivery, attempts, smtp.server, report)
         return delivery, raw
@@ -320,30 +347,39 @@ class OutboxSender:
     def retry(self, ids: Sequence[int], *, actor: str) -> list[int]:
         """Put failed or uncertain mails back in the queue, due now (the liaison's decision); a mail
         that was never built is not retried (it has no bytes: its error says what to fix)."""
-        return self._decide(ids, actor, (OutboxStatus.failed, OutboxStatus.uncertain), OutboxStatus.pending,
-                            "mail-retry")
+        return self.decide(ids, "retry", actor=actor).done
 
     def mark_sent(self, ids: Sequence[int], *, actor: str) -> list[int]:
         """The liaison confirms that uncertain mails did arrive."""
-        return self._decide(ids, actor, (OutboxStatus.uncertain,), OutboxStatus.sent, "mail-confirmed")
+        return self.decide(ids, "mark-sent", actor=actor).done
 
-    def _decide(self, ids: Sequence[int], actor: str, from_states: tuple[OutboxStatus, ...], to: OutboxStatus,
-                action: str) -> list[int]:
+    def decide(self, ids: Sequence[int], decision: LiaisonDecision, *, actor: str) -> Decision:
+        """Apply the liaison's decision to each mail it is allowed for, in one transaction, logged on
+        the mail's ticket as `actor`; say why it was refused for each other one (`refusal`)."""
         now = self._clock()
-        done = []
+        result = Decision([], {})
         with self._sessions.begin() as session:
-            for row in session.scalars(select(Outbox).where(Outbox.id.in_(ids), Outbox.status.in_(from_states),
-                                                            Outbox.raw.is_not(None))):
-                row.status, row.updated_at, row.smtp_phase = to, now, None
-                if to == OutboxStatus.pending:
-                    row.next_attempt_at, row.attempts = now, 0
+            # Locked (on PostgreSQL; SQLite's writers are serialised already), so that a second liaison
+            # deciding the same mail at the same time waits, then sees the first decision: refused.
+            rows = {row.id: row for row in session.scalars(select(Outbox).where(Outbox.id.in_(ids))
+                                                           .with_for_update())}
+            for row_id in sorted(set(ids)):
+                row = rows.get(row_id)
+                why = "no such mail" if row is None else refusal(decision, row.status, built=row.raw is not None)
+                if why is not None:
+                    result.refused[row_id] = why
+                    continue
+                assert row is not None
+                row.updated_at, row.smtp_phase = now, None
+                if decision == "retry":
+                    row.status, row.next_attempt_at, row.attempts = OutboxStatus.pending, now, 0
                 else:
-                    row.sent_at = row.sent_at or now
+                    row.status, row.sent_at = OutboxStatus.sent, row.sent_at or now
                     row.smtp_reply = row.smtp_reply or f"confirmed by {actor}"
-                session.add(Event(ticket_id=row.ticket_id, at=now, actor=actor, action=action,
+                session.add(Event(ticket_id=row.ticket_id, at=now, actor=actor, action=_ACTIONS[decision],
                                   detail={"outbox": row.id, "message_id": row.message_id}))
-                done.append(row.id)
-        return sorted(done)
+                result.done.append(row.id)
+        return result
 
     def _record_copies(self, sent: list[tuple[int, bytes]]) -> None:
         assert self._append_copies is not None
@@ -361,4 +397,4 @@ def _line(row: Outbox) -> dict[str, Any]:
             "attempts": row.attempts, "last_error": row.last_error}
 
 
-__all__ = ["OutboxSender", "PassReport", "claim_is_dead", "worker_identity"]
+__all__ = ["Decision", "LiaisonDecision", "OutboxSender", "PassReport", "claim_is_dead", "refusal", "worker_identity"]

@@ -136,6 +136,8 @@ class SmtpSession:
         if self._dirty:
             client.rset()
             self._dirty = False
+        if not recipients:
+            return Delivery("permanent", None, "refused before sending: the mail has no recipient", "local")
         if bad := next((a for a in [envelope_from, *recipients] if not sendable(a)), None):
             return Delivery("permanent", None, f"refused before sending: {bad[:80]!r} is not an address SMTP "
                             "carries as written", "local")

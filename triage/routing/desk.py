@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import Integer, and_, cast, func, insert, select
+from sqlalchemy import Integer, and_, case, cast, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifiers import Classifier, Example
 from triage.failures import describe
 from triage.outbox.failures import storable
-from triage.routing.errors import RoutingError
+from triage.routing.errors import AlreadyRouted, RoutingError, UnknownTicket
 from triage.store.db import utcnow
 from triage.store.models import Decision, Direction, Event, Message, Suggestion, Ticket, TicketStatus
 from triage.teams import Team, TeamsFileError
@@ -205,28 +206,35 @@ class Router:
         return {"reference": reference, "error": why}
 
     def _approve(self, session: Session, reference: str, *, actor: str, team: str | None) -> dict[str, Any]:
+        """Decide, inside the caller's transaction. The row is locked (PostgreSQL; SQLite's writers
+        hold the database lock from BEGIN IMMEDIATE) and the team is set only where none is set yet,
+        so of two decisions racing on one ticket exactly one applies and the other is AlreadyRouted."""
         ticket = session.scalar(select(Ticket).where(Ticket.reference == reference.upper()).with_for_update())
         if ticket is None:
-            raise RoutingError(f"no ticket {reference!r}; `triage queue` lists those waiting")
+            raise UnknownTicket(f"no ticket {reference!r}", "the queue lists the tickets waiting for a decision")
         if ticket.team is not None:
-            raise RoutingError(f"{ticket.reference} is already routed to {ticket.team}")
+            raise self._already_routed(session, ticket.id, ticket.reference, ticket.team)
         suggestion = session.scalar(
             select(Suggestion).where(Suggestion.ticket_id == ticket.id).order_by(Suggestion.id.desc()).limit(1)
         )
         suggested = suggestion.team if suggestion else None
         chosen = team or suggested
         if chosen is None:
-            raise RoutingError(
-                f"{ticket.reference} has no suggested team (the model abstained); pass --team "
-                f"({', '.join(sorted(self.teams))})"
-            )
+            raise RoutingError(f"{ticket.reference} has no suggested team (the model abstained)",
+                               f"choose a team: {', '.join(sorted(self.teams))}")
         if chosen not in self.teams:
-            raise RoutingError(f"unknown team {chosen!r}; teams: {', '.join(sorted(self.teams))}")
+            raise RoutingError(f"unknown team {chosen!r}", f"teams: {', '.join(sorted(self.teams))}")
         now = self._clock()
-        ticket.team = chosen
-        if ticket.status == TicketStatus.new:
-            ticket.status = TicketStatus.open
-        ticket.updated_at = now
+        claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            update(Ticket).where(Ticket.id == ticket.id, Ticket.team.is_(None))
+            .values(team=chosen, updated_at=now, clock_stale_at=utcnow(),
+                    status=case((Ticket.status == TicketStatus.new, TicketStatus.open), else_=Ticket.status))
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:  # decided meanwhile (only an engine without the lock above gets here)
+            session.expire(ticket)
+            raise self._already_routed(session, ticket.id, ticket.reference, ticket.team or "another team")
+        session.refresh(ticket)
         agreed = suggested == chosen
         session.add(Decision(
             ticket_id=ticket.id, suggestion_id=suggestion.id if suggestion else None, suggested_team=suggested,
@@ -247,6 +255,12 @@ class Router:
                 savepoint.rollback()
                 self._record_failure(session, reference, "handoff-failed", exc, actor)
         return {"reference": reference, "team": chosen, "suggested": suggested, "agreed": agreed}
+
+    @staticmethod
+    def _already_routed(session: Session, ticket_id: int, reference: str, team: str) -> AlreadyRouted:
+        by = session.scalar(select(Decision.actor).where(Decision.ticket_id == ticket_id)
+                            .order_by(Decision.id.desc()).limit(1))
+        return AlreadyRouted(reference, team, by)
 
     # -- learn -------------------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ from typing import Any
 
 import click
 
-from triage.routing.errors import RoutingError
+from triage.desk import routing
+from triage.desk.actors import Actor, cli_actor
+from triage.desk.errors import DeskError
 from triage.terminal import echo, echo_json
 
 
@@ -17,8 +19,9 @@ def _router(ctx: click.Context) -> Any:
     return app, app.router()
 
 
-def _actor(actor: str | None) -> str:
-    return actor or f"liaison:{getpass.getuser()}"
+def _actor(actor: str | None) -> Actor:
+    """`--actor liaison:ana` or `--actor ana` act as the liaison ana; the default is the login name."""
+    return cli_actor((actor or getpass.getuser()).removeprefix("liaison:"))
 
 
 @click.command()
@@ -26,25 +29,23 @@ def _actor(actor: str | None) -> str:
 @click.pass_context
 def queue(ctx: click.Context, as_json: bool) -> None:
     """Tickets waiting for a routing decision, with the suggested team, confidence and evidence."""
-    app, router = _router(ctx)
+    app = ctx.obj.open_app()
     try:
-        router.suggest_pending()
-        with app.sessions() as session:
-            rows = router.queue(session)
+        rows = routing.queue(app, _actor(None), order="oldest", limit=100_000).items
     finally:
         app.close()
     if as_json:
-        echo_json(rows)
+        echo_json([row.as_dict() for row in rows])
         return
     if not rows:
         echo("nothing waiting for a decision")
     for row in rows:
-        team = row["suggested_team"] or "(no suggestion: model not confident)"
-        conf = f"{row['confidence']:.2f}" if row["confidence"] is not None else "-"
-        flag = f"  [!] {row['flag']}" if row["flag"] else ""
-        echo(f"{row['reference']}  {team:24} {conf:>5}  {(row['subject'] or '')[:60]}{flag}")
-        if row["evidence"]:
-            words = ", ".join(str(feature) for feature, _ in row["evidence"][:5])
+        team = row.suggested_team or "(no suggestion: model not confident)"
+        conf = f"{row.confidence:.2f}" if row.confidence is not None else "-"
+        flag = f"  [!] {row.flag}" if row.flag else ""
+        echo(f"{row.reference}  {team:24} {conf:>5}  {(row.subject or '')[:60]}{flag}")
+        if row.evidence:
+            words = ", ".join(str(feature) for feature, _ in row.evidence[:5])
             echo(f"{'':15}because: {words}")
 
 
@@ -62,16 +63,17 @@ def approve(ctx: click.Context, references: tuple[str, ...], team: str | None, m
         raise click.UsageError("give ticket references, or --min-confidence X to approve in bulk")
     if references and min_confidence is not None:
         raise click.UsageError("give either references or --min-confidence, not both")
-    app, router = _router(ctx)
-    results, failed = [], False
+    app, who = ctx.obj.open_app(), _actor(actor)
+    results: list[dict[str, Any]] = []
+    failed = False
     try:
         if min_confidence is not None:
-            router.suggest_pending()
-            results = router.approve_confident(min_confidence, actor=_actor(actor))
+            results = routing.approve_confident(app, who, min_confidence)
         for reference in references:
             try:
-                results.append(router.approve(reference, actor=_actor(actor), team=team))
-            except RoutingError as exc:
+                results.append(routing.correct(app, who, reference, team) if team
+                               else routing.approve(app, who, reference))
+            except DeskError as exc:
                 failed = True
                 echo(f"triage: {exc}", err=True)
     finally:
@@ -99,18 +101,9 @@ def approve(ctx: click.Context, references: tuple[str, ...], team: str | None, m
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
     """Routing agreement by week and coverage; overdue tickets per team and median first-response time."""
-    from datetime import timedelta
-
-    from triage.schedule.stats import median_first_response_hours, overdue_by_team
-    from triage.store.db import utcnow
-
-    app, router = _router(ctx)
+    app = ctx.obj.open_app()
     try:
-        with app.reads() as session:
-            figures = router.stats(session)
-            now = utcnow()
-            figures["overdue_by_team"] = overdue_by_team(session, app.settings, now)
-            figures["median_first_response_hours"] = median_first_response_hours(session, now - timedelta(days=90))
+        figures = routing.stats(app, _actor(None))
     finally:
         app.close()
     if as_json:

@@ -40,7 +40,7 @@ class SpoolRunner(Runner):
         self._ingestor = ingestor
         self._maildir = Path(maildir)
         self._batch = batch
-        self.skipped: list[Skipped] = []  # entries of new/ not read, and why, since start
+        self.skipped: list[Skipped] = []  # entries of new/ not read in the last pass, and why
 
     def step(self) -> int:
         root = os.open(self._maildir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -61,10 +61,11 @@ class SpoolRunner(Runner):
 
     def _pass(self, new: int, cur: int) -> int:
         done = 0
+        self.skipped = []
         with os.scandir(new) as entries:
-            names = sorted(e.name for e in entries if not e.name.startswith("."))[: self._batch]
-        for name in names:
-            if self.stop_event.is_set():
+            names = sorted(e.name for e in entries if not e.name.startswith("."))
+        for name in names:  # the batch counts mail moved, so files left unreadable in new/ never stall it
+            if self.stop_event.is_set() or done >= self._batch:
                 break
             path = self._maildir / "new" / name
             mail = read_mail_at(new, name, label=f"spool:{path}", max_size=self._ingestor.max_size)

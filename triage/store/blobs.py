@@ -30,4 +30,14 @@ def get_blob(session: Session, digest: str) -> bytes:
     raise ValueError(f"blob {digest} has unknown codec {row.codec!r}")
 
 
-__all__ = ["encode", "get_blob", "put_blob", "sha256_hex"]  # encode, sha256_hex: from triage.store.codec
+def get_blob_head(session: Session, digest: str, limit: int) -> bytes:
+    """The first `limit` bytes of a blob, without inflating the rest (a mail's header, say)."""
+    row = session.execute(select(Blob.codec, Blob.data).where(Blob.sha256 == digest)).one()
+    if row.codec == "zlib":
+        return zlib.decompressobj().decompress(row.data, limit)
+    if row.codec == "raw":
+        return bytes(row.data[:limit])
+    raise ValueError(f"blob {digest} has unknown codec {row.codec!r}")
+
+
+__all__ = ["encode", "get_blob", "get_blob_head", "put_blob", "sha256_hex"]  # encode, sha256_hex: from triage.store.codec

@@ -111,8 +111,13 @@ def page(handler: Handler) -> Callable[[Request], Any]:
 
 def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     """The workbench over an App built by `bootstrap()`; the caller closes the App."""
+    from triage.web import actions as action_pages
     from triage.web import login as login_pages
+    from triage.web import outbox as outbox_pages
+    from triage.web import quarantine as quarantine_pages
     from triage.web import queue as queue_pages
+    from triage.web import ticket as ticket_pages
+    from triage.web import tickets_list
 
     routes: list[BaseRoute] = [
         Route("/", lambda request: RedirectResponse("/queue", status_code=303)),
@@ -120,6 +125,10 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         *login_pages.routes,
         *queue_pages.routes,
+        *tickets_list.routes,
+        *outbox_pages.routes, *quarantine_pages.routes,
+        *action_pages.routes,
+        *ticket_pages.routes,
         *(extra_routes or []),
     ]
     web = Starlette(routes=routes)

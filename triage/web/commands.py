@@ -24,13 +24,12 @@ def web(ctx: Context, host: str | None, port: int | None) -> None:
     Anything but a loopback address must sit behind a TLS proxy: the session cookie is a
     password's worth, and the workbench speaks plain HTTP (see the README's deployment notes).
     """
-    from triage.web.server import address, bind, is_loopback, make_server, run
+    from triage.web.server import address, bind, exposure_warning, make_server, run
 
     settings = ctx.settings.web
     host = host or settings.host
-    if not is_loopback(host):
-        echo(f"triage: serving on {host}: put a TLS proxy in front of it, and set web.secure_cookies = true",
-             err=True)
+    if warning := exposure_warning(host):
+        echo(f"triage: {warning}", err=True)
     with ctx.app() as app:
         sock = bind(host, settings.port if port is None else port)
         server = make_server(app, sock)

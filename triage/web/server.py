@@ -20,6 +20,14 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def exposure_warning(host: str) -> str | None:
+    """What to say when the workbench listens beyond this machine (plain HTTP, a password's worth
+    of cookie): None on a loopback address."""
+    if is_loopback(host):
+        return None
+    return f"serving on {host}: put a TLS proxy in front of it, and set web.secure_cookies = true"
+
+
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -56,4 +64,4 @@ def address(sock: socket.socket) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
-__all__ = ["address", "bind", "is_loopback", "make_server", "run", "start_in_thread"]
+__all__ = ["address", "bind", "exposure_warning", "is_loopback", "make_server", "run", "start_in_thread"]

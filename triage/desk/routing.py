@@ -1,0 +1,374 @@
+"""The liaison's routing decisions and the lists: the queue, approve, correct, bulk approve,
+the ticket list and the routing figures. The CLI (`triage queue / approve / stats`) and the
+workbench's pages call these; the decisions themselves are `Router`'s (triage.routing.desk).
+
+A decision on a ticket that someone else decided a moment ago is refused with a Conflict that
+names the team and who chose it (`AlreadyRouted`), never applied twice: `Router._approve`
+locks the row and sets the team only where none is set, inside the decision's transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy.orm import Session
+
+from triage.desk.actors import Actor, require_router, require_visible, visible
+from triage.desk.errors import Invalid
+from triage.schedule.policy import Policies, Policy
+from triage.store.db import utcnow
+from triage.store.models import Contact, Direction, Message, Suggestion, Ticket, TicketStatus
+
+if TYPE_CHECKING:
+    from triage.bootstrap import App
+
+ORDERS = ("newest", "oldest")
+EXCERPT_CHARS = 600
+LIST_LIMIT = 100
+_REFERENCE = re.compile(r"T-\d{4}-\d{3,}", re.IGNORECASE)
+
+
+# -- filters and saved views ----------------------------------------------------------------
+
+def as_query(filters: Any) -> dict[str, str]:
+    """Filters (a dataclass) as query parameters: links and the live refresh keep them."""
+    out: dict[str, str] = {}
+    for name, value in asdict(filters).items():
+        if value is not None:
+            out[name] = ("yes" if value else "no") if isinstance(value, bool) else str(value)
+    return out
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """What the queue shows. `team` is the suggested team (a waiting ticket has no team yet)."""
+
+    team: str | None = None
+    status: str | None = None
+    language: str | None = None
+    flagged: bool | None = None
+    overdue: bool | None = None
+    suggested: bool | None = None  # a suggestion names a team: one key approves it
+
+    def query(self) -> dict[str, str]:
+        return as_query(self)
+
+
+VIEWS = ("awaiting-approval", "overdue", "my-team", "flagged")
+VIEW_TITLES = {"awaiting-approval": "Awaiting approval", "overdue": "Overdue", "my-team": "My team",
+               "flagged": "Flagged"}
+
+
+def saved_view(name: str, actor: Actor) -> QueueFilters:
+    """A named preset of filters: "my team" is the acting user's team."""
+    if name == "awaiting-approval":
+        return QueueFilters(suggested=True)
+    if name == "overdue":
+        return QueueFilters(overdue=True)
+    if name == "flagged":
+        return QueueFilters(flagged=True)
+    if name == "my-team":
+        if not actor.team:
+            raise Invalid(f"{actor.name} belongs to no team", "pick a team in the filters instead")
+        return QueueFilters(team=actor.team)
+    raise Invalid(f"no saved view {name!r}", f"saved views: {', '.join(VIEWS)}")
+
+
+def _check_status(status: str | None) -> TicketStatus | None:
+    if status is None:
+        return None
+    try:
+        return TicketStatus(status)
+    except ValueError:
+        raise Invalid(f"unknown status {status!r}", f"statuses: {', '.join(s.value for s in TicketStatus)}") from None
+
+
+def _check_order(order: str) -> None:
+    if order not in ORDERS:
+        raise Invalid(f"unknown order {order!r}", "order by newest or oldest")
+
+
+# -- overdue --------------------------------------------------------------------------------
+
+def overdue_cutoff(policy: Policy, now: datetime, *, horizon_days: int = 366) -> datetime:
+    """The latest arrival whose first response is due by `now` under `policy`.
+
+    Due times grow with the arrival time, so the cutoff is found by bisection (to the second)
+    and the overdue filter stays one indexed comparison in SQL, whatever the business hours."""
+    hours = policy.first_response_hours
+    lo, hi = now - timedelta(days=horizon_days), now
+    if policy.calendar.add(lo, hours) > now:
+        return lo - timedelta(seconds=1)
+    while hi - lo > timedelta(seconds=1):
+        mid = lo + (hi - lo) / 2
+        if policy.calendar.add(mid, hours) <= now:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+# -- the queue ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class QueueItem:
+    reference: str
+    subject: str | None
+    status: str
+    flag: str | None
+    contact: str | None
+    language: str | None
+    created_at: datetime
+    due_at: datetime | None
+    overdue: bool
+    suggested_team: str | None
+    confidence: float | None
+    ranked: list[Any]
+    evidence: list[Any]
+    model_version: str | None
+    excerpt: str
+    evidence_words: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("created_at", "due_at"):
+            data[key] = data[key].isoformat() if data[key] is not None else None
+        return data
+
+
+@dataclass(frozen=True)
+class Queue:
+    items: list[QueueItem]
+    total: int  # matching tickets, of which `items` holds the first `limit`
+    filters: QueueFilters
+    order: str
+    teams: dict[str, str]  # key -> name, for the team picker
+
+
+def evidence_words(evidence: Sequence[Any]) -> list[str]:
+    """The words of the text that the evidence names (`words:receipt`, `words:tax return`,
+    character n-grams such as `chars:" recei"`), for highlighting; addresses and headers are not text."""
+    words: list[str] = []
+    for item in evidence:
+        feature = str(item[0]) if isinstance(item, list | tuple) and item else str(item)
+        _, _, term = feature.partition(":")
+        if term.startswith('"') and term.endswith('"'):
+            term = term[1:-1].strip()
+            if len(term) < 3:
+                continue
+        elif ":" in term or "@" in term:
+            continue
+        term = term.strip()
+        if term and term not in words:
+            words.append(term)
+    return words
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit].rstrip() + " …"
+
+
+def _latest_suggestion() -> Any:
+    return (select(func.max(Suggestion.id)).where(Suggestion.ticket_id == Ticket.id)
+            .correlate(Ticket).scalar_subquery())
+
+
+def _first_text(session: Session, ticket_ids: list[int]) -> dict[int, str]:
+    first = (select(Message.ticket_id, func.min(Message.id).label("mid"))
+             .where(Message.ticket_id.in_(ticket_ids), Message.direction == Direction.inbound)
+             .group_by(Message.ticket_id).subquery())
+    rows = session.execute(select(Message.ticket_id, Message.new_text, Message.body_text)
+                           .join(first, first.c.mid == Message.id))
+    return {tid: excerpt(new or body or "") for tid, new, body in rows if tid is not None}
+
+
+def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order: str = "oldest",
+          limit: int = LIST_LIMIT, now: datetime | None = None) -> Queue:
+    """Tickets awaiting a routing decision, with the latest suggestion, its evidence, the first
+    mail's text and whether the first response is overdue. Suggestions for mail that arrived
+    since the routing runner last ran are made first, so no waiting ticket lacks one."""
+    from triage.schedule.run import answered_by_a_person
+
+    filters = filters or QueueFilters()
+    _check_order(order)
+    status = _check_status(filters.status)
+    now = now or utcnow()
+    router = app.router()
+    router.suggest_pending()
+    policy = Policies(app.settings.reminders).default  # a waiting ticket has no team, so no team's policy
+    cutoff = overdue_cutoff(policy, now)
+    answered = answered_by_a_person()
+    overdue = and_(Ticket.created_at <= cutoff, ~answered)
+    query = (
+        select(Ticket, Suggestion, Contact.address, Contact.language, answered.label("answered"))
+        .outerjoin(Suggestion, Suggestion.id == _latest_suggestion())
+        .outerjoin(Contact, Contact.id == Ticket.contact_id)
+        .where(Ticket.team.is_(None), Ticket.status != TicketStatus.resolved, Ticket.merged_into_id.is_(None))
+    )
+    query = visible(query, actor)
+    if filters.team is not None:
+        query = query.where(Suggestion.team == filters.team)
+    if status is not None:
+        query = query.where(Ticket.status == status)
+    if filters.language is not None:
+        query = query.where(Contact.language == filters.language)
+    if filters.flagged is not None:
+        query = query.where(Ticket.flag.is_not(None) if filters.flagged else Ticket.flag.is_(None))
+    if filters.overdue is not None:
+        query = query.where(overdue if filters.overdue else ~overdue)
+    if filters.suggested is not None:
+        query = query.where(Suggestion.team.is_not(None) if filters.suggested
+                            else or_(Suggestion.id.is_(None), Suggestion.team.is_(None)))
+    with app.reads() as session:
+        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+        rows = list(session.execute(
+            query.order_by(Ticket.id.desc() if order == "newest" else Ticket.id).limit(limit)))
+        texts = _first_text(session, [ticket.id for ticket, *_ in rows])
+        items = []
+        for ticket, suggestion, address, language, was_answered in rows:
+            due = policy.calendar.add(ticket.created_at, policy.first_response_hours)
+            evidence = list(suggestion.evidence) if suggestion else []
+            items.append(QueueItem(
+                reference=ticket.reference, subject=ticket.subject, status=ticket.status.value, flag=ticket.flag,
+                contact=address, language=language, created_at=ticket.created_at, due_at=due,
+                overdue=not was_answered and due <= now,
+                suggested_team=suggestion.team if suggestion else None,
+                confidence=round(suggestion.confidence, 3) if suggestion else None,
+                ranked=list(suggestion.ranked[:3]) if suggestion else [], evidence=evidence,
+                model_version=suggestion.model_version if suggestion else None,
+                excerpt=texts.get(ticket.id, ""), evidence_words=evidence_words(evidence),
+            ))
+    teams = {key: team.name for key, team in sorted(router.teams.items())}
+    return Queue(items, int(total), filters, order, teams)
+
+
+# -- decisions ------------------------------------------------------------------------------
+
+def approve(app: App, actor: Actor, reference: str) -> dict[str, Any]:
+    """Route the ticket to its suggested team; the hand-off follows in the same transaction."""
+    require_router(actor)
+    return app.router().approve(reference, actor=actor.label)
+
+
+def correct(app: App, actor: Actor, reference: str, team: str) -> dict[str, Any]:
+    """Route the ticket to `team` instead of the suggestion (a labelled example for retraining)."""
+    require_router(actor)
+    if not team:
+        raise Invalid("no team chosen", "pick the team the ticket belongs to")
+    return app.router().approve(reference, actor=actor.label, team=team)
+
+
+def approve_confident(app: App, actor: Actor, min_confidence: float) -> list[dict[str, Any]]:
+    """Approve every waiting suggestion that names a team at or above `min_confidence`. One that
+    fails stays waiting (its result has `error`); the others are approved all the same."""
+    require_router(actor)
+    if not 0 <= min_confidence <= 1:
+        raise Invalid(f"confidence {min_confidence:g} is not between 0 and 1", "give a number such as 0.9")
+    router = app.router()
+    router.suggest_pending()
+    return router.approve_confident(min_confidence, actor=actor.label)
+
+
+def stats(app: App, actor: Actor, *, now: datetime | None = None) -> dict[str, Any]:
+    """Routing agreement by week and coverage; overdue tickets per team; median first response."""
+    from triage.schedule.stats import median_first_response_hours, overdue_by_team
+
+    del actor  # counts only, the same for every role
+    now = now or utcnow()
+    router = app.router()
+    with app.reads() as session:
+        figures = router.stats(session)
+        figures["overdue_by_team"] = overdue_by_team(session, app.settings, now)
+        figures["median_first_response_hours"] = median_first_response_hours(session, now - timedelta(days=90))
+    return figures
+
+
+# -- the ticket list ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TicketFilters:
+    status: str | None = None
+    team: str | None = None
+    flagged: bool | None = None
+    text: str | None = None  # in the subject, or a ticket's reference
+
+    def query(self) -> dict[str, str]:
+        return as_query(self)
+
+
+@dataclass(frozen=True)
+class TicketRow:
+    reference: str
+    subject: str | None
+    status: str
+    team: str | None
+    flag: str | None
+    contact: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class TicketList:
+    rows: list[TicketRow]
+    total: int
+    filters: TicketFilters
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _ticket_rows(query: Any) -> Any:
+    return query.outerjoin(Contact, Contact.id == Ticket.contact_id)
+
+
+def _row(ticket: Ticket, address: str | None) -> TicketRow:
+    return TicketRow(ticket.reference, ticket.subject, ticket.status.value, ticket.team, ticket.flag, address,
+                     ticket.created_at, ticket.updated_at)
+
+
+def list_tickets(app: App, actor: Actor, filters: TicketFilters | None = None, *,
+                 limit: int = LIST_LIMIT) -> TicketList:
+    """The tickets `actor` may see, newest first, narrowed by status, team, flag and subject text."""
+    filters = filters or TicketFilters()
+    status = _check_status(filters.status)
+    query = visible(_ticket_rows(select(Ticket, Contact.address)), actor).where(Ticket.merged_into_id.is_(None))
+    if status is not None:
+        query = query.where(Ticket.status == status)
+    if filters.team is not None:
+        query = query.where(Ticket.team == filters.team if filters.team else Ticket.team.is_(None))
+    if filters.flagged is not None:
+        query = query.where(Ticket.flag.is_not(None) if filters.flagged else Ticket.flag.is_(None))
+    text = (filters.text or "").strip()
+    if text:
+        by_reference = Ticket.reference == text.upper() if _REFERENCE.fullmatch(text) else false()
+        query = query.where(or_(Ticket.subject.ilike(_like(text), escape="\\"), by_reference))
+    with app.reads() as session:
+        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+        rows = [_row(t, a) for t, a in session.execute(query.order_by(Ticket.id.desc()).limit(limit))]
+    return TicketList(rows, int(total), filters)
+
+
+def ticket_row(app: App, actor: Actor, reference: str) -> TicketRow:
+    """One ticket's list row; a ticket of another team is NotFound, like a missing one."""
+    with app.reads() as session:
+        found = session.execute(_ticket_rows(select(Ticket, Contact.address))
+                                .where(Ticket.reference == reference.strip().upper())).one_or_none()
+        ticket = require_visible(found[0] if found else None, actor, reference)
+        return _row(ticket, found[1] if found else None)
+
+
+def is_reference(text: str) -> bool:
+    return bool(_REFERENCE.fullmatch(text.strip()))
+
+
+__all__ = ["ORDERS", "VIEWS", "VIEW_TITLES", "Queue", "QueueFilters", "QueueItem", "TicketFilters", "TicketList",
+           "TicketRow", "approve", "approve_confident", "correct", "evidence_words", "is_reference", "list_tickets",
+           "overdue_cutoff", "queue", "saved_view", "stats", "ticket_row"]
