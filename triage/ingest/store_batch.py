@@ -298,7 +298,7 @@ def store_batch(
             state.changed = True
             if decision.staff == "note":
                 events.append(_event(state, now, "note", actor=f"staff:{parsed.from_addr}",
-                                     text=parsed.new_text or parsed.body_text))
+                                     text=(parsed.new_text or parsed.body_text).strip("\n")))
             elif decision.staff == "reply":  # relayed to the volunteer (outbox.queue.relay_staff_replies)
                 if state.status != TicketStatus.waiting:
                     events.append(_event(state, now, "status", actor=f"staff:{parsed.from_addr}",
