@@ -13,7 +13,7 @@ from tests.conftest import make_mail
 from triage.bootstrap import App
 from triage.config import Settings, load_settings
 from triage.ingest.parsed import ParsedMail
-from triage.ingest.pipeline import IncomingMail, Ingestor
+from triage.ingest.pipeline import IncomingMail
 from triage.store.db import utcnow
 from triage.store.models import Quarantine
 from triage.store.outbox_models import Outbox, OutboxStatus
@@ -64,7 +64,7 @@ def quarantine_mail(app: App, raw: bytes, reason: str) -> int:
     def failing_parser(raw: bytes, *, max_size: int) -> ParsedMail:
         raise ValueError(reason)
 
-    outcome = Ingestor(app.sessions, app.settings.mail, parser=failing_parser).ingest(raw, source="test")
+    outcome = app.ingestor(parser=failing_parser).ingest(raw, source="test")
     assert outcome.status == "quarantined", outcome
     with app.reads() as session:
         return session.scalars(select(Quarantine.id).where(Quarantine.raw_sha256 == outcome.raw_sha256)).one()

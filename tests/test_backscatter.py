@@ -17,7 +17,7 @@ from tests.servers.smtp_sink import (  # noqa: F401 - fixtures, found by pytest 
     fixture_smtp_sink,
 )
 from tests.test_outbox import MakeApp, actions, fixture_make_app, outbox_rows  # noqa: F401 - fixture_make_app
-from triage.ingest.pipeline import IncomingMail, Ingestor
+from triage.ingest.pipeline import IncomingMail
 from triage.outbox.mails import NAME_LIMIT, SUBJECT_LIMIT
 from triage.outbox.queue import enqueue_handoff
 from triage.outbox.sender import OutboxSender
@@ -39,7 +39,7 @@ def parsed(raw: bytes) -> EmailMessage:
 def test_robot_bulk_list_and_undated_mail_get_no_acknowledgment(make_app: MakeApp, clock: Clock) -> None:
     """Null Return-Path, Precedence bulk, List-* without List-Id, X-Auto-Response-Suppress, no Date: skipped, with codes."""
     app = make_app()
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     cases = {
         "null-return-path": make_mail(sender="a@v.example", headers={"Return-Path": "<>"}),
         "bulk": make_mail(sender="b@v.example", headers={"Precedence": "bulk"}),
@@ -58,7 +58,7 @@ def test_robot_bulk_list_and_undated_mail_get_no_acknowledgment(make_app: MakeAp
 def test_sub_addresses_share_one_rate_limit(make_app: MakeApp, clock: Clock) -> None:
     """victim+1@, Victim+2@ ...: one mailbox, three acknowledgments an hour in all."""
     app = make_app()
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     for n in range(6):
         ingestor.ingest(make_mail(sender=f"{'Victim' if n % 2 else 'victim'}+{n}@victim.example",
                                   subject=f"Question {n}"))
@@ -69,7 +69,7 @@ def test_sub_addresses_share_one_rate_limit(make_app: MakeApp, clock: Clock) -> 
 def test_one_domain_gets_at_most_its_hourly_acknowledgments(make_app: MakeApp, clock: Clock) -> None:
     """Many addresses at one domain: the per-domain limit; other domains and the next hour are unaffected."""
     app = make_app(TRIAGE_OUTBOX_RATE_LIMIT_PER_DOMAIN_PER_HOUR="4")
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     for n in range(6):
         ingestor.ingest(make_mail(sender=f"user{n}@victim.example", subject=f"Question {n}"))
     ingestor.ingest(make_mail(sender="ada@volunteers.example"))
@@ -83,13 +83,13 @@ def test_one_domain_gets_at_most_its_hourly_acknowledgments(make_app: MakeApp, c
 def test_a_forged_from_gets_no_acknowledgment(make_app: MakeApp, clock: Clock) -> None:
     """Our server's DMARC fail: never acknowledged; with acknowledge_unauthenticated off, only a pass is."""
     app = make_app(TRIAGE_MAIL_TRUSTED_AUTHSERV_IDS="mx.example.org")
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     ingestor.ingest(OURS.format("fail").encode() + make_mail())
     assert outbox_rows(app) == [] and actions(app, "mail-skipped")[0]["reasons"] == ["dmarc-fail"]
 
     strict = make_app(TRIAGE_MAIL_TRUSTED_AUTHSERV_IDS="mx.example.org",
                       TRIAGE_OUTBOX_ACKNOWLEDGE_UNAUTHENTICATED="false")
-    ingestor = Ingestor(strict.sessions, strict.settings.mail, clock=clock)
+    ingestor = strict.ingestor(clock=clock)
     ingestor.ingest(make_mail(message_id="<n1@volunteers.example>", subject="No result"))
     ingestor.ingest(OURS.format("pass").encode() + make_mail(message_id="<p1@volunteers.example>", subject="Pass"))
     [row] = outbox_rows(strict)
@@ -101,10 +101,10 @@ def test_echoed_subject_and_name_are_capped(make_app: MakeApp, clock: Clock) -> 
     app = make_app()
     pitch = "BUY CHEAP WATCHES AT spam.example " * 26  # 884 characters: stored whole (the column takes 1,000)
     name = "Visit spam.example now " * 22
-    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(
+    app.ingestor(clock=clock).ingest(
         make_mail(sender=f'"{name}" <ada@volunteers.example>', subject=pitch))
     with app.sessions.begin() as session:
-        enqueue_handoff(session, session.scalars(select(Ticket)).one(), "legal", "liaison", clock.now)
+        enqueue_handoff(session, session.scalars(select(Ticket)).one(), "legal", "liaison", clock.now, wiring=app.wiring)
     ack, _team, notice = outbox_rows(app)
     for row in (ack, notice):
         message = parsed(row.raw)
@@ -127,7 +127,7 @@ def test_end_to_end_only_good_mail_is_acknowledged(make_app: MakeApp, smtp_sink:
              OURS.format("fail").encode() + make_mail(sender="ceo@volunteers.example"),
              undated(make_mail(sender="nodate@v.example"))]
     mails = [IncomingMail(raw) for pair in zip(bait, good + [b""] * len(bait), strict=False) for raw in pair if raw]
-    outcomes = Ingestor(app.sessions, app.settings.mail, clock=clock).ingest_many(mails)
+    outcomes = app.ingestor(clock=clock).ingest_many(mails)
     assert {o.status for o in outcomes} == {"stored"}
     assert OutboxSender(app.sessions, app.settings, clock=clock).send_due().sent == 6
     delivered = sorted(rcpt for m in smtp_sink.messages for rcpt in m.rcpt_tos)

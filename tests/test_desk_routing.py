@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from classifiers import default_classifier
 from tests.conftest import make_mail
-from triage.bootstrap import App, _handoff_hook
+from triage.bootstrap import App
 from triage.desk import routing
 from triage.desk.actors import Actor
 from triage.desk.errors import Conflict, Forbidden, Invalid, NotFound
@@ -53,7 +53,7 @@ def use_router(app: App, model_dir: Path, on_routed: Callable[..., object] | Non
     from classifiers import load_model
 
     router = Router(app.sessions, load_model(str(model_dir)), load_teams(DATA / "teams.toml"),
-                    on_routed=on_routed or _handoff_hook())
+                    on_routed=on_routed or app.handoff)
     app.router = lambda: router  # type: ignore[method-assign]
     return router
 

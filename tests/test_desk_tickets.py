@@ -17,7 +17,6 @@ from triage.desk.errors import NotFound
 from triage.desk.mail_html import sanitise
 from triage.desk.presence import present, touch_presence
 from triage.desk.tickets import attachment, message_html, ticket_view
-from triage.ingest.pipeline import Ingestor
 from triage.schedule.calendar import BusinessCalendar
 from triage.schedule.due import Clock as ReminderClock
 from triage.schedule.words import clock_in_words
@@ -28,7 +27,7 @@ LIAISON = Actor("lia", Role.liaison)
 
 
 def _ingest(app: App, clock: Clock, *mails: bytes) -> list[str]:
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     return [ingestor.ingest(raw, source="test").ticket_reference or "" for raw in mails]
 
 

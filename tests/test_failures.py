@@ -287,7 +287,6 @@ def test_a_quarantined_mail_is_logged_without_its_reason_text(tmp_path: Path) ->
     has no failure that quotes a mail on demand."""
     from structlog.testing import capture_logs
 
-    from triage.ingest.pipeline import Ingestor
 
     def failing_parser(raw: bytes, *, max_size: int) -> Any:
         raise ValueError(f"cannot read the header value {BODY!r}")
@@ -295,7 +294,7 @@ def test_a_quarantined_mail_is_logged_without_its_reason_text(tmp_path: Path) ->
     app = bootstrap(load_settings(environ={"TRIAGE_DATABASE_URL": f"sqlite:///{tmp_path / 'triage.db'}"}))
     try:
         with capture_logs() as logs:
-            outcome = Ingestor(app.sessions, app.settings.mail, parser=failing_parser).ingest(make_mail())
+            outcome = app.ingestor(parser=failing_parser).ingest(make_mail())
     finally:
         app.close()
     assert outcome.status == "quarantined" and BODY in outcome.reason  # the liaison sees what failed

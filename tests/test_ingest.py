@@ -16,7 +16,7 @@ from triage.store.models import Blob, Contact, Event, Message, Ticket, TicketSta
 
 
 def ingestor(app: App, clock: Clock) -> Ingestor:
-    return Ingestor(app.sessions, app.settings.mail, clock=clock)
+    return app.ingestor(clock=clock)
 
 
 def count(app: App, model: type) -> int:
@@ -147,7 +147,7 @@ def test_not_a_mail_is_quarantined_and_the_next_mail_flows(app: App, clock: Cloc
 def test_store_failure_quarantines_and_retry_releases(app: App, clock: Clock) -> None:
     """A mail that fails while storing is quarantined; after the fault is gone, retry stores and releases it."""
     calls = {"n": 0}
-    real = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    real = app.ingestor(clock=clock)
 
     def flaky_parse(raw: bytes, *, max_size: int):  # type: ignore[no-untyped-def]
         calls["n"] += 1
@@ -155,7 +155,7 @@ def test_store_failure_quarantines_and_retry_releases(app: App, clock: Clock) ->
             raise RuntimeError("parser bug")
         return real.parse(raw)
 
-    ing = Ingestor(app.sessions, app.settings.mail, clock=clock, parser=flaky_parse)
+    ing = app.ingestor(clock=clock, parser=flaky_parse)
     assert ing.ingest(make_mail(message_id="<h1@v.example>")).status == "quarantined"
     results = ing.retry_quarantined()
     assert [o.status for _, o in results] == ["stored"]

@@ -15,8 +15,6 @@ from tests.conftest import Clock, make_mail
 from triage.bootstrap import App, bootstrap
 from triage.cli import cli
 from triage.config import load_settings
-from triage.ingest.pipeline import Ingestor
-from triage.outbox import wiring
 from triage.outbox.queue import enqueue_handoff
 from triage.outbox.sender import OutboxSender, worker_identity
 from triage.store.models import Contact, Direction, Event, Message, Ticket, TicketStatus
@@ -34,14 +32,12 @@ def fixture_make_app(db_url: str) -> Iterator[MakeApp]:
         environ = {"TRIAGE_DATABASE_URL": db_url, "TRIAGE_OUTBOX_AUTO_ACKNOWLEDGE": "true", **env}
         settings = load_settings(environ=environ)
         app = bootstrap(settings)
-        wiring.install(settings)
         made.append(app)
         return app
 
     try:
         yield make
     finally:
-        wiring.uninstall()
         for app in made:
             app.close()
 
@@ -79,7 +75,7 @@ def dsn(original_id: str, recipient: str, message_id: str = "<dsn-1@mx.volunteer
 def test_acknowledgment_is_queued_in_the_ingest_transaction(make_app: MakeApp, clock: Clock) -> None:
     """A new ticket from a normal mail gets one pending acknowledgment, also stored as an outbound message."""
     app = make_app()
-    outcome = Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail(message_id="<a1@v.example>"))
+    outcome = app.ingestor(clock=clock).ingest(make_mail(message_id="<a1@v.example>"))
     [row] = outbox_rows(app)
     assert row.status is OutboxStatus.pending and row.template == "acknowledgment"
     assert row.to_addr == "ada@volunteers.example" and row.auto_submitted == "auto-replied"
@@ -97,7 +93,7 @@ def test_acknowledgment_is_queued_in_the_ingest_transaction(make_app: MakeApp, c
 def test_reply_to_our_acknowledgment_threads_onto_the_ticket(make_app: MakeApp, clock: Clock) -> None:
     """The volunteer's answer to our mail (In-Reply-To our Message-ID, subject changed) joins the same ticket."""
     app = make_app()
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     first = ingestor.ingest(make_mail(message_id="<a1@v.example>"))
     [ack] = outbox_rows(app)
     second = ingestor.ingest(make_mail(message_id="<a2@v.example>", subject="one more thing", in_reply_to=ack.message_id,
@@ -110,7 +106,7 @@ def test_reply_to_our_acknowledgment_threads_onto_the_ticket(make_app: MakeApp, 
 def test_autoreplies_list_mail_and_our_own_mail_get_no_acknowledgment(make_app: MakeApp, clock: Clock) -> None:
     """Out-of-office, list mail and mail with our own Message-ID open no acknowledgment; the reasons are logged."""
     app = make_app()
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     ingestor.ingest(make_mail(sender="Bo <bo@v.example>", message_id="<o1@v.example>", subject="Out of office",
                               headers={"Auto-Submitted": "auto-replied"}))
     ingestor.ingest(make_mail(sender="Cy <cy@v.example>", message_id="<l1@v.example>",
@@ -124,7 +120,7 @@ def test_autoreplies_list_mail_and_our_own_mail_get_no_acknowledgment(make_app: 
 def test_rate_limit_caps_automatic_mail_per_address(make_app: MakeApp, clock: Clock) -> None:
     """At most three automatic mails an hour to one address; the fourth is skipped, and allowed again later."""
     app = make_app()
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     for n in range(4):
         ingestor.ingest(make_mail(message_id=f"<r{n}@v.example>", subject=f"Question {n}"))
         clock.advance(minutes=1)
@@ -138,7 +134,7 @@ def test_rate_limit_caps_automatic_mail_per_address(make_app: MakeApp, clock: Cl
 def test_rate_limit_is_configurable(make_app: MakeApp, clock: Clock) -> None:
     """outbox.rate_limit_per_hour = 1 lets one automatic mail an hour through."""
     app = make_app(TRIAGE_OUTBOX_RATE_LIMIT_PER_HOUR="1")
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     for n in range(3):
         ingestor.ingest(make_mail(message_id=f"<q{n}@v.example>", subject=f"Question {n}"))
     assert len(outbox_rows(app)) == 1
@@ -147,7 +143,7 @@ def test_rate_limit_is_configurable(make_app: MakeApp, clock: Clock) -> None:
 def test_acknowledgment_is_off_unless_configured(make_app: MakeApp, clock: Clock) -> None:
     """By default triage answers nobody on its own (an imported archive must not mail hundreds of people)."""
     app = make_app(TRIAGE_OUTBOX_AUTO_ACKNOWLEDGE="false")
-    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    app.ingestor(clock=clock).ingest(make_mail())
     assert outbox_rows(app) == [] and actions(app, "mail-skipped") == []
     assert load_settings(environ={}).outbox.auto_acknowledge is False
 
@@ -155,7 +151,7 @@ def test_acknowledgment_is_off_unless_configured(make_app: MakeApp, clock: Clock
 def test_acknowledgment_speaks_the_volunteers_language(make_app: MakeApp, clock: Clock) -> None:
     """A mail in French is acknowledged in French; a contact record saying Spanish wins over detection."""
     app = make_app()
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     ingestor.ingest(make_mail(sender="Luc <luc@v.example>", subject="Banderole",
                               body="Bonjour, est-ce que notre groupe peut utiliser le logo sur une banderole ?"))
     with app.sessions.begin() as session:
@@ -169,7 +165,7 @@ def test_acknowledgment_speaks_the_volunteers_language(make_app: MakeApp, clock:
 def test_bounce_of_our_mail_is_attached_and_marks_the_address(make_app: MakeApp, clock: Clock) -> None:
     """A DSN for our acknowledgment joins its ticket, marks the contact bouncing, and stops automatic mail to it."""
     app = make_app()
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     first = ingestor.ingest(make_mail(message_id="<a1@v.example>"))
     [ack] = outbox_rows(app)
     bounce = ingestor.ingest(dsn(ack.message_id, "ada@volunteers.example"))
@@ -188,12 +184,12 @@ def test_bounce_of_our_mail_is_attached_and_marks_the_address(make_app: MakeApp,
 def test_handoff_mails_the_team_and_tells_the_volunteer(make_app: MakeApp, clock: Clock) -> None:
     """The routing approval's hook queues the team's introduction and the volunteer's notice; the team's reply threads."""
     app = make_app(TRIAGE_OUTBOX_AUTO_ACKNOWLEDGE="false")
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     first = ingestor.ingest(make_mail(message_id="<h1@v.example>"))
     with app.sessions.begin() as session:
         ticket = session.scalars(select(Ticket)).one()
         ticket.team = "legal"
-        results = enqueue_handoff(session, ticket, "legal", "liaison", clock.now)
+        results = enqueue_handoff(session, ticket, "legal", "liaison", clock.now, wiring=app.wiring)
     assert [r.template for r in results] == ["handoff-team", "handoff-volunteer"]
     team, notice = outbox_rows(app)
     assert team.recipients == ["legal@example.org"] and team.auto_submitted == "auto-generated"
@@ -207,9 +203,9 @@ def test_handoff_mails_the_team_and_tells_the_volunteer(make_app: MakeApp, clock
 def test_handoff_to_a_team_without_address_says_why(make_app: MakeApp, clock: Clock) -> None:
     """An unknown team queues nothing and leaves the reason on the ticket."""
     app = make_app()
-    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    app.ingestor(clock=clock).ingest(make_mail())
     with app.sessions.begin() as session:
-        results = enqueue_handoff(session, session.scalars(select(Ticket)).one(), "nonexistent", "liaison", clock.now)
+        results = enqueue_handoff(session, session.scalars(select(Ticket)).one(), "nonexistent", "liaison", clock.now, wiring=app.wiring)
     assert results[0].reason.startswith("team 'nonexistent' has no address")
     assert len(outbox_rows(app)) == 1  # only the acknowledgment
 
@@ -217,9 +213,9 @@ def test_handoff_to_a_team_without_address_says_why(make_app: MakeApp, clock: Cl
 def test_queued_mail_rolls_back_with_the_decision(make_app: MakeApp, clock: Clock) -> None:
     """A hand-off queued in a transaction that then fails leaves no outbox row and no message."""
     app = make_app(TRIAGE_OUTBOX_AUTO_ACKNOWLEDGE="false")
-    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    app.ingestor(clock=clock).ingest(make_mail())
     with pytest.raises(RuntimeError), app.sessions.begin() as session:
-        enqueue_handoff(session, session.scalars(select(Ticket)).one(), "legal", "liaison", clock.now)
+        enqueue_handoff(session, session.scalars(select(Ticket)).one(), "legal", "liaison", clock.now, wiring=app.wiring)
         raise RuntimeError("the approval failed after queueing")
     assert outbox_rows(app) == []
     with app.sessions() as session:
@@ -235,7 +231,7 @@ def dead_pid() -> int:
 def test_recovery_retries_before_the_final_dot_and_flags_after_it(make_app: MakeApp, clock: Clock) -> None:
     """A dead worker's row: before the final dot it is retried at once; after it, flagged uncertain, never resent."""
     app = make_app()
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     for n in range(3):
         ingestor.ingest(make_mail(sender=f"V{n} <v{n}@v.example>", message_id=f"<k{n}@v.example>"))
     me = worker_identity()
@@ -260,7 +256,7 @@ def test_recovery_retries_before_the_final_dot_and_flags_after_it(make_app: Make
 def test_liaison_can_retry_failed_and_confirm_uncertain_mail(make_app: MakeApp, clock: Clock) -> None:
     """--retry puts failed or uncertain mail back in the queue; --mark-sent confirms uncertain mail only."""
     app = make_app()
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     for n in range(2):
         ingestor.ingest(make_mail(sender=f"V{n} <v{n}@v.example>", message_id=f"<m{n}@v.example>"))
     with app.sessions.begin() as session:
@@ -277,7 +273,7 @@ def test_liaison_can_retry_failed_and_confirm_uncertain_mail(make_app: MakeApp, 
 def test_reply_command_previews_then_queues(make_app: MakeApp, clock: Clock, db_url: str, tmp_path: Path) -> None:
     """`triage reply --preview` prints the mail and queues nothing; without it the reply is queued and listed."""
     app = make_app(TRIAGE_OUTBOX_AUTO_ACKNOWLEDGE="false")
-    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail(message_id="<p1@v.example>"))
+    app.ingestor(clock=clock).ingest(make_mail(message_id="<p1@v.example>"))
     body = tmp_path / "reply.txt"
     body.write_text("Yes, the logo may be used on a banner.\n{{ 7*7 }}\n")
     runner = CliRunner()
@@ -303,9 +299,9 @@ def test_routing_approval_queues_the_handoff_in_its_transaction(make_app: MakeAp
     from triage.routing.desk import Router, load_teams
 
     app = make_app(TRIAGE_OUTBOX_AUTO_ACKNOWLEDGE="false")
-    outcome = Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    outcome = app.ingestor(clock=clock).ingest(make_mail())
     teams = load_teams(Path(__file__).resolve().parents[1] / "data" / "teams.toml")
-    router = Router(app.sessions, None, teams, clock=clock, on_routed=enqueue_handoff)
+    router = Router(app.sessions, None, teams, clock=clock, on_routed=app.handoff)
     router.approve(outcome.ticket_reference or "", actor="liaison:ana", team="events")
     team, notice = outbox_rows(app)
     assert team.recipients == ["events@example.org"] and team.actor == "liaison:ana"

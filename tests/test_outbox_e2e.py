@@ -30,7 +30,7 @@ from tests.servers.smtp_sink import (  # noqa: F401 - fixtures, found by pytest 
 from tests.test_outbox import MakeApp, fixture_make_app, outbox_rows  # noqa: F401 - fixture_make_app: make_app
 from triage.bootstrap import App
 from triage.cli import cli
-from triage.ingest.pipeline import IncomingMail, Ingestor
+from triage.ingest.pipeline import IncomingMail
 from triage.outbox.sender import OutboxSender
 from triage.outbox.setup import make_sender
 from triage.outbox.smtp import SmtpSecurityError
@@ -59,7 +59,7 @@ def test_acknowledgment_arrives_threaded_and_the_answer_joins_the_ticket(
 ) -> None:
     """Ingest, send: the sink gets one acknowledgment threaded to the mail; the volunteer's reply joins the ticket."""
     app = make_app(**smtp_env(smtp_sink))
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     first = ingestor.ingest(make_mail(message_id="<e1@volunteers.example>", references=["<e0@volunteers.example>"]))
     report = sender_for(app, clock).send_due()
     assert report.sent == 1
@@ -87,7 +87,7 @@ def test_out_of_office_reply_is_stored_and_nothing_is_sent(
 ) -> None:
     """An out-of-office answer to our acknowledgment threads onto the ticket; triage sends nothing back."""
     app = make_app(**smtp_env(smtp_sink))
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     first = ingestor.ingest(make_mail(message_id="<f1@volunteers.example>"))
     sender_for(app, clock).send_due()
     ack_id = smtp_sink.message_ids()[0]
@@ -109,7 +109,7 @@ def test_temporary_failure_is_retried_with_backoff_and_delivered_once(
 ) -> None:
     """A 451 defers the mail by the backoff; the next attempt after it delivers it, once."""
     app = make_app(**smtp_env(smtp_sink))
-    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    app.ingestor(clock=clock).ingest(make_mail())
     smtp_sink.fail_next(451, stage="DATA")
     sender = sender_for(app, clock)
     assert sender.send_due().deferred == 1
@@ -125,7 +125,7 @@ def test_temporary_failure_is_retried_with_backoff_and_delivered_once(
 def test_temporary_failures_give_up_after_max_attempts(make_app: MakeApp, smtp_sink: SmtpSink, clock: Clock) -> None:
     """Backoff doubles; after smtp.max_attempts temporary failures the mail is failed, not retried forever."""
     app = make_app(**smtp_env(smtp_sink, TRIAGE_SMTP_MAX_ATTEMPTS="3"))
-    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    app.ingestor(clock=clock).ingest(make_mail())
     smtp_sink.fail_next(421, times=3, stage="MAIL")
     sender = sender_for(app, clock)
     waits = []
@@ -144,7 +144,7 @@ def test_permanent_failure_is_failed_and_visible(
 ) -> None:
     """A 550 at RCPT fails the mail at once; `triage outbox --send` exits 1 and `triage outbox` shows why."""
     app = make_app(**smtp_env(smtp_sink))
-    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    app.ingestor(clock=clock).ingest(make_mail())
     smtp_sink.fail_next(550, stage="RCPT")
     runner = CliRunner()
     env = {"TRIAGE_DATABASE_URL": db_url, **smtp_env(smtp_sink)}
@@ -163,7 +163,7 @@ def test_connection_lost_after_the_final_dot_is_flagged_not_resent(
 ) -> None:
     """No reply to the final dot: the mail may have arrived, so it is `uncertain` and never resent automatically."""
     app = make_app(**smtp_env(smtp_sink))
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     ingestor.ingest(make_mail(message_id="<u1@volunteers.example>"))
     ingestor.ingest(make_mail(sender="Bo <bo@volunteers.example>", message_id="<u2@volunteers.example>"))
     smtp_sink.disconnect_next(deliver=deliver)
@@ -185,7 +185,7 @@ def test_starttls_with_login(make_app: MakeApp, make_smtp_sink: Callable[..., Sm
     sink = make_smtp_sink(starttls=True, auth=("desk", "s3cret"))
     app = make_app(**smtp_env(sink, TRIAGE_SMTP_SECURITY="starttls", TRIAGE_SMTP_CA_FILE=str(sink.ca_cert_path),
                               TRIAGE_SMTP_USER="desk", TRIAGE_SMTP_PASSWORD="s3cret"))
-    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    app.ingestor(clock=clock).ingest(make_mail())
     assert sender_for(app, clock).send_due().sent == 1
     [received] = sink.messages
     assert received.over_tls and received.authenticated_as == "desk"
@@ -195,7 +195,7 @@ def test_implicit_tls(make_app: MakeApp, make_smtp_sink: Callable[..., SmtpSink]
     """security = tls speaks TLS from the first byte (SMTPS)."""
     sink = make_smtp_sink(implicit_tls=True)
     app = make_app(**smtp_env(sink, TRIAGE_SMTP_SECURITY="tls", TRIAGE_SMTP_CA_FILE=str(sink.ca_cert_path)))
-    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    app.ingestor(clock=clock).ingest(make_mail())
     assert sender_for(app, clock).send_due().sent == 1 and sink.messages[0].over_tls
 
 
@@ -204,7 +204,7 @@ def test_missing_starttls_is_an_error_never_a_plain_text_fallback(
 ) -> None:
     """A server without STARTTLS gets nothing when starttls is configured; the mail stays queued, unclaimed."""
     app = make_app(**smtp_env(smtp_sink, TRIAGE_SMTP_SECURITY="starttls"))
-    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest(make_mail())
+    app.ingestor(clock=clock).ingest(make_mail())
     with pytest.raises(SmtpSecurityError, match="does not offer STARTTLS"):
         sender_for(app, clock).send_due()
     [row] = outbox_rows(app)
@@ -222,7 +222,7 @@ def test_sent_folder_copy_and_confirmation_of_a_mail_in_doubt(
         TRIAGE_IMAP_SECURITY="none", TRIAGE_IMAP_USER=dovecot_server.user, TRIAGE_IMAP_PASSWORD=dovecot_server.password,
         TRIAGE_OUTBOX_SENT_FOLDER="Sent", TRIAGE_OUTBOX_CONFIRM_FOLDER="Server copies",
     ))
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     for n in range(3):
         ingestor.ingest(make_mail(sender=f"V{n} <v{n}@volunteers.example>", message_id=f"<s{n}@volunteers.example>"))
     found, missing, normal = outbox_rows(app)
@@ -260,7 +260,7 @@ def test_sigkill_anywhere_in_the_send_path_never_sends_twice(
 ) -> None:
     """SIGKILLed senders, restarted: no mail arrives twice; each is sent exactly once or flagged uncertain."""
     app = make_app(**smtp_env(smtp_sink))
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     ingestor.ingest_many([
         IncomingMail(make_mail(sender=f"V{n} <v{n}@volunteers.example>", message_id=f"<c{n}@volunteers.example>"))
         for n in range(MAILS)
@@ -316,7 +316,7 @@ def test_a_reminder_digest_reaches_the_team_once(make_app: MakeApp, smtp_sink: S
     from triage.schedule.run import run_reminders
 
     app = make_app(**smtp_env(smtp_sink), TRIAGE_OUTBOX_AUTO_ACKNOWLEDGE="false")
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)  # Monday 09:00
+    ingestor = app.ingestor(clock=clock)  # Monday 09:00
     references = [ingestor.ingest(make_mail(message_id=f"<r{n}@volunteers.example>", subject=f"Question {n}"))
                   .ticket_reference for n in (1, 2)]
     with app.sessions() as session, session.begin():

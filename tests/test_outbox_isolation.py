@@ -23,7 +23,7 @@ from tests.servers.smtp_sink import SmtpSink, fixture_make_smtp_sink, fixture_sm
 from tests.test_outbox import MakeApp, actions, dsn, fixture_make_app, outbox_rows  # noqa: F401 - fixture: make_app
 from triage.cli import cli
 from triage.ingest.parse import parse_mail
-from triage.ingest.pipeline import IncomingMail, Ingestor
+from triage.ingest.pipeline import IncomingMail
 from triage.outbox import bounces, queue
 from triage.outbox.sender import OutboxSender
 from triage.store.models import Contact, Message, Ticket
@@ -59,7 +59,7 @@ def test_poison_values_never_stop_the_batch_nor_another_acknowledgment(make_app:
     app = make_app()
     batch = [mail_from(0), *(mail_from(n, **poison) for n, poison in enumerate(POISONS.values(), start=1)),
              mail_from(len(POISONS) + 1)]
-    outcomes = Ingestor(app.sessions, app.settings.mail, clock=clock).ingest_many(batch)
+    outcomes = app.ingestor(clock=clock).ingest_many(batch)
     assert [o.status for o in outcomes] == ["stored"] * len(batch)
     rows = {row.ticket_id: row for row in outbox_rows(app)}
     assert len(rows) == len(batch)
@@ -92,7 +92,7 @@ def test_any_exception_building_one_acknowledgment_is_recorded_and_isolated(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(queue, "_render_compose", flaky)
-    outcomes = Ingestor(app.sessions, app.settings.mail, clock=clock).ingest_many([mail_from(n) for n in range(3)])
+    outcomes = app.ingestor(clock=clock).ingest_many([mail_from(n) for n in range(3)])
     assert [o.status for o in outcomes] == ["stored"] * 3
     assert [(r.ticket_id, r.status) for r in outbox_rows(app)] == [
         (1, OutboxStatus.pending), (2, OutboxStatus.failed), (3, OutboxStatus.pending)]
@@ -107,7 +107,7 @@ def test_one_bounce_that_fails_is_recorded_and_the_others_are_handled(
     """Two bounces of our mail in one batch; handling the first raises (injected): it gets a
     `bounce-failed` event on its ticket, the second still marks its address, every mail is stored."""
     app = make_app()
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     ingestor.ingest_many([mail_from(0), mail_from(1)])
     acks = outbox_rows(app)
     real = bounces._handle_one
@@ -145,7 +145,7 @@ def test_the_sender_fails_a_mail_it_cannot_send_as_written_and_delivers_the_rest
     anything is sent; the session goes on and every other mail reaches the real SMTP server once."""
     env = {"TRIAGE_SMTP_HOST": smtp_sink.host, "TRIAGE_SMTP_PORT": str(smtp_sink.port), "TRIAGE_SMTP_SECURITY": "none"}
     app = make_app(**env)
-    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest_many([mail_from(n) for n in range(3)])
+    app.ingestor(clock=clock).ingest_many([mail_from(n) for n in range(3)])
     with app.sessions.begin() as session:
         session.execute(update(Outbox).where(Outbox.id == 1).values(recipients=recipients))
     runner = CliRunner()
@@ -168,7 +168,7 @@ def test_a_mail_never_built_is_listed_never_sent_and_never_retried(
     claims it (even if it were made pending by hand) and `--retry` refuses it."""
     env = {"TRIAGE_SMTP_HOST": smtp_sink.host, "TRIAGE_SMTP_PORT": str(smtp_sink.port), "TRIAGE_SMTP_SECURITY": "none"}
     app = make_app(**env)
-    Ingestor(app.sessions, app.settings.mail, clock=clock).ingest_many([mail_from(0, from_addr="x@[192.0.2.7")])
+    app.ingestor(clock=clock).ingest_many([mail_from(0, from_addr="x@[192.0.2.7")])
     [row] = outbox_rows(app)
     runner = CliRunner()
     listing = runner.invoke(cli, ["outbox"], env={"TRIAGE_DATABASE_URL": db_url})

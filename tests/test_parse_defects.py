@@ -23,7 +23,6 @@ from tests.conftest import Clock, make_mail
 from triage.bootstrap import App
 from triage.ingest import autoreplies
 from triage.ingest.parse import parse_mail
-from triage.ingest.pipeline import Ingestor
 from triage.outbox.loops import InboundFacts, RecipientFacts, may_auto_answer
 from triage.queries import list_quarantine
 from triage.store.models import Message
@@ -118,7 +117,7 @@ def test_loop_guard_compares_the_latest_kept_date_with_now() -> None:
 
 def test_far_future_date_is_stored_not_quarantined(app: App, clock: Clock) -> None:
     """Between two good mails, a year-9999 Date at -1200 is stored (date null); nothing is quarantined."""
-    ingest = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingest = app.ingestor(clock=clock)
     far = re.sub(
         rb"Date: [^\r\n]*", b"Date: Fri, 31 Dec 9999 23:59:59 -1200", make_mail(message_id="<far@v.example>")
     )

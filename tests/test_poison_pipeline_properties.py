@@ -24,8 +24,7 @@ from sqlalchemy import select
 
 from triage.bootstrap import App, bootstrap
 from triage.config import load_settings
-from triage.ingest.pipeline import Ingestor, IngestOutcome
-from triage.outbox import wiring
+from triage.ingest.pipeline import IngestOutcome
 from triage.outbox.compose import ComposeError, to_bytes
 from triage.outbox.queue import OutboxError, build_reply, enqueue_handoff
 from triage.store.models import Event, Message, Ticket
@@ -51,9 +50,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
                                       "TRIAGE_OUTBOX_RATE_LIMIT_PER_DOMAIN_PER_HOUR": "1000",
                                       "TRIAGE_LOG_LEVEL": "error"})
     application = bootstrap(settings)
-    wiring.install(settings)
     yield application
-    wiring.uninstall()
     application.close()
 
 
@@ -96,7 +93,7 @@ def test_hostile_headers_through_parse_store_and_compose(
 ) -> None:
     """Hostile header values: stored or quarantined; each mail about the ticket valid, or its failure handled."""
     n = next(counter)
-    outcome = Ingestor(app.sessions, app.settings.mail).ingest(
+    outcome = app.ingestor().ingest(
         raw_mail(n, sender, message_id, in_reply_to, references, subject, encoding))
     assert_answered_or_handled(app, outcome)
 
@@ -111,10 +108,10 @@ def assert_answered_or_handled(app: App, outcome: IngestOutcome) -> None:
         if ticket_id is None:
             return
         ticket = session.get_one(Ticket, ticket_id)
-        handoff = enqueue_handoff(session, ticket, "legal", "liaison:test", datetime.now(UTC))
+        handoff = enqueue_handoff(session, ticket, "legal", "liaison:test", datetime.now(UTC), wiring=app.wiring)
         assert [r.template for r in handoff]  # queued, skipped or failed: never raised
         try:
-            _, reply = build_reply(session, ticket, template="reply", body="On it.", now=datetime.now(UTC))
+            _, reply = build_reply(session, ticket, template="reply", body="On it.", now=datetime.now(UTC), wiring=app.wiring)
             assert_valid(to_bytes(reply))
         except (ComposeError, OutboxError) as refused:  # `triage reply` prints it and exits 2
             assert str(refused)
@@ -185,7 +182,7 @@ def test_hostile_mime_structure_through_parse_store_and_compose(app: App, tree: 
            f"Date: {format_datetime(datetime.now(UTC))}", f"Message-ID: <tree{n}@volunteers.example>",
            "MIME-Version: 1.0", *head]
     raw = "\r\n".join(top).encode("utf-8", "surrogateescape") + b"\r\n\r\n" + body
-    outcome = Ingestor(app.sessions, app.settings.mail).ingest(raw)
+    outcome = app.ingestor().ingest(raw)
     assert outcome.status in ("stored", "quarantined")
     if outcome.status == "stored" and outcome.message_pk is not None:
         with app.sessions() as session:

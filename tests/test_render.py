@@ -16,7 +16,8 @@ MAILS = ["acknowledgment", "handoff-team", "handoff-volunteer", "reminder", "esc
 
 def full_context(**over: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "desk": {"name": "Community Liaison", "address": "liaison@example.org"},
+        "desk": {"name": "Community Liaison", "address": "liaison@example.org",
+                 "comment_address": "liaison+comment@example.org"},
         "ticket": {"reference": "T-2026-00001", "subject": "Logo on a banner", "status": "new", "team": None,
                    "created_at": "2026-11-02T09:00+00:00"},
         "volunteer": {"name": "Ada", "address": "ada@volunteers.example"},

@@ -13,7 +13,6 @@ from classifiers import default_classifier
 from tests.conftest import Clock, make_mail
 from triage.bootstrap import App
 from triage.cli import cli
-from triage.ingest.pipeline import Ingestor
 from triage.routing.desk import Router, load_teams
 from triage.routing.errors import RoutingError
 from triage.routing.model_store import current_model
@@ -41,7 +40,7 @@ def router(app: App, clock: Clock, model_dir: Path) -> Router:
 
 
 def ingest(app: App, clock: Clock, *mails: bytes) -> list[str]:
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     return [ingestor.ingest(raw).ticket_reference or "" for raw in mails]
 
 

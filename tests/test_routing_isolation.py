@@ -16,7 +16,6 @@ from tests.conftest import Clock, make_mail
 from tests.test_outbox import MakeApp, fixture_make_app, outbox_rows  # noqa: F401 - fixture_make_app: make_app
 from triage.bootstrap import App
 from triage.cli import cli
-from triage.ingest.pipeline import Ingestor
 from triage.outbox import queue
 from triage.routing.desk import Router, load_teams
 from triage.store.models import Contact, Decision, Event, Ticket
@@ -49,7 +48,7 @@ class FixedModel:
 
 
 def ingest(app: App, clock: Clock, *mails: bytes) -> list[str]:
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     return [ingestor.ingest(raw).ticket_reference or "" for raw in mails]
 
 
@@ -78,7 +77,7 @@ def test_a_model_swapped_mid_pass_never_mixes_versions(app: App, clock: Clock) -
 @pytest.fixture
 def desk(make_app: MakeApp) -> Iterator[tuple[App, Router]]:
     app = make_app(TRIAGE_OUTBOX_AUTO_ACKNOWLEDGE="false")
-    router = Router(app.sessions, None, load_teams(DATA / "teams.toml"), on_routed=queue.enqueue_handoff)
+    router = Router(app.sessions, None, load_teams(DATA / "teams.toml"), on_routed=app.handoff)
     yield app, router
 
 

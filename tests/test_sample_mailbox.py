@@ -22,7 +22,7 @@ EXPECTED_MESSAGES = {1: 2, 2: 2, 3: 2, 5: 2, 8: 2, 9: 2, 14: 2}
 
 def test_sample_mailbox_threads_as_documented(app: App, clock: Clock) -> None:
     """30 mails: 21 tickets, follow-ups threaded, duplicate once, leak flagged, bounce and autoreply kinds."""
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    ingestor = app.ingestor(clock=clock)
     outcomes = [ingestor.ingest(raw, source=label).status for label, raw in open_source(SAMPLE)]
     assert outcomes.count("stored") == 29 and outcomes.count("duplicate") == 1 and "quarantined" not in outcomes
     with app.sessions() as session:
@@ -114,11 +114,11 @@ def test_set_based_and_per_mail_paths_store_the_same(app: App, clock: Clock, tmp
 
     mails = [IncomingMail(raw, source=label) for label, raw in open_source(SAMPLE)]
     mail_settings = app.settings.mail.model_copy(update={"trusted_authserv_ids": ["mx.example.org"]})
-    fast = Ingestor(app.sessions, mail_settings, clock=clock)
+    fast = Ingestor(app.sessions, mail_settings, clock=clock, outbox=app.wiring)
     assert [o.status for o in fast.ingest_many(mails)].count("stored") == 29
     other = bootstrap(load_settings(environ={"TRIAGE_DATABASE_URL": f"sqlite:///{tmp_path / 'slow.db'}"}))
     try:
-        slow = Ingestor(other.sessions, mail_settings, clock=clock, set_based=False)
+        slow = Ingestor(other.sessions, mail_settings, clock=clock, set_based=False, outbox=other.wiring)
         slow.ingest_many(mails)
         for each in (app, other):
             _our_mail_to_legal(each, clock)
@@ -136,7 +136,7 @@ def test_set_based_and_per_mail_paths_store_the_same(app: App, clock: Clock, tmp
 
 def test_one_unstorable_mail_in_a_batch_is_quarantined_alone(app: App, clock: Clock) -> None:
     """A mail that breaks the batch insert is isolated by the per-mail fallback; the rest are stored."""
-    real = Ingestor(app.sessions, app.settings.mail, clock=clock)
+    real = app.ingestor(clock=clock)
     mails = [raw for _, raw in open_source(SAMPLE)][:6]
 
     def parser(raw: bytes, *, max_size: int):  # type: ignore[no-untyped-def]
@@ -145,7 +145,7 @@ def test_one_unstorable_mail_in_a_batch_is_quarantined_alone(app: App, clock: Cl
             return replace(parsed, defects=[object()])  # not JSON: the insert of this row fails
         return parsed
 
-    ingestor = Ingestor(app.sessions, app.settings.mail, clock=clock, parser=parser)
+    ingestor = app.ingestor(clock=clock, parser=parser)
     outcomes = ingestor.ingest_many([IncomingMail(raw) for raw in mails])
     assert [o.status for o in outcomes].count("quarantined") == 1 and outcomes[2].status == "quarantined"
     assert ingestor.fallbacks == 1

@@ -51,7 +51,8 @@ def answer(app: App, ticket_id: int, at: datetime, *, reopen: bool = False) -> N
         session.flush()
         ticket = session.get_one(Ticket, ticket_id)
         ticket.contact_id = contact.id
-        enqueue_reply(session, ticket, template="reply", body="On it.", actor="liaison:test", now=at)
+        enqueue_reply(session, ticket, template="reply", body="On it.", actor="liaison:test", now=at,
+                      wiring=app.wiring)
         if reopen:
             ticket.status = TicketStatus.open
 

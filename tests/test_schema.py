@@ -122,7 +122,7 @@ def test_migrations_build_the_schema_the_models_describe(db_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from triage.store import models  # noqa: F401 - every table on Base.metadata
+    from triage.store import tables  # noqa: F401 - every table on Base.metadata
     from triage.store.db import Base
 
     engine = make_engine(db_url)

@@ -36,7 +36,7 @@ def set_based(request: pytest.FixtureRequest) -> bool:
 
 def ingest_with(app: App, clock: Clock, set_based: bool) -> Ingest:
     mail = app.settings.mail.model_copy(update={"trusted_authserv_ids": [OURS]})
-    ingestor = Ingestor(app.sessions, mail, clock=clock, set_based=set_based)
+    ingestor = Ingestor(app.sessions, mail, clock=clock, set_based=set_based, outbox=app.wiring)
 
     def ingest(raw: bytes) -> IngestOutcome:
         outcome = ingestor.ingest(raw)
@@ -115,7 +115,7 @@ def test_the_team_we_handed_the_ticket_to_is_a_participant(make_app: MakeApp, cl
     ingest = ingest_with(app, clock, set_based)
     first = ingest(make_mail(message_id="<a1@volunteers.example>"))
     with app.sessions.begin() as session:
-        enqueue_handoff(session, session.scalars(select(Ticket)).one(), "legal", "liaison", clock.now)
+        enqueue_handoff(session, session.scalars(select(Ticket)).one(), "legal", "liaison", clock.now, wiring=app.wiring)
     team_mail = outbox_rows(app)[0]
     team = ingest(make_mail(sender="Legal <LEGAL@example.org>", message_id="<l1@example.org>",
                             in_reply_to=team_mail.message_id))
@@ -187,20 +187,20 @@ def test_the_handoff_quotes_the_contacts_own_latest_mail(make_app: MakeApp, cloc
     ingest = ingest_with(app, clock, True)
     first = ingest(make_mail(message_id="<a1@volunteers.example>", body="ADA ASKS ABOUT THE LOGO\n"))
     with app.sessions.begin() as session:
-        enqueue_handoff(session, session.scalars(select(Ticket)).one(), "legal", "liaison", clock.now)
+        enqueue_handoff(session, session.scalars(select(Ticket)).one(), "legal", "liaison", clock.now, wiring=app.wiring)
     ingest(make_mail(sender="Legal <legal@example.org>", message_id="<l1@example.org>", body="LEGAL NOTES\n",
                      in_reply_to=outbox_rows(app)[0].message_id))
     clock.advance(minutes=5)
     _legacy_stranger_mail(app, first.ticket_reference, clock.now)
     with app.sessions.begin() as session:
-        enqueue_handoff(session, session.scalars(select(Ticket)).one(), "communications", "liaison", clock.now)
+        enqueue_handoff(session, session.scalars(select(Ticket)).one(), "communications", "liaison", clock.now, wiring=app.wiring)
     handoff = email.message_from_bytes(outbox_rows(app)[-2].raw, policy=email.policy.default)
     text = handoff.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "ADA ASKS ABOUT THE LOGO" in text and "LEGAL NOTES" not in text and "EVE WRITES" not in text
     assert "Ada Volunteer <ada@volunteers.example> asked:" in text
     with app.sessions() as session:
         _, reply = build_reply(session, ticket(app, first.ticket_reference), template="reply", body="Yes.",
-                               now=clock.now)
+                               now=clock.now, wiring=app.wiring)
     assert reply["In-Reply-To"] == "<a1@volunteers.example>" and str(reply["To"]) == "Ada Volunteer <ada@volunteers.example>"
 
 
@@ -213,7 +213,7 @@ def test_a_reply_never_goes_to_a_sender_who_is_not_the_contact(make_app: MakeApp
     assert ticket(app, anonymous.ticket_reference).contact_id is None
     _legacy_stranger_mail(app, anonymous.ticket_reference, clock.now)
     with app.sessions() as session, pytest.raises(OutboxError, match="no sender address"):
-        build_reply(session, ticket(app, anonymous.ticket_reference), template="reply", body="Hi", now=clock.now)
+        build_reply(session, ticket(app, anonymous.ticket_reference), template="reply", body="Hi", now=clock.now, wiring=app.wiring)
 
 
 def test_without_a_contact_the_opening_mail_stands_for_the_volunteer(app: App) -> None:

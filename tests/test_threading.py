@@ -134,3 +134,35 @@ def test_authentication_never_makes_a_stranger_a_participant() -> None:
     decision = decide(stranger, reference=None, by_reference=None, by_header=("<ack@example.org>", ADA_TICKET),
                       authentication="pass")
     assert decision.placement is Placement.new_linked
+
+
+LEGAL_TICKET = replace(ADA_TICKET, staff=frozenset({"legal@example.org", "rosa@example.org"}))
+COMMENT = "liaison+comment@example.org"
+
+
+def test_staff_of_the_ticket_team_reply_or_note_by_the_address_they_write_to() -> None:
+    """The team's member replying to the hand-off is a staff reply; to the comment address, a note."""
+    rosa = mail(from_addr="rosa@example.org", in_reply_to="<handoff@example.org>")
+    hit = ("<handoff@example.org>", LEGAL_TICKET)
+    reply = decide(rosa, reference=None, by_reference=None, by_header=hit, comment_address=COMMENT)
+    assert reply.placement is Placement.append and reply.staff == "reply" and not reply.reopen
+    note = decide(replace(rosa, to=[COMMENT]), reference=None, by_reference=None, by_header=hit,
+                  comment_address=COMMENT)
+    assert note.placement is Placement.append and note.staff == "note" and "internal note" in note.reason
+
+
+def test_no_one_else_is_staff() -> None:
+    """Another address, a forged staff From, or an out-of-office is never the team's word; the comment
+    address is the team's alone, even for the ticket's own volunteer."""
+    hit = ("<handoff@example.org>", LEGAL_TICKET)
+    tom = mail(from_addr="tom@example.org", in_reply_to="<handoff@example.org>", to=[COMMENT])
+    assert decide(tom, reference=None, by_reference=None, by_header=hit,
+                  comment_address=COMMENT).placement is Placement.new_linked
+    forged = mail(from_addr="rosa@example.org", in_reply_to="<handoff@example.org>")
+    assert decide(forged, reference=None, by_reference=None, by_header=hit, comment_address=COMMENT,
+                  authentication="fail").staff is None
+    away = mail(from_addr="rosa@example.org", in_reply_to="<handoff@example.org>", kind="autoreply")
+    assert decide(away, reference=None, by_reference=None, by_header=hit, comment_address=COMMENT).staff is None
+    ada = mail(to=[COMMENT], in_reply_to="<handoff@example.org>")
+    decision = decide(ada, reference=None, by_reference=None, by_header=hit, comment_address=COMMENT)
+    assert decision.placement is Placement.new_linked and decision.flag == "non-staff note on T-2026-00007"

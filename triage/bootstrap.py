@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import Engine
@@ -15,7 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.bundled import resolve
 from triage.config import Settings
 from triage.ingest.pipeline import Ingestor
+from triage.outbox.wiring import Wiring, build_wiring
+from triage.schedule.stale import stale_clocks_on_change
 from triage.store.db import make_engine, make_read_session_factory, make_session_factory
+from triage.store.models import Ticket
 from triage.store.schema import ensure_schema
 
 if TYPE_CHECKING:
@@ -30,10 +33,13 @@ class App:
     engine: Engine
     sessions: sessionmaker[Session]
     reads: sessionmaker[Session]
+    wiring: Wiring  # the outbox's settings, renderer and teams, for everything that queues mail
     _router: object | None = field(default=None, repr=False)
 
-    def ingestor(self) -> Ingestor:
-        return Ingestor(self.sessions, self.settings.mail)
+    def ingestor(self, **options: Any) -> Ingestor:
+        """The ingest use case on this app's database, acknowledging through its outbox wiring;
+        `options` (clock, parser, set_based) as `Ingestor` takes them."""
+        return Ingestor(self.sessions, self.settings.mail, outbox=self.wiring, **options)
 
     def router(self) -> Router:
         """The routing use cases with the model in use, loaded once (trained from seed data if allowed).
@@ -48,22 +54,18 @@ class App:
 
             teams = load_teams(resolve(self.settings.routing.teams_file))
             model = current_model(self.settings.routing)
-            self._router = Router(self.sessions, model, teams, on_routed=_handoff_hook())
+            self._router = Router(self.sessions, model, teams, on_routed=self.handoff)
         assert isinstance(self._router, Router)
         return self._router
 
+    def handoff(self, session: Session, ticket: Ticket, team: str, actor: str, now: datetime) -> object:
+        """The routing desk's `on_routed` hook: the outbox's hand-off mails, with this app's wiring."""
+        from triage.outbox.queue import enqueue_handoff
+
+        return enqueue_handoff(session, ticket, team, actor, now, wiring=self.wiring)
+
     def close(self) -> None:
         self.engine.dispose()
-
-
-def _handoff_hook() -> Callable[..., object] | None:
-    """The outbox's hand-off on approval, where the outbox is installed."""
-    try:
-        from triage.outbox.queue import enqueue_handoff
-    except ImportError:
-        return None
-    hook: Callable[..., object] = enqueue_handoff
-    return hook
 
 
 OWNER_ONLY_UMASK = 0o077
@@ -77,13 +79,16 @@ def owner_only_files() -> None:
 
 
 def bootstrap(settings: Settings, *, migrate: bool | None = None) -> App:
-    """Connect, check the schema (upgrading it if configured) and return the wired application."""
-    from triage.outbox import wiring
+    """Connect, check the schema (upgrading it if configured) and return the wired application.
 
-    wiring.install(settings)  # the acknowledgment and hand-off hooks read the outbox settings from here
+    Everything built here is handed out through the App, never kept in a module: two Apps in one
+    process (tests, a demo beside a worker) never see each other's settings."""
+    wiring = build_wiring(settings)
     engine = make_engine(settings.database.url)
     ensure_schema(engine, auto_migrate=settings.database.auto_migrate if migrate is None else migrate)
-    app = App(settings, engine, make_session_factory(engine), make_read_session_factory(engine))
+    sessions = make_session_factory(engine)
+    stale_clocks_on_change(sessions)  # ORM writes through this app's sessions keep reminder clocks honest
+    app = App(settings, engine, sessions, make_read_session_factory(engine), wiring)
     _freeze_startup_objects()
     return app
 

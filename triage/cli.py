@@ -82,6 +82,8 @@ class TriageGroup(click.Group):
         "stats": "triage.routing.desk_commands:stats",
         "retrain": "triage.routing.desk_commands:retrain",
         "remind": "triage.schedule.commands:remind",
+        "reply": "triage.outbox.commands:reply",
+        "outbox": "triage.outbox.commands:outbox",
         "web": "triage.web.commands:web",
         "user": "triage.web.commands:user",
         "demo": "triage.web.demo:demo",
@@ -461,10 +463,3 @@ def main() -> None:
     owner_only_files()
     cli(prog_name="triage")
 
-
-# -- the outbox's commands (issue 5)
-from triage.outbox.commands import outbox as _outbox_command
-from triage.outbox.commands import reply as _reply_command
-
-cli.add_command(_reply_command)
-cli.add_command(_outbox_command)

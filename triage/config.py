@@ -74,6 +74,11 @@ class MailSettings(_Section):
         description="Mails larger than this are refused unread: their header is quarantined with the reason.",
     )
     reference_prefix: str = Field("T", pattern=r"^[A-Z]{1,5}$", description="Ticket reference prefix: T-2026-00042.")
+    comment_address: str = Field(
+        "", description="Where the staff of the team a ticket was handed to write an internal note on it (a "
+        "reply to the desk's address is relayed to the volunteer; one to this address never leaves the desk). "
+        "Empty: the liaison address with +comment, e.g. liaison+comment@example.org.",
+    )
     trusted_authserv_ids: list[str] = Field(
         default_factory=list,
         description="authserv-ids (RFC 8601) of our own receiving mail servers, e.g. [\"mx.example.org\"]: only "
@@ -99,6 +104,21 @@ class MailSettings(_Section):
         if "@" not in value or any(c in value for c in "\r\n <>"):
             raise ValueError("must be a bare address such as liaison@example.org")
         return value.lower()
+
+    @field_validator("comment_address")
+    @classmethod
+    def _empty_or_address(cls, value: str) -> str:
+        if value and ("@" not in value or any(c in value for c in "\r\n <>")):
+            raise ValueError("must be empty or a bare address such as liaison+comment@example.org")
+        return value.lower()
+
+    @property
+    def staff_comment_address(self) -> str:
+        """Where staff write an internal note: `comment_address`, else the liaison's +comment sub-address."""
+        if self.comment_address:
+            return self.comment_address
+        local, _, domain = self.liaison_address.rpartition("@")
+        return f"{local}+comment@{domain}"
 
 
 class IngestSettings(_Section):

@@ -83,6 +83,7 @@ def mail_runners(app: App) -> list[Runner]:
     """The runners that move mail, each only where configured: one IMAP poller per account, the
     maildir spool, and the outbox sender (smtp.host)."""
     settings = app.settings
+    app.wiring.renderer.warm()  # a long run compiles its mail templates once, at start
     runners: list[Runner] = [PollRunner(account, app.ingestor()) for account in settings.imap_all]
     if settings.ingest.spool_maildir:
         runners.append(SpoolRunner(app.ingestor(), Path(settings.ingest.spool_maildir), settings.ingest.poll_seconds))

@@ -32,7 +32,7 @@ from triage.desk.errors import Conflict, Invalid
 from triage.outbox.compose import ComposeError, to_bytes
 from triage.outbox.queue import OutboxError, Queued, Skipped, build_reply, enqueue_handoff, enqueue_reply
 from triage.outbox.render import TEMPLATE_LANGUAGE, TemplateError
-from triage.outbox.wiring import Wiring, wiring_for
+from triage.outbox.wiring import Wiring
 from triage.store.db import utcnow
 from triage.store.models import Direction, Event, Message, Ticket, TicketStatus
 from triage.store.outbox_models import Outbox
@@ -169,7 +169,7 @@ def templates_for(app: App, actor: Actor, reference: str, *, language: str | Non
     the desk's automatic mail), with their languages; only those written in `language` if given."""
     with app.reads() as session:
         ticket = _ticket(session, actor, reference)
-        return _templates(wiring_for(app.settings), ticket, language)
+        return _templates(app.wiring, ticket, language)
 
 
 def ticket_actions(app: App, actor: Actor, reference: str) -> ActionsView:
@@ -178,7 +178,7 @@ def ticket_actions(app: App, actor: Actor, reference: str) -> ActionsView:
     with app.reads() as session:
         ticket = _ticket(session, actor, reference)
         ids = [ticket.id, *merged_ticket_ids(session, ticket.id)]
-        templates = _templates(wiring_for(app.settings), ticket, None)
+        templates = _templates(app.wiring, ticket, None)
         merged_from = tuple(session.scalars(
             select(Ticket.reference).where(Ticket.merged_into_id == ticket.id).order_by(Ticket.id)))
         return ActionsView(
@@ -233,7 +233,7 @@ def preview_reply(app: App, actor: Actor, reference: str, template: str, body: s
                   language: str | None = None, *, now: datetime | None = None) -> Preview:
     """The mail `send_reply` would queue, built the same way; nothing is written."""
     require_writer(actor)
-    wiring = wiring_for(app.settings)
+    wiring = app.wiring
     with app.reads() as session:
         ticket = _ticket(session, actor, reference)
         _not_merged(session, ticket)
@@ -291,7 +291,7 @@ def send_reply(app: App, actor: Actor, reference: str, template: str, body: str,
     """
     require_writer(actor)
     now = now or utcnow()
-    wiring = wiring_for(app.settings)
+    wiring = app.wiring
     with app.sessions.begin() as session:
         ticket = _ticket(session, actor, reference, lock=True)
         _not_merged(session, ticket)
@@ -375,7 +375,7 @@ def hand_off(app: App, actor: Actor, reference: str, *, now: datetime | None = N
         _not_merged(session, ticket)
         if not ticket.team:
             raise Invalid(f"{ticket.reference} is not routed to a team yet", "approve a team in the queue first")
-        results = enqueue_handoff(session, ticket, ticket.team, actor.label, now)
+        results = enqueue_handoff(session, ticket, ticket.team, actor.label, now, wiring=app.wiring)
         mails = [{"template": r.template, "to": r.to,
                   "outcome": "queued" if isinstance(r, Queued) else "skipped" if isinstance(r, Skipped) else "failed",
                   "reason": None if isinstance(r, Queued) else r.reason} for r in results]

@@ -1,48 +1,39 @@
-"""Raw bytes in, one stored message out: parse, thread, store, in one transaction per mail.
+"""Raw bytes in, stored messages out: parse, thread, store, a batch per transaction.
 
-`store_mail` does the work inside a caller's transaction, so the IMAP poller can add its
-ledger rows to the same commit. `Ingestor.ingest` is the whole use case for one mail:
-it commits, turns a lost race into "duplicate", and quarantines anything that fails,
-so one bad mail never stops the mails behind it.
+The one writer is `triage.ingest.store_batch`: a batch is stored by it whole, and when that
+fails, mail by mail as batches of one, so each threading and status rule is written once.
+`Ingestor.ingest_many` is the whole use case: it commits (with the caller's own bookkeeping,
+such as the IMAP ledger, in the same transaction), turns a lost race into "duplicate", and
+quarantines anything that fails, so one bad mail never stops the mails behind it.
 """
 
 from __future__ import annotations
 
 import traceback
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import structlog
-from sqlalchemy import func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import MailSettings
-from triage.ingest import oversize, threading
+from triage.ingest import oversize
 from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
-from triage.ingest.signals import sender_authentication
-from triage.ingest.store_batch import message_values, store_batch
+from triage.ingest.store_batch import StoredMail, store_batch
+from triage.ingest.threading import StaffPath
 from triage.store.blobs import get_blob, put_blob, sha256_hex
 from triage.store.db import utcnow
-from triage.store.models import (
-    Attachment,
-    Contact,
-    Direction,
-    Event,
-    Message,
-    Quarantine,
-    Ticket,
-    TicketStatus,
-)
+from triage.store.models import Quarantine
+
+if TYPE_CHECKING:
+    from triage.outbox.wiring import Wiring
 
 log = structlog.get_logger(__name__)
-
-ACTOR = "system:ingest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,168 +44,12 @@ class IngestOutcome:
     message_pk: int | None = None
     raw_sha256: str | None = None
     message_id: str | None = None
+    staff: StaffPath | None = None  # the team's mail on its ticket: a reply to relay, or an internal note
 
-
-def _existing_message(session: Session, parsed: ParsedMail, digest: str) -> Message | None:
-    match = Message.raw_sha256 == digest
-    if parsed.message_id:
-        match = or_(Message.message_id == parsed.message_id, match)
-    return session.scalars(select(Message).where(match).limit(1)).first()
-
-
-def _ticket_facts(session: Session, ticket: Ticket) -> threading.TicketFacts:
-    """The ticket's participants: its contact and whom our own mail on it went to (never an inbound sender)."""
-    participants: set[str] = set()
-    if ticket.contact_id is not None:
-        participants.add(session.get_one(Contact, ticket.contact_id).address.lower())
-    rows = session.execute(
-        select(Message.to_addrs, Message.cc_addrs).where(
-            Message.ticket_id == ticket.id, Message.direction == Direction.outbound
-        )
-    )
-    for to_addrs, cc_addrs in rows:
-        participants.update(a.lower() for a in [*(to_addrs or []), *(cc_addrs or [])])
-    return threading.TicketFacts(
-        id=ticket.id,
-        reference=ticket.reference,
-        participants=frozenset(participants),
-        resolved=ticket.status == TicketStatus.resolved,
-    )
-
-
-def _upsert_contact(session: Session, parsed: ParsedMail, now: datetime) -> int | None:
-    """Create or touch the sender's contact in one statement (safe when workers race); return its id."""
-    if not parsed.from_addr:
-        return None
-    postgres = session.get_bind().dialect.name == "postgresql"
-    insert = postgresql.insert(Contact) if postgres else sqlite.insert(Contact)
-    latest = func.greatest if postgres else func.max
-    statement = (
-        insert.values(address=parsed.from_addr, name=parsed.from_name, first_seen=now, last_seen=now, bouncing=False)
-        .on_conflict_do_update(
-            index_elements=["address"],
-            set_={
-                "last_seen": latest(Contact.last_seen, insert.excluded.last_seen),
-                "name": func.coalesce(Contact.name, insert.excluded.name),
-            },
-        )
-        .returning(Contact.id)
-    )
-    return int(session.execute(statement).scalar_one())
-
-
-def _new_ticket(session: Session, parsed: ParsedMail, contact_id: int | None, now: datetime, prefix: str) -> Ticket:
-    ticket = Ticket(
-        reference=f"~{uuid.uuid4().hex[:24]}",  # placeholder until the id is known
-        subject=parsed.subject,
-        status=TicketStatus.new,
-        contact_id=contact_id,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(ticket)
-    session.flush()
-    ticket.reference = f"{prefix}-{now.year}-{ticket.id:05d}"
-    return ticket
-
-
-def _event(session: Session, ticket: Ticket | None, now: datetime, action: str, **detail: Any) -> None:
-    session.add(Event(ticket=ticket, at=now, actor=ACTOR, action=action, detail=detail))
-
-
-def store_mail(
-    session: Session,
-    raw: bytes,
-    parsed: ParsedMail,
-    *,
-    settings: MailSettings,
-    now: datetime,
-    source: str | None = None,
-    digest: str | None = None,
-) -> IngestOutcome:
-    """Thread and store one parsed mail in the caller's transaction (no commit here)."""
-    digest = digest or sha256_hex(raw)
-    existing = _existing_message(session, parsed, digest)
-    if existing is not None:
-        if existing.raw_sha256 != digest:
-            put_blob(session, raw, digest)
-            _event(
-                session, existing.ticket, now, "duplicate-delivery",
-                message_id=parsed.message_id, raw_sha256=digest, source=source,
-            )
-        reference = existing.ticket.reference if existing.ticket else None
-        return IngestOutcome(
-            "duplicate", "Message-ID or bytes already stored", reference, existing.id, digest, parsed.message_id
-        )
-
-    put_blob(session, raw, digest)
-    contact_id = _upsert_contact(session, parsed, now)
-
-    reference = threading.subject_reference(parsed.subject, settings.reference_prefix)
-    by_reference = None
-    if reference is not None:
-        ref_ticket = session.scalar(select(Ticket).where(Ticket.reference == reference))
-        by_reference = _ticket_facts(session, ref_ticket) if ref_ticket is not None else None
-    by_header = None
-    candidates = threading.header_candidates(parsed)
-    if candidates:
-        rows = session.execute(
-            select(Message.message_id, Message.ticket_id).where(
-                Message.message_id.in_(candidates), Message.ticket_id.is_not(None)
-            )
-        )
-        hits = {message_id: ticket_id for message_id, ticket_id in rows}
-        for header_id in candidates:
-            if header_id in hits:
-                by_header = (header_id, _ticket_facts(session, session.get_one(Ticket, hits[header_id])))
-                break
-
-    authentication = sender_authentication(parsed.header_signals, parsed.from_addr, settings.trusted_authserv_ids)
-    decision = threading.decide(
-        parsed, reference=reference, by_reference=by_reference, by_header=by_header, authentication=authentication
-    )
-    ticket: Ticket | None = None
-    if decision.placement == threading.Placement.append:
-        assert decision.ticket is not None
-        ticket = session.get_one(Ticket, decision.ticket.id)
-        ticket.updated_at = now
-        if decision.reopen:
-            ticket.status = TicketStatus.open
-            _event(session, ticket, now, "reopened", by=parsed.from_addr)
-        elif ticket.status == TicketStatus.waiting and parsed.kind == "normal":
-            ticket.status = TicketStatus.open
-            _event(session, ticket, now, "status", old="waiting", new="open", why="volunteer replied")
-    elif decision.placement in (threading.Placement.new, threading.Placement.new_linked):
-        ticket = _new_ticket(session, parsed, contact_id, now, settings.reference_prefix)
-        _event(session, ticket, now, "created", by=parsed.from_addr)
-        if decision.placement == threading.Placement.new_linked:
-            assert decision.ticket is not None
-            ticket.linked_ticket_id = decision.ticket.id
-            ticket.flag = decision.flag
-            _event(session, ticket, now, "flagged", flag=decision.flag, linked=decision.ticket.reference)
-
-    values = message_values(parsed, digest, ticket_id=None, now=now, source=source, reason=decision.reason)
-    del values["ticket_id"]  # set through the relationship, which knows a new ticket's id at flush
-    message = Message(ticket=ticket, **values)
-    session.add(message)
-    for part in parsed.attachments:
-        put_blob(session, part.content, part.sha256)
-        message.attachments.append(
-            Attachment(
-                blob_sha256=part.sha256,
-                filename=part.filename,
-                content_type=part.content_type,
-                size=part.size,
-                inline=part.inline,
-                content_id=part.content_id,
-            )
-        )
-    session.flush()
-    if ticket is not None:
-        _event(session, ticket, now, "message", message=message.id, kind=parsed.kind, reason=decision.reason)
-    return IngestOutcome(
-        "stored", decision.reason, ticket.reference if ticket else None, message.id, digest, parsed.message_id
-    )
+    @classmethod
+    def of(cls, stored: StoredMail, digest: str, parsed: ParsedMail) -> IngestOutcome:
+        return cls(stored.status, stored.reason, stored.ticket_reference, stored.message_pk, digest, parsed.message_id,
+                   stored.staff)
 
 
 def quarantine(
@@ -288,10 +123,15 @@ class Ingestor:
     """Ingest raw mails, a batch per transaction.
 
     The batch is first stored set-based (`store_batch`, a fixed number of statements). If
-    that fails, its savepoint is rolled back and each mail is stored in a savepoint of its
-    own (`store_mail`), so the mail at fault is quarantined in the same transaction and the
+    that fails, its savepoint is rolled back and each mail is stored as a batch of one in a
+    savepoint of its own, so the mail at fault is quarantined in the same transaction and the
     others go on. `after` runs in the transaction with the outcomes, so a caller's own
     bookkeeping (the IMAP ledger) commits or rolls back with the mails.
+
+    `outbox`: the App's outbox wiring, for the acknowledgments of new tickets (with this
+    ingestor's own mail settings) and the teams whose staff answer by mail (their replies are
+    relayed to the volunteer). Without it nothing is acknowledged and nobody is staff
+    (`App.ingestor()` passes it).
     """
 
     def __init__(
@@ -302,8 +142,11 @@ class Ingestor:
         clock: Callable[[], datetime] = utcnow,
         parser: Callable[..., ParsedMail] = parse_mail,
         set_based: bool = True,
+        outbox: Wiring | None = None,
     ) -> None:
         self._set_based = set_based
+        self._outbox = outbox.with_mail(settings) if outbox is not None else None
+        self._staff = {key: team.addresses for key, team in outbox.teams.items()} if outbox is not None else {}
         self.fallbacks = 0  # batches redone mail by mail; a test holds the fast path to zero on clean mail
         self._sessions = session_factory
         self._settings = settings
@@ -356,10 +199,12 @@ class Ingestor:
                 outcomes = [self._store_one(session, mail, digest, parsed) for mail, digest, parsed in prepared]
             # -- outbox hooks (issue 5), in this transaction: bounces of our mail, acknowledgments of new tickets
             from triage.outbox.bounces import handle_bounces
-            from triage.outbox.queue import acknowledge_new_tickets
+            from triage.outbox.queue import acknowledge_new_tickets, relay_staff_replies
 
             handle_bounces(session, [parsed for _, _, parsed in prepared], outcomes, now=self._clock())
-            acknowledge_new_tickets(session, outcomes, now=self._clock(), mail=self._settings)
+            if self._outbox is not None:
+                acknowledge_new_tickets(session, outcomes, now=self._clock(), wiring=self._outbox)
+                relay_staff_replies(session, outcomes, now=self._clock(), wiring=self._outbox)
             # -- end outbox hooks
             if after is not None:
                 after(session, outcomes)
@@ -379,21 +224,18 @@ class Ingestor:
         savepoint = session.begin_nested()
         try:
             encoded = {sha: blob for m, _, _ in prepared if m.encoded for sha, blob in m.encoded.items()}
-            stored = iter(store_batch(session, good, settings=self._settings, now=self._clock(), encoded=encoded))
+            stored = iter(store_batch(session, good, settings=self._settings, now=self._clock(), encoded=encoded,
+                                      staff=self._staff))
             outcomes = []
             for mail, digest, parsed in prepared:
                 if isinstance(parsed, BaseException):
                     outcomes.append(self._quarantine_in(session, mail, digest, "parse", _short_error(parsed)))
                     continue
-                done = next(stored)
-                outcomes.append(IngestOutcome(
-                    done.status, done.reason, done.ticket_reference, done.message_pk, digest,  # type: ignore[arg-type]
-                    parsed.message_id,
-                ))
+                outcomes.append(IngestOutcome.of(next(stored), digest, parsed))
             session.flush()
             savepoint.commit()
             return outcomes
-        except Exception as exc:  # noqa: BLE001 - the per-mail path finds and isolates the mail at fault
+        except Exception as exc:  # noqa: BLE001 - mail by mail, the mail at fault is found and isolated
             savepoint.rollback()
             self.fallbacks += 1
             log.info("ingest.batch_fallback", mails=len(prepared), error=type(exc).__name__)
@@ -408,14 +250,11 @@ class Ingestor:
         for attempt in range(2):
             savepoint = session.begin_nested()
             try:
-                with session.no_autoflush:
-                    outcome = store_mail(
-                        session, mail.raw, parsed, settings=self._settings, now=self._clock(),
-                        source=mail.source, digest=digest,
-                    )
+                [stored] = store_batch(session, [(mail.raw, digest, parsed, mail.source)], settings=self._settings,
+                                       now=self._clock(), encoded=mail.encoded, staff=self._staff)
                 session.flush()
                 savepoint.commit()
-                return outcome
+                return IngestOutcome.of(stored, digest, parsed)
             except IntegrityError as exc:
                 savepoint.rollback()  # another worker stored the same mail or contact first: look again
                 error = _short_error(exc)

@@ -1,22 +1,21 @@
-"""Store a batch of parsed mails with a fixed number of statements, whatever the batch size.
+"""The one ingest writer: store a batch of parsed mails with a fixed number of statements.
 
-The per-mail path (`pipeline.store_mail`) issues about ten statements a mail; at IMAP
-speeds the statement overhead, not the database, is the bottleneck. Here every lookup is
-one IN query for the whole batch, the threading decisions run in memory in arrival order
-(a reply later in the batch finds a ticket opened earlier in it), and rows are written
-with one executemany per table. The decisions are the same pure `threading.decide`, so
-both paths thread alike; a test holds them to that. If anything in here fails, the caller
-rolls the batch's savepoint back and falls back to the per-mail path, which isolates the
-mail at fault.
+At IMAP speeds statement overhead, not the database, is the bottleneck. Here every lookup is
+one IN query for the whole batch, the threading decisions (the pure `threading.decide`) run in
+memory in arrival order (a reply later in the batch finds a ticket opened earlier in it), and
+rows are written with one executemany per table. If anything in here fails, the caller
+(`pipeline.Ingestor`) rolls the batch's savepoint back and stores the mails again as batches
+of one, which isolates the mail at fault: every threading and status rule lives here only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -25,6 +24,7 @@ from triage.config import MailSettings
 from triage.ingest import threading
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.signals import sender_authentication
+from triage.ingest.threading import StaffPath
 from triage.store.codec import encode
 from triage.store.db import core_table, upsert_insert
 from triage.store.models import (
@@ -45,10 +45,11 @@ ACTOR = "system:ingest"
 class StoredMail:
     """What the batch did with one mail (the pipeline turns it into an IngestOutcome)."""
 
-    status: str
+    status: Literal["stored", "duplicate"]
     reason: str
     ticket_reference: str | None
     message_pk: int | None
+    staff: StaffPath | None = None  # the team's mail: a reply to relay to the volunteer, or a note
 
 
 @dataclass(eq=False)
@@ -58,17 +59,35 @@ class _TicketState:
     status: TicketStatus
     participants: set[str] = field(default_factory=set)
     changed: bool = False
+    team: str | None = None  # the team the ticket was handed to
+    merged_into: _TicketState | None = None  # the liaison merged this ticket into that one
 
-    def facts(self) -> threading.TicketFacts:
+    def survivor(self) -> tuple[_TicketState, list[_TicketState]]:
+        """The ticket mail that matches this one lands on (the end of its merge chain), and the
+        merged tickets passed on the way (none: this ticket was not merged)."""
+        chain: list[_TicketState] = []
+        state = self
+        while state.merged_into is not None and state not in chain:
+            chain.append(state)
+            state = state.merged_into
+        return state, chain
+
+    def facts(self, staff: Mapping[str, frozenset[str]]) -> threading.TicketFacts:
+        """What threading sees of this ticket (`staff`: each team's addresses). A merged ticket is judged
+        as its survivor (its id, status and team, the participants of every ticket merged into it)
+        under the reference the mail cited."""
+        survivor, chain = self.survivor()
+        participants = frozenset().union(survivor.participants, *(merged.participants for merged in chain))
         return threading.TicketFacts(
-            self.id, self.reference, frozenset(self.participants), self.status == TicketStatus.resolved
+            survivor.id, self.reference, participants, survivor.status == TicketStatus.resolved,
+            staff.get(survivor.team or "", frozenset()),
         )
 
 
 def message_values(
     parsed: ParsedMail, digest: str, *, ticket_id: int | None, now: datetime, source: str | None, reason: str
 ) -> dict[str, Any]:
-    """The messages row for an inbound mail: shared by the batch and the per-mail paths."""
+    """The messages row for an inbound mail."""
     return {
         "ticket_id": ticket_id,
         "direction": Direction.inbound,
@@ -133,22 +152,30 @@ def _upsert_contacts(session: Session, mails: Sequence[ParsedMail], now: datetim
 def _load_tickets(session: Session, ticket_ids: set[int], references: set[str]) -> dict[int, _TicketState]:
     if not ticket_ids and not references:
         return {}
-    rows = session.execute(
-        select(Ticket.id, Ticket.reference, Ticket.status, Contact.address)
-        .outerjoin(Contact, Contact.id == Ticket.contact_id)
-        .where(or_(Ticket.id.in_(ticket_ids), Ticket.reference.in_(references)))
-    )
-    states = {
-        tid: _TicketState(tid, ref, status, {address.lower()} if address else set())
-        for tid, ref, status, address in rows
-    }
-    if states:  # participants: the contact and whom our own mail went to (as `pipeline._ticket_facts`)
-        for tid, to_addrs, cc_addrs in session.execute(
+    states: dict[int, _TicketState] = {}
+    merges: dict[int, int] = {}
+    where = or_(Ticket.id.in_(ticket_ids), Ticket.reference.in_(references))
+    while True:  # the tickets asked for, then the survivors of those merged, until every chain ends
+        for tid, ref, status, address, team, merged_into in session.execute(
+            select(Ticket.id, Ticket.reference, Ticket.status, Contact.address, Ticket.team, Ticket.merged_into_id)
+            .outerjoin(Contact, Contact.id == Ticket.contact_id).where(where)
+        ):
+            states[tid] = _TicketState(tid, ref, status, {address.lower()} if address else set(), team=team)
+            if merged_into is not None:
+                merges[tid] = merged_into
+        missing = set(merges.values()) - set(states)
+        if not missing:
+            break
+        where = Ticket.id.in_(missing)
+    for tid, survivor in merges.items():
+        states[tid].merged_into = states[survivor]
+    if states:  # participants: the contact and whom our own mail went to (never an inbound sender)
+        for owner, to_addrs, cc_addrs in session.execute(
             select(Message.ticket_id, Message.to_addrs, Message.cc_addrs)
             .where(Message.ticket_id.in_(list(states)), Message.direction == Direction.outbound)
         ):
-            if tid is not None:
-                states[tid].participants.update(a.lower() for a in [*(to_addrs or []), *(cc_addrs or [])])
+            if owner is not None:
+                states[owner].participants.update(a.lower() for a in [*(to_addrs or []), *(cc_addrs or [])])
     return states
 
 
@@ -159,12 +186,16 @@ def store_batch(
     settings: MailSettings,
     now: datetime,
     encoded: Mapping[str, tuple[str, bytes]] | None = None,
+    staff: Mapping[str, frozenset[str]] | None = None,
 ) -> list[StoredMail]:
     """Thread and store (raw, sha256, parsed, source) mails in the caller's transaction.
 
-    `encoded` holds blobs a parse worker already compressed (sha256 -> codec, bytes).
+    `encoded` holds blobs a parse worker already compressed (sha256 -> codec, bytes); `staff`, each
+    team's addresses (`Team.addresses`): their mail on a ticket handed to them is the staff's.
     """
     encoded = encoded or {}
+    staff = staff or {}
+    comment_address = settings.staff_comment_address
     prefix = settings.reference_prefix
     ids = {p.message_id for _, _, p, _ in mails if p.message_id}
     digests = {d for _, d, _, _ in mails}
@@ -196,7 +227,7 @@ def store_batch(
 
     results: list[StoredMail | None] = [None] * len(mails)
     copies: dict[int, int] = {}  # index of a second copy -> index of the first, both in this batch
-    pending_messages: list[tuple[int, dict[str, Any], ParsedMail, _TicketState | None, str]] = []
+    pending_messages: list[tuple[int, dict[str, Any], ParsedMail, _TicketState | None, threading.ThreadDecision]] = []
     events: list[tuple[_TicketState | int | None, dict[str, Any]]] = []
     opened: list[tuple[_TicketState, dict[str, Any]]] = []
     blobs: dict[str, bytes] = {}
@@ -247,19 +278,33 @@ def store_batch(
             if header_state is not None:
                 if header_state.id == 0:  # a reply to a ticket opened earlier in this batch: it needs its id
                     insert_opened()
-                header_hit = (header_id, header_state.facts())
+                header_hit = (header_id, header_state.facts(staff))
                 break
-        cited_facts = cited.facts() if cited else None
+        cited_facts = cited.facts(staff) if cited else None
         authentication = sender_authentication(parsed.header_signals, parsed.from_addr, settings.trusted_authserv_ids)
         decision = threading.decide(
-            parsed, reference=reference, by_reference=cited_facts, by_header=header_hit, authentication=authentication
+            parsed, reference=reference, by_reference=cited_facts, by_header=header_hit, authentication=authentication,
+            comment_address=comment_address,
         )
+        matched = cited if cited_facts is not None and decision.ticket is cited_facts else header_state
+        if matched is not None and decision.ticket is not None and matched.merged_into is not None:
+            survivor = matched.survivor()[0]
+            decision = dataclasses.replace(decision, reason=(
+                f"{decision.reason}; {matched.reference} was merged into {survivor.reference}, so it lands there"))
         state: _TicketState | None = None
         if decision.placement == threading.Placement.append:
-            state = cited if cited_facts is not None and decision.ticket is cited_facts else header_state
-            assert state is not None
+            assert matched is not None
+            state = matched.survivor()[0]
             state.changed = True
-            if decision.reopen:
+            if decision.staff == "note":
+                events.append(_event(state, now, "note", actor=f"staff:{parsed.from_addr}",
+                                     text=(parsed.new_text or parsed.body_text).strip("\n")))
+            elif decision.staff == "reply":  # relayed to the volunteer (outbox.queue.relay_staff_replies)
+                if state.status != TicketStatus.waiting:
+                    events.append(_event(state, now, "status", actor=f"staff:{parsed.from_addr}",
+                                         old=state.status.value, new="waiting", why="the team answered by mail"))
+                    state.status = TicketStatus.waiting
+            elif decision.reopen:
                 state.status = TicketStatus.open
                 events.append(_event(state, now, "reopened", by=parsed.from_addr))
             elif state.status == TicketStatus.waiting and parsed.kind == "normal":
@@ -287,7 +332,9 @@ def store_batch(
         for part in parsed.attachments:
             blobs.setdefault(part.sha256, part.content)
         values = message_values(parsed, digest, ticket_id=None, now=now, source=source, reason=decision.reason)
-        pending_messages.append((index, values, parsed, state, decision.reason))
+        if decision.staff is not None and state is not None:
+            values["extra"]["staff"] = {"path": decision.staff, "team": state.team}
+        pending_messages.append((index, values, parsed, state, decision))
 
     insert_opened()
     for _, values, _, state, _ in pending_messages:
@@ -303,8 +350,9 @@ def store_batch(
             session, core_table(Message), [values for _, values, _, _, _ in pending_messages], "raw_sha256"
         )
         attachments: list[dict[str, Any]] = []
-        for (index, _, parsed, state, reason), pk in zip(pending_messages, message_pks, strict=True):
-            results[index] = StoredMail("stored", reason, state.reference if state else None, pk)
+        for (index, _, parsed, state, decision), pk in zip(pending_messages, message_pks, strict=True):
+            reason = decision.reason
+            results[index] = StoredMail("stored", reason, state.reference if state else None, pk, decision.staff)
             attachments.extend(
                 {"message_pk": pk, "blob_sha256": a.sha256, "filename": a.filename, "content_type": a.content_type,
                  "size": a.size, "inline": a.inline, "content_id": a.content_id}
@@ -350,10 +398,10 @@ def _insert_keyed(session: Session, table: Table, rows: list[dict[str, Any]], ke
 
 
 def _event(
-    ticket: _TicketState | int | None, now: datetime, action: str, **detail: Any
+    ticket: _TicketState | int | None, now: datetime, action: str, *, actor: str = ACTOR, **detail: Any
 ) -> tuple[_TicketState | int | None, dict[str, Any]]:
     """An events row whose ticket may be one this batch opens (its id is known only after insert)."""
-    return ticket, {"at": now, "actor": ACTOR, "action": action, "detail": detail}
+    return ticket, {"at": now, "actor": actor, "action": action, "detail": detail}
 
 
 def _ticket_id(ticket: _TicketState | int | None) -> int | None:

@@ -10,6 +10,12 @@ contact and the addresses our own mail on the ticket went to (the staff team we 
 among them); a From whose DMARC check failed at our own server is nobody's participant.
 Bounces and auto-replies still join the ticket their headers name, since they carry no text
 for anyone and a bounce comes from a server, not a participant; they never change its status.
+
+Staff by mail (like Request Tracker's correspond and comment addresses): a person-written mail
+from an address of the team the ticket was handed to (`TicketFacts.staff`) joins it as the
+staff's: a reply, relayed to the volunteer from the desk, or, when it was written to the
+comment address, an internal note that never leaves the desk. Anyone else who writes to the
+comment address about a ticket is treated as a stranger.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import enum
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.signals import SenderAuthentication
@@ -38,6 +45,10 @@ class TicketFacts:
     reference: str
     participants: frozenset[str]  # lower-case addresses
     resolved: bool
+    staff: frozenset[str] = frozenset()  # lower-case addresses of the team the ticket was handed to
+
+
+StaffPath = Literal["reply", "note"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +58,7 @@ class ThreadDecision:
     reason: str
     flag: str | None = None
     reopen: bool = False
+    staff: StaffPath | None = None  # the team's mail: a reply to relay, or an internal note
 
 
 @lru_cache(maxsize=16)
@@ -77,6 +89,12 @@ def is_participant(mail: ParsedMail, ticket: TicketFacts, authentication: Sender
     return bool(sender) and sender in ticket.participants and authentication != "fail"
 
 
+def is_staff(mail: ParsedMail, ticket: TicketFacts, authentication: SenderAuthentication = "none") -> bool:
+    """Is the sender an address of the team the ticket was handed to, and not shown to be forged?"""
+    sender = (mail.from_addr or "").lower()
+    return bool(sender) and sender in ticket.staff and authentication != "fail"
+
+
 def decide(
     mail: ParsedMail,
     *,
@@ -84,13 +102,37 @@ def decide(
     by_reference: TicketFacts | None,
     by_header: tuple[str, TicketFacts] | None,
     authentication: SenderAuthentication = "none",
+    comment_address: str | None = None,
 ) -> ThreadDecision:
     """Place `mail` given the ticket its subject names (if any) and the first ticket its headers hit.
 
     `authentication` is what our own server found of the From domain's DMARC check
-    (`signals.sender_authentication`).
+    (`signals.sender_authentication`); `comment_address` is where staff write internal notes.
     """
     automatic = mail.kind != "normal"
+    matched = by_reference if by_reference is not None else (by_header[1] if by_header is not None else None)
+    if matched is not None and not automatic:
+        if by_reference is not None:
+            via = f"subject reference {by_reference.reference}"
+        else:
+            assert by_header is not None
+            header_id = by_header[0]
+            header = "In-Reply-To" if header_id == mail.in_reply_to else "References"
+            via = f"{header} {header_id} is on {matched.reference}"
+        to_comment = bool(comment_address) and comment_address in {a.lower() for a in (*mail.to, *mail.cc)}
+        if is_staff(mail, matched, authentication):
+            if to_comment:
+                return ThreadDecision(Placement.append, matched, f"{via}, from the team's {mail.from_addr} to the "
+                                      "comment address: an internal note", staff="note")
+            return ThreadDecision(Placement.append, matched, f"{via}, from the team's {mail.from_addr}: a staff "
+                                  "reply, relayed to the volunteer", staff="reply")
+        if to_comment:  # the note path is the team's alone: anyone else is a stranger there
+            sender = mail.from_addr or "an unknown sender"
+            return ThreadDecision(
+                Placement.new_linked, matched,
+                f"{via}; to the comment address from {sender}, who is not of the team the ticket was handed to",
+                flag=f"non-staff note on {matched.reference}",
+            )
     if by_reference is not None:
         if is_participant(mail, by_reference, authentication):
             return ThreadDecision(

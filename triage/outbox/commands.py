@@ -15,7 +15,7 @@ from triage.outbox.smtp import SmtpUnavailable
 from triage.terminal import echo, echo_json, echo_text
 
 if TYPE_CHECKING:
-    from triage.cli import Context  # the group's context object; imported by triage.cli, so not at run time
+    from triage.cli import Context  # the group's context object (for the type only)
 
 pass_ctx = click.pass_obj
 

@@ -97,7 +97,8 @@ def context(
     ticket, volunteer, last = view.ticket, view.volunteer, view.last_inbound
     signature = (team.signature if team is not None and team.signature else None) or settings.outbox.signature
     data: dict[str, Any] = {
-        "desk": {"name": settings.outbox.desk_name, "address": settings.mail.liaison_address},
+        "desk": {"name": settings.outbox.desk_name, "address": settings.mail.liaison_address,
+                 "comment_address": settings.mail.staff_comment_address},
         "ticket": {
             "reference": ticket.reference,
             "subject": one_line(ticket.subject),

@@ -9,7 +9,8 @@ volunteer's reply to it threads onto the same ticket by In-Reply-To.
 The use cases here:
 - `acknowledge_new_tickets` (called by the ingest pipeline with a batch's outcomes);
 - `enqueue_handoff` (called by the routing desk when the liaison approves a team);
-- `build_reply` / `enqueue_reply` (the liaison's `triage reply`).
+- `build_reply` / `enqueue_reply` (the liaison's `triage reply`);
+- `relay_staff_replies` (called by the ingest pipeline: a staff team's reply by mail, passed on).
 Automatic mail is asked of `loops` first; a refusal is recorded on the ticket with its reasons.
 
 Each ticket's mail is built in a savepoint of its own. Whatever goes wrong while building it
@@ -33,7 +34,6 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from triage.config import MailSettings
 from triage.ingest.signals import sender_authentication
 from triage.outbox import loops
 from triage.outbox.compose import AutoSubmitted, Party, compose, to_bytes
@@ -41,7 +41,7 @@ from triage.outbox.failures import record_failed_mail
 from triage.outbox.language import choose_language
 from triage.outbox.mails import TicketView, context, load_view
 from triage.outbox.render import Rendered
-from triage.outbox.wiring import Wiring, current, settings_for, wiring_for
+from triage.outbox.wiring import Wiring
 from triage.store.blobs import put_blob
 from triage.store.models import Contact, Direction, Event, Message, Ticket, TicketStatus
 from triage.store.outbox_models import Outbox, OutboxStatus
@@ -63,6 +63,8 @@ class _Outcome(Protocol):
     def ticket_reference(self) -> str | None: ...
     @property
     def message_pk(self) -> int | None: ...
+    @property
+    def staff(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +227,7 @@ def _language(wiring: Wiring, name: str, contact: Contact | None, text: str) -> 
 
 
 def acknowledge_new_tickets(
-    session: Session, outcomes: Sequence[_Outcome], *, now: datetime, mail: MailSettings | None = None
+    session: Session, outcomes: Sequence[_Outcome], *, now: datetime, wiring: Wiring
 ) -> list[Queued | Skipped | Failed]:
     """Queue the acknowledgment for each ticket a normal mail of this batch opened (outbox.auto_acknowledge).
 
@@ -235,16 +237,11 @@ def acknowledge_new_tickets(
     exception) is rolled back to its savepoint and recorded on its ticket (`record_failed_mail`);
     it never fails the ingest.
     """
-    settings = settings_for(mail)
-    if not settings.outbox.auto_acknowledge:
+    if not wiring.settings.outbox.auto_acknowledge:
         return []
     pks = [o.message_pk for o in outcomes if o.status == "stored" and o.ticket_reference and o.message_pk]
     if not pks:
         return []
-    try:
-        wiring: Wiring | Exception = wiring_for(settings)
-    except Exception as exc:  # noqa: BLE001 - a broken templates folder fails each acknowledgment, not the ingest
-        wiring = exc
     pairs = list(session.execute(
         select(Message, Ticket).join(Ticket, Ticket.id == Message.ticket_id).where(Message.id.in_(pks))
     ))
@@ -258,13 +255,9 @@ def acknowledge_new_tickets(
         if firsts.get(ticket.id) != message.id:
             continue  # a follow-up on an existing ticket: acknowledged when the ticket was opened
         ticket_id, to = ticket.id, message.from_addr  # read before a rollback can expire them
-        if isinstance(wiring, Exception):
-            result: Queued | Skipped | Failed = _failed(
-                session, ticket_id, now, "acknowledgment", to, wiring, auto_submitted="auto-replied")
-        else:
-            result = _isolated(
-                session, partial(_acknowledge, session, wiring, message, ticket, now, recent),
-                partial(_failed, session, ticket_id, now, "acknowledgment", to, auto_submitted="auto-replied"))
+        result = _isolated(
+            session, partial(_acknowledge, session, wiring, message, ticket, now, recent),
+            partial(_failed, session, ticket_id, now, "acknowledgment", to, auto_submitted="auto-replied"))
         if isinstance(result, (Queued, Failed)) and result.to:
             recent.add(result.to, "acknowledgment")  # a failed row counts in the window too
         results.append(result)
@@ -309,22 +302,17 @@ def _acknowledge(
 
 
 def enqueue_handoff(
-    session: Session, ticket: Ticket, team: str, actor: str, now: datetime
+    session: Session, ticket: Ticket, team: str, actor: str, now: datetime, *, wiring: Wiring
 ) -> list[Queued | Skipped | Failed]:
     """The routing approval's mails, in its transaction: the introduction to `team` and the volunteer's notice.
 
-    Called by the routing desk (its `on_routed` hook) with the team's key. With
+    Called by the routing desk (its `on_routed` hook, `App.handoff`) with the team's key. With
     outbox.auto_handoff off, or a team without an address, nothing is queued and the ticket's
     log says why. The notice to the volunteer is automatic mail: loop-protected and rate-limited.
     Each mail is built in a savepoint of its own: a failure is recorded (`record_failed_mail`)
     and never undoes the approval.
     """
     ticket_id = ticket.id
-    try:
-        wiring = current()
-    except Exception as exc:  # noqa: BLE001 - a broken templates folder fails the mail, not the approval
-        return [_failed(session, ticket_id, now, "handoff-team", None, exc, actor=actor,
-                        auto_submitted="auto-generated")]
     if not wiring.settings.outbox.auto_handoff:
         return [_skip(session, ticket_id, now, "handoff-team", None, "outbox.auto_handoff is off", ["off"])]
     info = wiring.teams.get(team)
@@ -399,13 +387,12 @@ STATUS_AFTER = {"resolution": TicketStatus.resolved}
 
 
 def build_reply(
-    session: Session, ticket: Ticket, *, template: str, body: str, now: datetime, wiring: Wiring | None = None,
+    session: Session, ticket: Ticket, *, template: str, body: str, now: datetime, wiring: Wiring,
     language: str | None = None,
 ) -> tuple[Rendered, EmailMessage]:
     """Render and compose the liaison's mail on `ticket` (for a preview or to queue); raises on bad input.
 
     `language` is the sender's choice; without it, the volunteer's (contact record, else detected)."""
-    wiring = wiring or current()
     view = load_view(session, ticket)
     volunteer = view.volunteer
     if volunteer is None:
@@ -421,8 +408,8 @@ def build_reply(
 
 
 def enqueue_reply(
-    session: Session, ticket: Ticket, *, template: str, body: str, actor: str, now: datetime,
-    wiring: Wiring | None = None, language: str | None = None,
+    session: Session, ticket: Ticket, *, template: str, body: str, actor: str, now: datetime, wiring: Wiring,
+    language: str | None = None,
 ) -> Outbox:
     """Queue the liaison's mail (a person's mail: no Auto-Submitted, no rate limit) and update the status."""
     _, message = build_reply(session, ticket, template=template, body=body, now=now, wiring=wiring,
@@ -437,7 +424,49 @@ def enqueue_reply(
     return row
 
 
+# -- a staff team's reply by mail ------------------------------------------------------------------
+
+RELAY = "staff-reply"  # the outbox row's label; the mail is the liaison's `reply` template
+
+
+def relay_staff_replies(
+    session: Session, outcomes: Sequence[_Outcome], *, now: datetime, wiring: Wiring
+) -> list[Queued | Skipped | Failed]:
+    """Pass each staff reply of this ingest batch (`staff == "reply"`: a person-written mail from the
+    team the ticket was handed to) on to the volunteer, from the desk, as the desk's reply.
+
+    Runs in the ingest transaction, so the relay is queued exactly once with the stored mail (a
+    second delivery of it is a duplicate, relayed no more). The mail answers the volunteer's own
+    latest mail (In-Reply-To, References), so the volunteer sees one conversation with one desk.
+    A failure to build it is recorded on the ticket (`record_failed_mail`), never fails the ingest.
+    """
+    pks = [o.message_pk for o in outcomes if o.status == "stored" and o.staff == "reply" and o.message_pk]
+    if not pks:
+        return []
+    results: list[Queued | Skipped | Failed] = []
+    pairs = session.execute(
+        select(Message, Ticket).join(Ticket, Ticket.id == Message.ticket_id).where(Message.id.in_(pks))
+    )
+    for message, ticket in sorted(pairs, key=lambda pair: pair[0].id):
+        actor, ticket_id = f"staff:{message.from_addr}", ticket.id
+        results.append(_isolated(session, partial(_relay, session, wiring, message, ticket, actor, now),
+                                 partial(_failed, session, ticket_id, now, RELAY, None, actor=actor)))
+    return results
+
+
+def _relay(session: Session, wiring: Wiring, message: Message, ticket: Ticket, actor: str,
+           now: datetime) -> Queued | Skipped:
+    body = (message.new_text or "").strip("\n")
+    if not body.strip():
+        return _skip(session, ticket.id, now, RELAY, None, "the team's reply has no text of its own", ["empty"])
+    if load_view(session, ticket).volunteer is None:
+        return _skip(session, ticket.id, now, RELAY, None, "the ticket has no sender", ["no-sender"])
+    _, composed = build_reply(session, ticket, template="reply", body=body, now=now, wiring=wiring)
+    row = enqueue(session, composed, template=RELAY, actor=actor, now=now, ticket_id=ticket.id)
+    return Queued(RELAY, row.to_addr, row.message_id, row.id)
+
+
 __all__ = [
-    "ACTOR", "Failed", "OutboxError", "Queued", "Skipped", "acknowledge_new_tickets",
-    "build_reply", "enqueue", "enqueue_handoff", "enqueue_reply",
+    "ACTOR", "RELAY", "Failed", "OutboxError", "Queued", "Skipped", "acknowledge_new_tickets",
+    "build_reply", "enqueue", "enqueue_handoff", "enqueue_reply", "relay_staff_replies",
 ]

@@ -7,15 +7,13 @@ from datetime import datetime
 from functools import partial
 
 from triage.bootstrap import App
-from triage.outbox import wiring
 from triage.outbox.sender import CopyFinder, OutboxSender
 from triage.store.db import utcnow
 
 
 def make_sender(app: App, *, clock: Callable[[], datetime] = utcnow) -> OutboxSender:
-    """The sender for this app's database and settings; also installs the settings for the outbox hooks."""
+    """The sender for this app's database and settings."""
     settings = app.settings
-    wiring.install(settings)
     confirm: CopyFinder | None = None
     append = None
     if settings.imap.host and settings.outbox.confirm_folder:

@@ -1,26 +1,18 @@
-"""The outbox's settings, templates and teams for code that is called without them.
+"""What the outbox needs besides a session: the settings, the template renderer and the teams.
 
-The ingest pipeline calls `acknowledge_new_tickets` and the routing desk calls
-`enqueue_handoff` with a session and little else. They find the configuration here:
-whatever the process installed (`install(settings)`: the worker, the outbox commands and
-tests do), else the configuration read the standard way (`$TRIAGE_CONFIG` or ./triage.toml,
-then `TRIAGE_*` variables), read once. Nothing connects or reads at import time.
+Built once by `triage.bootstrap.bootstrap()` and handed to whatever queues mail (the ingest
+pipeline's acknowledgments, the routing desk's hand-off, the liaison's reply, the reminder run).
+There is no process-wide copy: code that queues mail is given a `Wiring`, it never looks one up.
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
-from pathlib import Path
-
-import structlog
+from dataclasses import dataclass, replace
 
 from triage.bundled import resolve
-from triage.config import ConfigError, MailSettings, Settings, load_settings
+from triage.config import MailSettings, Settings
 from triage.outbox.render import Renderer, resolve_templates_dir
 from triage.teams import Team, load_teams
-
-log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,73 +21,20 @@ class Wiring:
     renderer: Renderer
     teams: dict[str, Team]
 
-
-_lock = threading.Lock()
-_installed: Settings | None = None
-_renderers: dict[Path, Renderer] = {}
-_teams: dict[tuple[Path, int], dict[str, Team]] = {}
-_fallback: Settings | None = None
-
-
-def install(settings: Settings) -> None:
-    """Use these settings for the outbox in this process."""
-    global _installed
-    with _lock:
-        _installed = settings
+    def with_mail(self, mail: MailSettings) -> Wiring:
+        """The same wiring with a caller's own mail settings (an Ingestor built with its own)."""
+        if mail == self.settings.mail:
+            return self
+        return replace(self, settings=self.settings.model_copy(update={"mail": mail}))
 
 
-def uninstall() -> None:
-    global _installed, _fallback
-    with _lock:
-        _installed = None
-        _fallback = None
-        _renderers.clear()
-        _teams.clear()
-
-
-def settings_for(mail: MailSettings | None = None) -> Settings:
-    """The outbox's settings; `mail` (the caller's own mail settings) wins over the loaded ones."""
-    global _fallback
-    with _lock:
-        settings = _installed
-        if settings is None:
-            if _fallback is None:
-                try:
-                    _fallback = load_settings()
-                except ConfigError as exc:
-                    log.warning("outbox.config_unreadable", error=str(exc))
-                    _fallback = Settings()
-            settings = _fallback
-    if mail is not None and settings.mail != mail:
-        settings = settings.model_copy(update={"mail": mail})
-    return settings
-
-
-def current(mail: MailSettings | None = None) -> Wiring:
-    """The outbox's wiring; `mail` (the caller's own mail settings) wins over the loaded ones."""
-    return wiring_for(settings_for(mail))
-
-
-def wiring_for(settings: Settings) -> Wiring:
-    """Settings with their renderer (one per templates folder, so templates compile once) and teams."""
-    folder = resolve_templates_dir(settings.outbox.templates_dir)
-    routing = getattr(settings, "routing", None)  # the routing section names the teams file
-    teams_file = resolve(getattr(routing, "teams_file", None) or "data/teams.toml")
-    try:
-        stamp = teams_file.stat().st_mtime_ns
-    except OSError:
-        stamp = -1
-    with _lock:
-        renderer = _renderers.get(folder)
-        if renderer is None:
-            renderer = _renderers[folder] = Renderer(folder)
-            renderer.warm()
-        teams = _teams.get((teams_file, stamp))
-    if teams is None:
-        teams = load_teams(teams_file, required=False)
-        with _lock:
-            _teams[(teams_file, stamp)] = teams
+def build_wiring(settings: Settings) -> Wiring:
+    """The renderer over `outbox.templates_dir` and the teams of `routing.teams_file` (none if it
+    is missing). Raises TemplateError (the shipped templates are gone) or TeamsFileError (the teams
+    file is not valid TOML): both stop start-up with the reason."""
+    renderer = Renderer(resolve_templates_dir(settings.outbox.templates_dir))
+    teams = load_teams(resolve(settings.routing.teams_file or "data/teams.toml"), required=False)
     return Wiring(settings, renderer, teams)
 
 
-__all__ = ["Wiring", "current", "install", "settings_for", "uninstall", "wiring_for"]
+__all__ = ["Wiring", "build_wiring"]

@@ -20,7 +20,8 @@ class RemindRunner(Runner):
         self.clock = clock
 
     def step(self) -> int:
-        return len(run_reminders(self.app.sessions, self.app.settings, now=self.clock(), clock=self.clock).fired)
+        return len(run_reminders(self.app.sessions, self.app.settings, now=self.clock(), clock=self.clock,
+                                 wiring=self.app.wiring).fired)
 
 
 def remind_runners(app: App) -> list[Runner]:

@@ -2,8 +2,8 @@
 
 A ticket's clock is a pure function of its facts (`due.ticket_clock`), kept in the narrow
 `ticket_clocks` table. Whatever changes those facts (a new ticket, a status or team change,
-a person's reply queued, a reply that failed) sets `tickets.clock_stale_at` (the ORM does it
-in a `before_flush` hook in `triage.store.schedule_models`, the batch store in its UPDATE);
+a person's reply queued, a reply that failed) sets `tickets.clock_stale_at` (the App's ORM
+sessions do it in a `before_flush` hook, `triage.schedule.stale`; the batch store in its UPDATE);
 `refresh_clocks` recomputes the stale ones at the start of each reminder run. So the run's
 cost follows the tickets that changed since the last run and the tickets due, never the
 size of the desk. The run's SQL checks status and answer again, so a clock that missed a

@@ -32,7 +32,7 @@ def remind(ctx: click.Context, dry_run: bool, now_iso: str | None, as_json: bool
     now = _parse_now(now_iso)
     app = ctx.obj.open_app()
     try:
-        report = run_reminders(app.sessions, app.settings, now=now, dry_run=dry_run)
+        report = run_reminders(app.sessions, app.settings, now=now, dry_run=dry_run, wiring=app.wiring)
     finally:
         app.close()
     if as_json:

@@ -45,7 +45,7 @@ from triage.outbox.compose import Party, ThreadInfo, compose
 from triage.outbox.failures import record_failed_mail
 from triage.outbox.mails import context, load_view
 from triage.outbox.queue import enqueue
-from triage.outbox.wiring import Wiring, wiring_for
+from triage.outbox.wiring import Wiring, build_wiring
 from triage.schedule.clocks import refresh_clocks
 from triage.schedule.history import ACTOR
 from triage.schedule.policy import LEVEL_NAMES, Policies, Policy
@@ -162,12 +162,13 @@ def _recipient(wiring: Wiring, policy: Policy, team: str, level: int) -> Party |
 
 def run_reminders(
     sessions: Callable[[], Session], settings: Settings, *, now: datetime, dry_run: bool = False,
-    clock: Callable[[], datetime] = utcnow,
+    clock: Callable[[], datetime] = utcnow, wiring: Wiring | None = None,
 ) -> RunReport:
     """One reminder run as of `now`: what fired and what was skipped, with reasons. Its mail is
-    queued at `clock()`, the real time, whatever `now` the run is evaluated at."""
+    queued at `clock()`, the real time, whatever `now` the run is evaluated at. `wiring`: the
+    App's (built from `settings` when not given)."""
     policies = Policies(settings.reminders)
-    wiring = wiring_for(settings)
+    wiring = wiring or build_wiring(settings)
     report = RunReport(now.isoformat(), dry_run)
     with sessions() as session:  # one transaction; a dry run rolls it back, refreshed clocks included
         report.refreshed = refresh_clocks(session, policies, now, batch=settings.reminders.batch_size)

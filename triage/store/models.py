@@ -265,8 +265,3 @@ __all__: list[Any] = [
     "Ticket",
     "TicketStatus",
 ]
-from triage.store import (
-    outbox_models,  # noqa: F401
-    schedule_models,  # noqa: F401
-    web_models,  # noqa: F401
-)

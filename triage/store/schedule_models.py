@@ -9,14 +9,10 @@ its reminders (`triage.schedule.history`): no separate events row is written for
 
 from __future__ import annotations
 
-from typing import Any
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
 
-from sqlalchemy import ForeignKey, String, event, inspect
-from sqlalchemy.orm import Mapped, Session, mapped_column
-
-from triage.store.db import Base, utc, utcnow
-from triage.store.models import Ticket
-from triage.store.outbox_models import Outbox
+from triage.store.db import Base, utc
 
 
 class Reminder(Base):
@@ -37,7 +33,7 @@ class TicketClock(Base):
     moves thousands of clocks without touching the wide, scattered ticket rows.
 
     Recomputed from the ticket's facts (triage.schedule.clocks) whenever `tickets.clock_stale_at`
-    is set; deleted when the ticket is resolved.
+    is set (triage.schedule.stale for ORM writes); deleted when the ticket is resolved.
     """
 
     __tablename__ = "ticket_clocks"
@@ -50,23 +46,6 @@ class TicketClock(Base):
     reminded_level: Mapped[int] = mapped_column(default=0)  # the highest level sent
     next_at: Mapped[utc | None] = mapped_column(index=True)  # the next level's due time; None: stopped
     stopped: Mapped[str | None] = mapped_column(String(32))  # why: answered, waiting-on-volunteer, ...
-
-
-@event.listens_for(Session, "before_flush")
-def _stale_on_change(session: Session, _context: Any, _instances: Any) -> None:
-    """ORM writes that change a ticket's facts make its clock stale, in the same flush."""
-    for obj in (*session.new, *session.dirty):
-        if isinstance(obj, Ticket):
-            state = inspect(obj)
-            if obj not in session.new and any(
-                state.attrs[name].history.has_changes() for name in ("status", "team", "created_at")
-            ):
-                obj.clock_stale_at = utcnow()
-        elif (isinstance(obj, Outbox) and obj.ticket_id is not None and obj.auto_submitted is None
-              and (obj in session.new or inspect(obj).attrs.status.history.has_changes())):
-            ticket = session.get(Ticket, obj.ticket_id)
-            if ticket is not None:
-                ticket.clock_stale_at = utcnow()
 
 
 __all__ = ["Reminder", "TicketClock"]

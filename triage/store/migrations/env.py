@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from triage.store import models  # noqa: F401 - registers the tables on Base.metadata
+from triage.store import tables  # noqa: F401 - registers every table on Base.metadata
 from triage.store.db import Base
 
 connection = context.config.attributes.get("connection")

@@ -1,0 +1,11 @@
+"""Every table on `Base.metadata`: imported by whatever needs the whole schema (Alembic's
+environment, the schema test), so that no model module has to import the others for them."""
+
+from __future__ import annotations
+
+from triage.store import models, outbox_models, schedule_models, web_models
+from triage.store.db import Base
+
+metadata = Base.metadata
+
+__all__ = ["metadata", "models", "outbox_models", "schedule_models", "web_models"]
