@@ -249,6 +249,11 @@ Index("ix_tickets_status_team", Ticket.status, Ticket.team)
 # Partial: only the few tickets whose reminder clock is stale are in it.
 Index("ix_tickets_clock_stale", Ticket.id, postgresql_where=Ticket.clock_stale_at.is_not(None),
       sqlite_where=Ticket.clock_stale_at.is_not(None))
+# Partial: the tickets no team owns yet (the queue's), in id order. Without it PostgreSQL finds the
+# oldest waiting tickets by walking the primary key through every routed one (bench/bench_web.py:
+# 21 ms at 100,000 tickets, 0.3 ms with it). Only `team IS NULL`, a literal the queries repeat:
+# a condition on a bound parameter (status) could not prove that the index applies.
+Index("ix_tickets_unrouted", Ticket.id, postgresql_where=Ticket.team.is_(None), sqlite_where=Ticket.team.is_(None))
 
 __all__: list[Any] = [
     "Attachment",
