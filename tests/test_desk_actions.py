@@ -37,7 +37,7 @@ OTHER_STAFF = Actor("tom", Role.staff, "technology")
 VIEWER = Actor("vic", Role.viewer)
 
 
-def ticket(app: App, *, message_id: str, subject: str = "Logo on a banner", team: str | None = None,
+def ticket(app: App, message_id: str, *, subject: str = "Logo on a banner", team: str | None = None,
            in_reply_to: str | None = None) -> str:
     """A stored mail's ticket reference (optionally routed to `team`)."""
     [outcome] = app.ingestor().ingest_many([IncomingMail(make_mail(

@@ -10,34 +10,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from tests.conftest import make_mail
+from tests.test_desk_actions import outbox, ticket
 from tests.workbench import Account, log_in
 from triage.bootstrap import App
-from triage.ingest.pipeline import IncomingMail
 from triage.store.models import Event, Ticket, TicketStatus
-from triage.store.outbox_models import Outbox
-from triage.web.app import create_app, page
-
-
-def ticket(app: App, message_id: str, *, subject: str = "Logo on a banner", team: str | None = None,
-           in_reply_to: str | None = None) -> str:
-    [outcome] = app.ingestor().ingest_many([IncomingMail(make_mail(
-        message_id=message_id, subject=subject, in_reply_to=in_reply_to), source="test")])
-    assert outcome.ticket_reference
-    if team:
-        with app.sessions.begin() as session:
-            session.scalars(select(Ticket).where(Ticket.reference == outcome.ticket_reference)).one().team = team
-    return outcome.ticket_reference
-
-
-def outbox(app: App) -> list[Outbox]:
-    with app.reads() as session:
-        return list(session.scalars(select(Outbox).order_by(Outbox.id)))
+from triage.web.app import create_app
 
 
 def actions_of(app: App, action: str) -> list[Event]:
@@ -163,44 +142,7 @@ def test_roles_on_the_web(client: TestClient, app: App, make_account: Callable[.
     assert actions_of(app, "note") == []
 
 
-# -- in a browser: the panel on a page that includes it, as the ticket page does -----------------
-
-TEST_PAGE = '{% extends "base.html" %}{% block main %}{% include "_ticket_actions.html" %}{% endblock %}'
-
-
-@page
-def _ticket_page(request: Request) -> Response:
-    """A stand-in ticket page (the real one is built elsewhere): only the included panel."""
-    login = request.state.login
-    html = request.app.state.templates.from_string(TEST_PAGE).render(
-        request=request, login=login, actor=login.actor, csrf_token=login.csrf_token,
-        ticket={"reference": request.path_params["reference"]})
-    return HTMLResponse(html)
-
-
-@pytest.fixture
-def live_server(app: App) -> Iterator[str]:
-    """The workbench with the stand-in ticket page at /tickets/{reference} (a real ticket page, where
-    the workbench has one, comes first and includes the same panel)."""
-    import uvicorn
-
-    from triage.web.server import address, bind, start_in_thread
-
-    sock = bind("127.0.0.1", 0)
-    web = create_app(app, extra_routes=[Route("/tickets/{reference}", _ticket_page)])
-    server = uvicorn.Server(uvicorn.Config(web, log_level="warning", access_log=False, lifespan="off"))
-    server._triage_socket = sock  # type: ignore[attr-defined]
-    thread = start_in_thread(server)
-    for _ in range(200):
-        if server.started:
-            break
-        thread.join(0.025)
-    try:
-        yield address(sock)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+# -- in a browser, on the ticket page -------------------------------------------------------------
 
 
 def test_composer_in_the_browser(app: App, page: Any, make_account: Callable[..., Account]) -> None:
