@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from tests.conftest import Clock
+from tests.conftest import Clock, make_mail
 from tests.ticket_mail import HOSTILE_HTML, workbench_mail
 from triage.bootstrap import App
 from triage.desk.accounts import add_user
@@ -17,10 +17,12 @@ from triage.desk.errors import NotFound
 from triage.desk.mail_html import sanitise
 from triage.desk.presence import present, touch_presence
 from triage.desk.tickets import attachment, message_html, ticket_view
+from triage.routing.desk import Router
 from triage.schedule.calendar import BusinessCalendar
 from triage.schedule.due import Clock as ReminderClock
 from triage.schedule.words import clock_in_words
 from triage.store.models import Event, Ticket
+from triage.store.outbox_models import Outbox
 from triage.store.web_models import Role
 
 LIAISON = Actor("lia", Role.liaison)
@@ -203,3 +205,45 @@ def test_the_clock_in_words() -> None:
     assert clock_in_words(ReminderClock((None, None, None), 0, None, "answered"), calendar, due) == "stopped: answered"
     waiting = ReminderClock((None, None, None), 0, None, "waiting-on-volunteer")
     assert clock_in_words(waiting, calendar, due) == "stopped: waiting on the volunteer"
+
+
+def handed_to_legal_with_staff_mail(app: App, clock: Clock) -> str:
+    """Ada's ticket handed to Legal (data/teams.toml), then Rosa of Legal answers the hand-off
+    (relayed to Ada) and writes to the comment address (an internal note); its reference."""
+    (ref,) = _ingest(app, clock, workbench_mail())
+    Router(app.sessions, None, app.wiring.teams, clock=clock, on_routed=app.handoff).approve(
+        ref, actor="liaison:lia", team="legal")
+    with app.reads() as session:
+        handoff = session.scalars(select(Outbox.message_id).where(Outbox.template == "handoff-team")).one()
+    rosa = "Rosa <rosa.counsel@example.org>"
+    desk = app.settings.mail.liaison_address
+    clock.advance(minutes=10)
+    _ingest(app, clock,
+            make_mail(sender=rosa, to=desk, subject="Re: hand-off", message_id="<r1@example.org>",
+                      in_reply_to=handoff, references=[handoff], body="Yes, <b>the logo</b> is fine.\n"))
+    clock.advance(minutes=10)
+    _ingest(app, clock,
+            make_mail(sender=rosa, to=app.settings.mail.staff_comment_address, subject="Re: hand-off",
+                      message_id="<n1@example.org>", in_reply_to=handoff, references=[handoff],
+                      body="Internal: <i>trademark</i> file checked.\n"))
+    return ref
+
+
+def test_staff_mail_is_marked_as_a_relayed_reply_or_an_internal_note(app: App, clock: Clock) -> None:
+    """Rosa's reply carries her team and the desk's mail that relayed it (in the same thread, not yet
+    sent); her comment is a staff note; the volunteer's own mail is nobody's staff mail."""
+    view = ticket_view(app, LIAISON, handed_to_legal_with_staff_mail(app, clock))
+    by_id = {m.id: m for m in view.messages}
+    [reply] = [m for m in view.messages if m.message_id == "<r1@example.org>"]
+    [note] = [m for m in view.messages if m.message_id == "<n1@example.org>"]
+    assert view.messages[0].staff is None
+    assert reply.staff is not None and note.staff is not None
+    assert (reply.staff.path, reply.staff.team, reply.staff.team_name) == ("reply", "legal", "Legal")
+    assert not reply.staff.is_note and reply.staff.relay_status == "pending"
+    assert reply.staff.relayed_message_id is not None
+    relayed = by_id[reply.staff.relayed_message_id]
+    assert relayed.direction == "outbound" and relayed.to == ["ada@volunteers.example"]
+    assert "the logo" in relayed.new_text
+    assert note.staff.is_note and (note.staff.team, note.staff.relayed_message_id) == ("legal", None)
+    assert [(e.actor, e.note_text.strip()) for e in view.events if e.is_note] == [
+        ("staff:rosa.counsel@example.org", "Internal: <i>trademark</i> file checked.")]

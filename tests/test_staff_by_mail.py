@@ -121,10 +121,11 @@ def test_a_team_members_reply_is_relayed_to_the_volunteer_threaded_and_once(desk
     assert ticket.status == TicketStatus.waiting
     with desk.app.reads() as session:
         stored = session.scalars(select(Message).where(Message.message_id == "<r1@example.org>")).one()
-        assert stored.ticket_id == ticket.id and stored.extra["staff"] == {"path": "reply", "team": "legal"}
         assert "staff reply" in stored.thread_reason
         [row] = session.scalars(select(Outbox).where(Outbox.template == "staff-reply")).all()
         assert row.actor == "staff:rosa@example.org" and row.ticket_id == ticket.id
+        assert stored.ticket_id == ticket.id and stored.extra["staff"] == {
+            "path": "reply", "team": "legal", "relayed_as": row.message_pk}  # the ticket page links the two
 
 
 def test_a_relay_rolls_back_with_its_ingest(desk: Desk) -> None:

@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import update
 from starlette.testclient import TestClient
 
+from tests.conftest import Clock
+from tests.test_desk_tickets import handed_to_legal_with_staff_mail
 from tests.ticket_mail import HOSTILE_HTML, workbench_mail
 from tests.workbench import PASSWORD, Account, log_in
 from triage.bootstrap import App
@@ -205,3 +207,23 @@ def test_others_on_the_ticket_are_shown_and_the_banner_refreshes(
         assert page.watch.console_errors == []
     finally:
         ada.close()
+
+
+def test_staff_mail_shows_as_a_relayed_reply_and_as_an_internal_note(
+        app: App, client: TestClient, clock: Clock, make_account: Callable[..., Account]) -> None:
+    """Rosa's reply names her team and links the desk's mail that relayed it; her comment is an
+    internal note by her address; what she wrote stays escaped text."""
+    view = ticket_view(app, LIAISON, handed_to_legal_with_staff_mail(app, clock))
+    [reply] = [m for m in view.messages if m.message_id == "<r1@example.org>"]
+    [note] = [m for m in view.messages if m.message_id == "<n1@example.org>"]
+    assert reply.staff is not None
+    _login(client, make_account().name)
+    page = client.get(f"/tickets/{view.reference}").text
+    reply_html = page.split(f'id="m-{reply.id}"', 1)[1].split("</article>", 1)[0]
+    note_html = page.split(f'id="m-{note.id}"', 1)[1].split("</article>", 1)[0]
+    assert "Legal team (rosa.counsel@example.org)</span> — relayed to the volunteer" in reply_html
+    assert f'<a href="#m-{reply.staff.relayed_message_id}">' in reply_html and "(pending)" in reply_html
+    assert "Yes, &lt;b&gt;the logo&lt;/b&gt; is fine." in reply_html and "<b>" not in reply_html
+    assert f'class="message message-inbound staff-mail staff-note" id="m-{note.id}"' in page
+    assert '<span class="note-label">Internal note</span> by <span class="who">rosa.counsel@example.org</span>' in note_html
+    assert "&lt;i&gt;trademark&lt;/i&gt;" in note_html and "relayed" not in note_html

@@ -24,6 +24,7 @@ from triage.schedule.words import clock_in_words
 from triage.store.blobs import get_blob
 from triage.store.db import utcnow
 from triage.store.models import Attachment, Message, Ticket
+from triage.store.outbox_models import Outbox
 from triage.store.web_models import Role
 
 if TYPE_CHECKING:
@@ -39,6 +40,21 @@ class AttachmentView:
     content_type: str  # what the sender claimed; never trusted when serving it
     size: int
     inline: bool
+
+
+@dataclass(frozen=True)
+class StaffMail:
+    """A message the team the ticket was handed to wrote by mail (`Message.extra["staff"]`)."""
+
+    path: str  # "reply": relayed to the volunteer from the desk; "note": an internal note, never sent
+    team: str | None  # the team's key
+    team_name: str | None  # its name in the teams file, if it is still there
+    relayed_message_id: int | None = None  # the desk's mail that passed a reply on (a message of this thread)
+    relay_status: str | None = None  # that mail's outbox status: pending, sent, failed, uncertain
+
+    @property
+    def is_note(self) -> bool:
+        return self.path == "note"
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,7 @@ class MessageView:
     has_html: bool
     defects: list[Any]
     attachments: list[AttachmentView]
+    staff: StaffMail | None = None  # the team's own mail: a relayed reply or an internal note
 
 
 @dataclass(frozen=True)
@@ -172,7 +189,7 @@ def ticket_view(app: App, actor: Actor, reference: str, *, now: datetime | None 
                                 ticket.contact.bouncing) if ticket.contact else None,
             created_at=ticket.created_at, updated_at=ticket.updated_at,
             flags=_flags(ticket, references) + _linked_from(session, actor, ticket),
-            messages=[_message(m) for m in ticket.messages],
+            messages=_messages(app, session, ticket),
             events=_events(session, ticket),
             clock=_clock(app, session, ticket, now),
             previous=_previous(session, actor, ticket),
@@ -219,7 +236,28 @@ def _linked_from(session: Session, actor: Actor, ticket: Ticket) -> list[Flag]:
                  t.reference) for t in session.scalars(query)]
 
 
-def _message(m: Message) -> MessageView:
+def _messages(app: App, session: Session, ticket: Ticket) -> list[MessageView]:
+    """The thread, each staff mail marked with its team and, for a relayed reply, the desk's mail
+    that passed it on and how far that mail got (one query, only when there is such a reply)."""
+    marks = {m.id: dict(m.extra["staff"]) for m in ticket.messages if isinstance((m.extra or {}).get("staff"), dict)}
+    relayed = [mark["relayed_as"] for mark in marks.values() if isinstance(mark.get("relayed_as"), int)]
+    statuses = {pk: status.value for pk, status in session.execute(
+        select(Outbox.message_pk, Outbox.status).where(Outbox.message_pk.in_(relayed)))} if relayed else {}
+    teams = app.wiring.teams
+    views = []
+    for m in ticket.messages:
+        mark, staff = marks.get(m.id), None
+        if mark is not None:
+            team = str(mark["team"]) if mark.get("team") else None
+            relay = mark.get("relayed_as") if isinstance(mark.get("relayed_as"), int) else None
+            named = teams.get(team) if team else None
+            staff = StaffMail(str(mark.get("path")), team, named.name if named else None,
+                              relay, statuses.get(relay) if relay is not None else None)
+        views.append(_message(m, staff))
+    return views
+
+
+def _message(m: Message, staff: StaffMail | None = None) -> MessageView:
     return MessageView(
         id=m.id, direction=m.direction.value, message_id=m.message_id, from_addr=m.from_addr, from_name=m.from_name,
         to=list(m.to_addrs or []), cc=list(m.cc_addrs or []), subject=m.subject, date=m.date,
@@ -227,6 +265,7 @@ def _message(m: Message) -> MessageView:
         new_text=m.new_text, quoted_text=m.quoted_text, signature=m.signature, has_html=bool(m.body_html),
         defects=list(m.defects or []),
         attachments=[AttachmentView(a.id, a.filename, a.content_type, a.size, a.inline) for a in m.attachments],
+        staff=staff,
     )
 
 
@@ -280,4 +319,4 @@ def attachment(app: App, actor: Actor, attachment_id: int) -> tuple[str, bytes]:
 
 
 __all__ = ["AttachmentView", "ContactView", "EventView", "Flag", "MessageView", "PreviousTicket", "ReminderClock",
-           "TicketView", "as_json", "attachment", "message_html", "ticket_id", "ticket_view"]
+           "StaffMail", "TicketView", "as_json", "attachment", "message_html", "ticket_id", "ticket_view"]

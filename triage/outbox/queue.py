@@ -463,6 +463,8 @@ def _relay(session: Session, wiring: Wiring, message: Message, ticket: Ticket, a
         return _skip(session, ticket.id, now, RELAY, None, "the ticket has no sender", ["no-sender"])
     _, composed = build_reply(session, ticket, template="reply", body=body, now=now, wiring=wiring)
     row = enqueue(session, composed, template=RELAY, actor=actor, now=now, ticket_id=ticket.id)
+    staff = dict((message.extra or {}).get("staff") or {})
+    message.extra = {**(message.extra or {}), "staff": {**staff, "relayed_as": row.message_pk}}  # the ticket page links them
     return Queued(RELAY, row.to_addr, row.message_id, row.id)
 
 
