@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import os
-from dataclasses import dataclass, field
+import threading
+import time
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,16 +17,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.bundled import resolve
 from triage.config import Settings
 from triage.ingest.pipeline import Ingestor
-from triage.outbox.wiring import Wiring, build_wiring
+from triage.outbox.wiring import Wiring, build_wiring, teams_path, teams_stamp
 from triage.schedule.stale import stale_clocks_on_change
 from triage.store.db import make_engine, make_read_session_factory, make_session_factory
 from triage.store.models import Ticket
 from triage.store.schema import ensure_schema
+from triage.teams import TeamsFileError, load_teams
 
 if TYPE_CHECKING:
     from triage.routing.desk import Router
 
 log = structlog.get_logger(__name__)
+
+TEAMS_RECHECK_SECONDS = 3.0  # how stale the teams may be after the file is edited; a stat() per period
 
 
 @dataclass
@@ -33,13 +38,52 @@ class App:
     engine: Engine
     sessions: sessionmaker[Session]
     reads: sessionmaker[Session]
-    wiring: Wiring  # the outbox's settings, renderer and teams, for everything that queues mail
-    _router: object | None = field(default=None, repr=False)
+    _wiring: Wiring = field(repr=False)
+    _router: Router | None = field(default=None, repr=False)
+    _teams_stamp: tuple[int, int] | None = field(default=None, repr=False)  # the teams file's, when read
+    _teams_checked: float = field(default_factory=time.monotonic, repr=False)
+    _teams_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    teams_recheck_seconds: float = TEAMS_RECHECK_SECONDS
+
+    @property
+    def wiring(self) -> Wiring:
+        """The outbox's settings, renderer and teams, for everything that queues mail. The teams are
+        read again when the teams file has changed (looked at once every `teams_recheck_seconds`),
+        so a long-running worker or web server follows an edited file without a restart."""
+        self._follow_teams_file()
+        return self._wiring
+
+    def _follow_teams_file(self) -> None:
+        if time.monotonic() - self._teams_checked >= self.teams_recheck_seconds:
+            self._reload_teams_if_changed()
+
+    def _reload_teams_if_changed(self) -> None:
+        """New teams for the outbox and the router when the file changed. A file broken mid-edit
+        is reported and the teams in use are kept, until the file changes again."""
+        with self._teams_lock:  # the web server's threads
+            if time.monotonic() - self._teams_checked < self.teams_recheck_seconds:
+                return
+            self._teams_checked = time.monotonic()
+            path = teams_path(self.settings)
+            stamp = teams_stamp(path)
+            if stamp == self._teams_stamp:
+                return
+            self._teams_stamp = stamp
+            try:
+                teams = load_teams(path, required=False)
+                routable = load_teams(path) if self._router is not None else None
+            except TeamsFileError as exc:
+                log.warning("teams.reload_failed", error=str(exc), kept=sorted(self._wiring.teams))
+                return
+            self._wiring = replace(self._wiring, teams=teams)
+            if self._router is not None and routable is not None:
+                self._router.teams = routable
+            log.info("teams.reloaded", teams=sorted(teams))
 
     def ingestor(self, **options: Any) -> Ingestor:
-        """The ingest use case on this app's database, acknowledging through its outbox wiring;
-        `options` (clock, parser, set_based) as `Ingestor` takes them."""
-        return Ingestor(self.sessions, self.settings.mail, outbox=self.wiring, **options)
+        """The ingest use case on this app's database, acknowledging through its outbox wiring
+        (the current one at each batch); `options` (clock, parser, set_based) as `Ingestor` takes them."""
+        return Ingestor(self.sessions, self.settings.mail, outbox=lambda: self.wiring, **options)
 
     def router(self) -> Router:
         """The routing use cases with the model in use, loaded once (trained from seed data if allowed).
@@ -49,6 +93,7 @@ class App:
         """
         from triage.routing.desk import Router, load_teams
 
+        self._follow_teams_file()  # an edited teams file: its teams before this request is checked against them
         if self._router is None:
             from triage.routing.model_store import current_model
 
@@ -83,12 +128,13 @@ def bootstrap(settings: Settings, *, migrate: bool | None = None) -> App:
 
     Everything built here is handed out through the App, never kept in a module: two Apps in one
     process (tests, a demo beside a worker) never see each other's settings."""
+    stamp = teams_stamp(teams_path(settings))  # before the read: an edit made meanwhile is seen later
     wiring = build_wiring(settings)
     engine = make_engine(settings.database.url)
     ensure_schema(engine, auto_migrate=settings.database.auto_migrate if migrate is None else migrate)
     sessions = make_session_factory(engine)
     stale_clocks_on_change(sessions)  # ORM writes through this app's sessions keep reminder clocks honest
-    app = App(settings, engine, sessions, make_read_session_factory(engine), wiring)
+    app = App(settings, engine, sessions, make_read_session_factory(engine), wiring, _teams_stamp=stamp)
     _freeze_startup_objects()
     return app
 

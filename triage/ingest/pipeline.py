@@ -130,8 +130,9 @@ class Ingestor:
 
     `outbox`: the App's outbox wiring, for the acknowledgments of new tickets (with this
     ingestor's own mail settings) and the teams whose staff answer by mail (their replies are
-    relayed to the volunteer). Without it nothing is acknowledged and nobody is staff
-    (`App.ingestor()` passes it).
+    relayed to the volunteer). Without it nothing is acknowledged and nobody is staff.
+    `App.ingestor()` passes a function that returns the App's current wiring, read at each
+    batch, so a long-running poller follows an edited teams file.
     """
 
     def __init__(
@@ -142,11 +143,10 @@ class Ingestor:
         clock: Callable[[], datetime] = utcnow,
         parser: Callable[..., ParsedMail] = parse_mail,
         set_based: bool = True,
-        outbox: Wiring | None = None,
+        outbox: Wiring | Callable[[], Wiring] | None = None,
     ) -> None:
         self._set_based = set_based
-        self._outbox = outbox.with_mail(settings) if outbox is not None else None
-        self._staff = {key: team.addresses for key, team in outbox.teams.items()} if outbox is not None else {}
+        self._outbox_source = outbox
         self.fallbacks = 0  # batches redone mail by mail; a test holds the fast path to zero on clean mail
         self._sessions = session_factory
         self._settings = settings
@@ -156,6 +156,17 @@ class Ingestor:
     @property
     def sessions(self) -> sessionmaker[Session]:
         return self._sessions
+
+    def _outbox(self) -> Wiring | None:
+        """The outbox wiring as it is now, with this ingestor's mail settings."""
+        source = self._outbox_source
+        wiring = source() if callable(source) else source
+        return wiring.with_mail(self._settings) if wiring is not None else None
+
+    def _staff(self) -> dict[str, frozenset[str]]:
+        """Each team's addresses (the teams of the current wiring): their mail on their ticket is the staff's."""
+        wiring = self._outbox()
+        return {key: team.addresses for key, team in wiring.teams.items()} if wiring is not None else {}
 
     @property
     def max_size(self) -> int:
@@ -202,9 +213,10 @@ class Ingestor:
             from triage.outbox.queue import acknowledge_new_tickets, relay_staff_replies
 
             handle_bounces(session, [parsed for _, _, parsed in prepared], outcomes, now=self._clock())
-            if self._outbox is not None:
-                acknowledge_new_tickets(session, outcomes, now=self._clock(), wiring=self._outbox)
-                relay_staff_replies(session, outcomes, now=self._clock(), wiring=self._outbox)
+            outbox = self._outbox()
+            if outbox is not None:
+                acknowledge_new_tickets(session, outcomes, now=self._clock(), wiring=outbox)
+                relay_staff_replies(session, outcomes, now=self._clock(), wiring=outbox)
             # -- end outbox hooks
             if after is not None:
                 after(session, outcomes)
@@ -225,7 +237,7 @@ class Ingestor:
         try:
             encoded = {sha: blob for m, _, _ in prepared if m.encoded for sha, blob in m.encoded.items()}
             stored = iter(store_batch(session, good, settings=self._settings, now=self._clock(), encoded=encoded,
-                                      staff=self._staff))
+                                      staff=self._staff()))
             outcomes = []
             for mail, digest, parsed in prepared:
                 if isinstance(parsed, BaseException):
@@ -251,7 +263,7 @@ class Ingestor:
             savepoint = session.begin_nested()
             try:
                 [stored] = store_batch(session, [(mail.raw, digest, parsed, mail.source)], settings=self._settings,
-                                       now=self._clock(), encoded=mail.encoded, staff=self._staff)
+                                       now=self._clock(), encoded=mail.encoded, staff=self._staff())
                 session.flush()
                 savepoint.commit()
                 return IngestOutcome.of(stored, digest, parsed)
