@@ -287,7 +287,7 @@ def poll(ctx: Context, once: bool, accounts: tuple[str, ...], as_json: bool) -> 
 @click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
 @pass_ctx
 def tickets(ctx: Context, status: str | None, team: str | None, limit: int | None, as_json: bool) -> None:
-    """List tickets, oldest first (a merged ticket is listed as part of the one it was merged into)."""
+    """List tickets, oldest first (a ticket merged into another is not listed: its mail is on that one)."""
     from triage.desk.lists import TicketFilters, list_tickets
 
     with ctx.app() as app:

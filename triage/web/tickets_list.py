@@ -28,7 +28,7 @@ def tickets_page(request: Request) -> Response:
         return RedirectResponse(f"/tickets/{lists.ticket_row(app, actor, text).reference}", status_code=303)
     team = params.get("team") or None
     filters = lists.TicketFilters(status=params.get("status") or None, team="" if team == "none" else team,
-                                    flagged=_flagged(params.get("flagged")), text=text or None)
+                                  flagged=_flagged(params.get("flagged")), text=text or None)
     result = lists.list_tickets(app, actor, filters)
     return render(request, "tickets.html", {
         "tickets": result, "teams": {key: team.name for key, team in sorted(app.router().teams.items())},
