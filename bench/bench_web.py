@@ -15,7 +15,7 @@ response's last byte), N runs after a warm-up, against:
 - ticket (`/tickets/<ref>`): the ticket and its contact, its messages with their attachments, its
   events, and the contact's other tickets;
 - list (`/tickets?status=open&team=communications`): the open tickets of one team, newest first, with
-  their contact, as many rows as the page lists.
+  their contact and message count, as many rows as the page lists.
 
 A page that reads nothing (`@page`, an empty response) is timed too: the floor every page pays.
 Figures are the median, the 95th percentile and the best of the N runs; the ratio is page over
@@ -194,7 +194,8 @@ TICKET_SQL = (
          "WHERE t.contact_id = :contact AND t.id <> :id ORDER BY t.id DESC LIMIT 20"),
 )
 LIST_SQL = text(
-    "SELECT t.id, t.reference, t.subject, t.status, t.team, t.flag, t.updated_at, c.address FROM tickets t "
+    "SELECT t.id, t.reference, t.subject, t.status, t.team, t.flag, t.updated_at, c.address, "
+    "(SELECT count(*) FROM messages m WHERE m.ticket_id = t.id) AS messages FROM tickets t "
     "LEFT JOIN contacts c ON c.id = t.contact_id WHERE t.status = :status AND t.team = :team "
     "ORDER BY t.id DESC LIMIT :n"
 )

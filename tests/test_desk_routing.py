@@ -1,5 +1,5 @@
 """The routing service (triage.desk.routing): the queue and its filters, decisions by role, a
-decision racing another one, and the ticket list, on SQLite and PostgreSQL."""
+decision racing another one, and the ticket list (triage.desk.lists), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from classifiers import default_classifier
 from tests.conftest import make_mail
 from triage.bootstrap import App
-from triage.desk import routing
+from triage.desk import lists, routing
 from triage.desk.actors import Actor
 from triage.desk.errors import Conflict, Forbidden, Invalid, NotFound
 from triage.ingest.pipeline import IncomingMail
@@ -171,16 +171,16 @@ def test_staff_see_only_their_team(app: App, router: Router) -> None:
     routing.queue(app, LIAISON)
     routing.approve(app, LIAISON, donation)
     routing.correct(app, LIAISON, logo, "legal")
-    assert [r.reference for r in routing.list_tickets(app, FUNDRAISING_STAFF).rows] == [donation]
-    assert [r.reference for r in routing.list_tickets(app, LEGAL_STAFF).rows] == [logo]
-    assert routing.list_tickets(app, FUNDRAISING_STAFF, routing.TicketFilters(team="legal")).rows == []
+    assert [r.reference for r in lists.list_tickets(app, FUNDRAISING_STAFF).rows] == [donation]
+    assert [r.reference for r in lists.list_tickets(app, LEGAL_STAFF).rows] == [logo]
+    assert lists.list_tickets(app, FUNDRAISING_STAFF, lists.TicketFilters(team="legal")).rows == []
     assert routing.queue(app, FUNDRAISING_STAFF).items == []  # the waiting ticket is nobody's yet
     assert [i.reference for i in routing.queue(app, VIEWER).items] == [vague]
-    assert routing.ticket_row(app, FUNDRAISING_STAFF, donation).team == "fundraising"
+    assert lists.ticket_row(app, FUNDRAISING_STAFF, donation).team == "fundraising"
     for ref in (logo, vague, "T-2026-09999"):
         with pytest.raises(NotFound, match="no ticket"):
-            routing.ticket_row(app, FUNDRAISING_STAFF, ref)
-    assert routing.ticket_row(app, LIAISON, logo).team == "legal"
+            lists.ticket_row(app, FUNDRAISING_STAFF, ref)
+    assert lists.ticket_row(app, LIAISON, logo).team == "legal"
 
 
 def test_ticket_list_filters(app: App, router: Router) -> None:
@@ -192,7 +192,7 @@ def test_ticket_list_filters(app: App, router: Router) -> None:
         session.execute(update(Ticket).where(Ticket.reference == logo).values(flag="bounce"))
 
     def refs(**kw: Any) -> list[str]:
-        return [r.reference for r in routing.list_tickets(app, LIAISON, routing.TicketFilters(**kw)).rows]
+        return [r.reference for r in lists.list_tickets(app, LIAISON, lists.TicketFilters(**kw)).rows]
 
     assert refs() == [logo, vague, donation]
     assert refs(team="fundraising") == [donation] and refs(team="") == [logo, vague]

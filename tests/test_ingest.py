@@ -9,10 +9,14 @@ from sqlalchemy import func, select
 
 from tests.conftest import Clock, make_mail
 from triage.bootstrap import App
+from triage.desk.actors import cli_actor
+from triage.desk.quarantine import list_quarantine
+from triage.desk.tickets import ticket_view
 from triage.ingest.pipeline import Ingestor
-from triage.queries import list_quarantine, ticket_detail
 from triage.store.blobs import get_blob
 from triage.store.models import Blob, Contact, Event, Message, Ticket, TicketStatus
+
+LIAISON = cli_actor("test")
 
 
 def ingestor(app: App, clock: Clock) -> Ingestor:
@@ -67,11 +71,10 @@ def test_stranger_citing_reference_gets_linked_flagged_ticket(app: App, clock: C
                   subject=f"Fwd: [{first.ticket_reference}] logo")
     )
     assert leak.status == "stored" and leak.ticket_reference != first.ticket_reference
-    with app.sessions() as session:
-        detail = ticket_detail(session, leak.ticket_reference or "")
-        original = ticket_detail(session, first.ticket_reference or "")
-    assert detail["linked_ticket"] == first.ticket_reference and detail["flag"]
-    assert len(original["messages"]) == 1
+    detail = ticket_view(app, LIAISON, leak.ticket_reference or "")
+    original = ticket_view(app, LIAISON, first.ticket_reference or "")
+    assert detail.linked_ticket == first.ticket_reference and detail.flag
+    assert len(original.messages) == 1
 
 
 def test_follow_up_reopens_resolved_ticket(app: App, clock: Clock) -> None:
@@ -122,9 +125,8 @@ def test_attachment_content_stored_once(app: App, clock: Clock) -> None:
     ing = ingestor(app, clock)
     ing.ingest(with_attachment("<f1@v.example>"))
     ing.ingest(with_attachment("<f2@v.example>"))
-    with app.sessions() as session:
-        detail = ticket_detail(session, "1")
-    assert detail["messages"][0]["attachments"][0]["filename"] == "../../etc/passwd"
+    detail = ticket_view(app, LIAISON, "1")
+    assert detail.messages[0].attachments[0].filename == "../../etc/passwd"
     assert count(app, Blob) == 3  # two raw mails, one attachment
 
 
@@ -134,14 +136,13 @@ def test_not_a_mail_is_quarantined_and_the_next_mail_flows(app: App, clock: Cloc
     junk = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
     assert ing.ingest(junk, source="box#1").status == "quarantined"
     assert ing.ingest(make_mail(message_id="<g1@v.example>"), source="box#2").status == "stored"
+    rows = list_quarantine(app, LIAISON)
+    assert len(rows) == 1 and rows[0]["source"] == "box#1" and rows[0]["stage"] == "parse"
     with app.sessions() as session:
-        rows = list_quarantine(session)
-        assert len(rows) == 1 and rows[0]["source"] == "box#1" and rows[0]["stage"] == "parse"
         assert get_blob(session, rows[0]["raw_sha256"]) == junk
     results = ing.retry_quarantined()
     assert [o.status for _, o in results] == ["quarantined"]
-    with app.sessions() as session:
-        assert list_quarantine(session)[0]["attempts"] == 2
+    assert list_quarantine(app, LIAISON)[0]["attempts"] == 2
 
 
 def test_store_failure_quarantines_and_retry_releases(app: App, clock: Clock) -> None:
@@ -159,9 +160,8 @@ def test_store_failure_quarantines_and_retry_releases(app: App, clock: Clock) ->
     assert ing.ingest(make_mail(message_id="<h1@v.example>")).status == "quarantined"
     results = ing.retry_quarantined()
     assert [o.status for _, o in results] == ["stored"]
-    with app.sessions() as session:
-        assert list_quarantine(session) == []
-        assert list_quarantine(session, include_released=True)[0]["released_at"] is not None
+    assert list_quarantine(app, LIAISON) == []
+    assert list_quarantine(app, LIAISON, include_released=True)[0]["released_at"] is not None
 
 
 def test_concurrent_ingest_of_same_mail_stores_once(app: App, clock: Clock) -> None:

@@ -21,10 +21,11 @@ from sqlalchemy import select
 
 from tests.conftest import Clock, make_mail
 from triage.bootstrap import App
+from triage.desk.actors import cli_actor
+from triage.desk.quarantine import list_quarantine
 from triage.ingest import autoreplies
 from triage.ingest.parse import parse_mail
 from triage.outbox.loops import InboundFacts, RecipientFacts, may_auto_answer
-from triage.queries import list_quarantine
 from triage.store.models import Message
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -127,8 +128,8 @@ def test_far_future_date_is_stored_not_quarantined(app: App, clock: Clock) -> No
         ingest.ingest(make_mail(message_id="<after@v.example>"), source="test"),
     ]
     assert [o.status for o in outcomes] == ["stored", "stored", "stored"]
+    assert list_quarantine(app, cli_actor("test")) == []
     with app.sessions() as session:
-        assert list_quarantine(session) == []
         stored = session.scalars(select(Message).where(Message.message_id == "<far@v.example>")).one()
         assert stored.date is None and "bad-date" in stored.defects
 

@@ -9,9 +9,11 @@ from sqlalchemy import select
 
 from tests.conftest import Clock
 from triage.bootstrap import App
+from triage.desk.actors import cli_actor
+from triage.desk.lists import list_tickets
+from triage.desk.tickets import ticket_view
 from triage.ingest.pipeline import IncomingMail, Ingestor
 from triage.ingest.sources import open_source
-from triage.queries import list_tickets, ticket_detail
 from triage.store.models import Contact, Event, Message, Ticket
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample-mailbox"
@@ -25,21 +27,22 @@ def test_sample_mailbox_threads_as_documented(app: App, clock: Clock) -> None:
     ingestor = app.ingestor(clock=clock)
     outcomes = [ingestor.ingest(raw, source=label).status for label, raw in open_source(SAMPLE)]
     assert outcomes.count("stored") == 29 and outcomes.count("duplicate") == 1 and "quarantined" not in outcomes
+    liaison = cli_actor("test")
+    tickets = list_tickets(app, liaison, order="oldest", limit=None).rows
+    assert [t.reference for t in tickets] == [f"T-2026-{n:05d}" for n in range(1, 22)]
+    for number, ticket in enumerate(tickets, start=1):
+        assert ticket.messages == EXPECTED_MESSAGES.get(number, 1), ticket
+    leak = ticket_view(app, liaison, "T-2026-00020")
+    assert leak.linked_ticket == "T-2026-00005" and leak.flag
+    grant = ticket_view(app, liaison, "T-2026-00010")
+    assert [a.filename for a in grant.messages[0].attachments] == ["Звіт_мікрогрант_Q3.pdf"]
     with app.sessions() as session:
-        tickets = list_tickets(session)
-        assert [t["reference"] for t in tickets] == [f"T-2026-{n:05d}" for n in range(1, 22)]
-        for number, ticket in enumerate(tickets, start=1):
-            assert ticket["messages"] == EXPECTED_MESSAGES.get(number, 1), ticket
-        leak = ticket_detail(session, "T-2026-00020")
-        assert leak["linked_ticket"] == "T-2026-00005" and leak["flag"]
         kinds = {m.kind for m in session.scalars(select(Message))}
         assert kinds == {"normal", "autoreply", "bounce"}
         autoreply = session.scalars(select(Message).where(Message.kind == "autoreply")).one()
         assert autoreply.ticket is not None and autoreply.ticket.reference == "T-2026-00008"
         bounce = session.scalars(select(Message).where(Message.kind == "bounce")).one()
         assert bounce.ticket_id is None  # the desk's bounced reply is not in this database
-        grant = ticket_detail(session, "T-2026-00010")
-        assert [a["filename"] for a in grant["messages"][0]["attachments"]] == ["Звіт_мікрогрант_Q3.pdf"]
         listed = session.scalars(select(Message).where(Message.list_id.is_not(None))).one()
         assert listed.ticket is not None and listed.ticket.reference == "T-2026-00021"
 

@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 from triage.bootstrap import App, bootstrap
 from triage.cli import cli
 from triage.config import Settings, load_settings
+from triage.desk.actors import cli_actor
+from triage.desk.tickets import as_json, ticket_view
 from triage.outbox.queue import enqueue_reply
-from triage.queries import ticket_detail
 from triage.schedule.run import RunReport, run_reminders
 from triage.store.models import Contact, Event, Ticket, TicketStatus
 from triage.store.outbox_models import Outbox
@@ -59,8 +60,7 @@ def answer(app: App, ticket_id: int, at: datetime, *, reopen: bool = False) -> N
 
 def logged(app: App, ticket_id: int) -> list[dict[str, Any]]:
     """The ticket's event log entries for reminders, as `triage show` prints them."""
-    with app.sessions() as session:
-        events = ticket_detail(session, str(ticket_id))["events"]
+    events = as_json(ticket_view(app, cli_actor("test"), str(ticket_id)).events)
     return [e for e in events if e["action"] in ("reminded", "escalated")]
 
 

@@ -30,7 +30,6 @@ from triage.ingest.parsed import ParsedMail
 from triage.ingest.pipeline import IncomingMail
 from triage.ingest.sources import BATCH_BYTES, SourceError, batches, open_source
 from triage.logging import configure_logging
-from triage.queries import NotFound, list_tickets, list_unmatched
 from triage.routing.errors import RoutingError
 from triage.store.schema import SchemaError, current_revision, head_revision, upgrade
 from triage.terminal import echo, echo_json, echo_text, json_line
@@ -105,7 +104,7 @@ class TriageGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ConfigError, SchemaError, SourceError, NotFound, RoutingError, DeskError) as exc:
+        except (ConfigError, SchemaError, SourceError, RoutingError, DeskError) as exc:
             fail(str(exc), status=2)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
@@ -288,9 +287,13 @@ def poll(ctx: Context, once: bool, accounts: tuple[str, ...], as_json: bool) -> 
 @click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
 @pass_ctx
 def tickets(ctx: Context, status: str | None, team: str | None, limit: int | None, as_json: bool) -> None:
-    """List tickets, oldest first."""
-    with ctx.app() as app, app.reads() as session:
-        rows = list_tickets(session, status=status, team=team, limit=limit)
+    """List tickets, oldest first (a ticket merged into another is not listed: its mail is on that one)."""
+    from triage.desk.lists import TicketFilters, list_tickets
+
+    with ctx.app() as app:
+        listed = list_tickets(app, cli_actor(getpass.getuser()), TicketFilters(status=status, team=team),
+                              order="oldest", limit=limit)
+    rows = [as_json_data(row) for row in listed.rows]
     if as_json:
         echo_json(rows)
         return
@@ -348,8 +351,10 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
 @pass_ctx
 def unmatched(ctx: Context, kind: str | None, limit: int | None, as_json: bool) -> None:
     """Mail stored without a ticket: bounces and autoreplies that match none, newest first."""
-    with ctx.app() as app, app.reads() as session:
-        rows = list_unmatched(session, kind=kind, limit=limit)
+    from triage.desk.unmatched import list_unmatched
+
+    with ctx.app() as app:
+        rows = list_unmatched(app, cli_actor(getpass.getuser()), kind=kind, limit=limit)
     if as_json:
         echo_json(rows)
         return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -19,7 +20,6 @@ from triage.desk.errors import Invalid, NotFound
 from triage.desk.mail_roles import require_mail_operator, require_mail_reader
 from triage.ingest import oversize
 from triage.ingest.parse import parse_mail
-from triage.queries import list_quarantine as quarantine_rows
 from triage.store.blobs import get_blob, get_blob_head
 from triage.store.db import utcnow
 from triage.store.models import Blob, Event, Quarantine, Ticket
@@ -54,12 +54,25 @@ def headline(head: bytes) -> tuple[str | None, str | None]:
     return sender or None, parsed.subject or None
 
 
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 def list_quarantine(app: App, actor: Actor, include_released: bool = False) -> list[dict[str, Any]]:
     """Quarantined mail by id (released ones too with `include_released`), with its size, sender and
     subject where known, and whether it can be run again (a mail refused for its size cannot)."""
     require_mail_reader(actor, QUARANTINE)
+    query = select(Quarantine).order_by(Quarantine.id)
+    if not include_released:
+        query = query.where(Quarantine.released_at.is_(None))
     with app.reads() as session:
-        rows = quarantine_rows(session, include_released=include_released)
+        rows: list[dict[str, Any]] = [
+            {
+                "id": q.id, "raw_sha256": q.raw_sha256, "source": q.source, "stage": q.stage, "error": q.error,
+                "attempts": q.attempts, "created_at": _iso(q.created_at), "released_at": _iso(q.released_at),
+            }
+            for q in session.scalars(query)
+        ]
         digests = [row["raw_sha256"] for row in rows]
         sizes = {sha: size for sha, size in session.execute(select(Blob.sha256, Blob.size)
                                                             .where(Blob.sha256.in_(digests)))}

@@ -1,5 +1,5 @@
-"""The liaison's routing decisions and the lists: the queue, approve, correct, bulk approve,
-the ticket list and the routing figures. The CLI (`triage queue / approve / stats`) and the
+"""The liaison's routing decisions: the queue, approve, correct, bulk approve and the routing
+figures (the ticket list is `triage.desk.lists`). The CLI (`triage queue / approve / stats`) and the
 workbench's pages call these; the decisions themselves are `Router`'s (triage.routing.desk).
 
 A decision on a ticket that someone else decided a moment ago is refused with a Conflict that
@@ -9,16 +9,15 @@ locks the row and sets the team only where none is set, inside the decision's tr
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from triage.desk.actors import Actor, require_router, require_visible, visible
+from triage.desk.actors import Actor, require_router, visible
 from triage.desk.errors import Invalid
 from triage.schedule.policy import Policies, Policy
 from triage.store.db import utcnow
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 ORDERS = ("newest", "oldest")
 EXCERPT_CHARS = 600
 LIST_LIMIT = 100
-_REFERENCE = re.compile(r"T-\d{4}-\d{3,}", re.IGNORECASE)
 
 
 # -- filters and saved views ----------------------------------------------------------------
@@ -79,7 +77,7 @@ def saved_view(name: str, actor: Actor) -> QueueFilters:
     raise Invalid(f"no saved view {name!r}", f"saved views: {', '.join(VIEWS)}")
 
 
-def _check_status(status: str | None) -> TicketStatus | None:
+def check_status(status: str | None) -> TicketStatus | None:
     if status is None:
         return None
     try:
@@ -88,7 +86,7 @@ def _check_status(status: str | None) -> TicketStatus | None:
         raise Invalid(f"unknown status {status!r}", f"statuses: {', '.join(s.value for s in TicketStatus)}") from None
 
 
-def _check_order(order: str) -> None:
+def check_order(order: str) -> None:
     if order not in ORDERS:
         raise Invalid(f"unknown order {order!r}", "order by newest or oldest")
 
@@ -196,8 +194,8 @@ def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order:
     from triage.schedule.run import answered_by_a_person
 
     filters = filters or QueueFilters()
-    _check_order(order)
-    status = _check_status(filters.status)
+    check_order(order)
+    status = check_status(filters.status)
     now = now or utcnow()
     router = app.router()
     router.suggest_pending()
@@ -289,86 +287,6 @@ def stats(app: App, actor: Actor, *, now: datetime | None = None) -> dict[str, A
     return figures
 
 
-# -- the ticket list ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TicketFilters:
-    status: str | None = None
-    team: str | None = None
-    flagged: bool | None = None
-    text: str | None = None  # in the subject, or a ticket's reference
-
-    def query(self) -> dict[str, str]:
-        return as_query(self)
-
-
-@dataclass(frozen=True)
-class TicketRow:
-    reference: str
-    subject: str | None
-    status: str
-    team: str | None
-    flag: str | None
-    contact: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class TicketList:
-    rows: list[TicketRow]
-    total: int
-    filters: TicketFilters
-
-
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def _ticket_rows(query: Any) -> Any:
-    return query.outerjoin(Contact, Contact.id == Ticket.contact_id)
-
-
-def _row(ticket: Ticket, address: str | None) -> TicketRow:
-    return TicketRow(ticket.reference, ticket.subject, ticket.status.value, ticket.team, ticket.flag, address,
-                     ticket.created_at, ticket.updated_at)
-
-
-def list_tickets(app: App, actor: Actor, filters: TicketFilters | None = None, *,
-                 limit: int = LIST_LIMIT) -> TicketList:
-    """The tickets `actor` may see, newest first, narrowed by status, team, flag and subject text."""
-    filters = filters or TicketFilters()
-    status = _check_status(filters.status)
-    query = visible(_ticket_rows(select(Ticket, Contact.address)), actor).where(Ticket.merged_into_id.is_(None))
-    if status is not None:
-        query = query.where(Ticket.status == status)
-    if filters.team is not None:
-        query = query.where(Ticket.team == filters.team if filters.team else Ticket.team.is_(None))
-    if filters.flagged is not None:
-        query = query.where(Ticket.flag.is_not(None) if filters.flagged else Ticket.flag.is_(None))
-    text = (filters.text or "").strip()
-    if text:
-        by_reference = Ticket.reference == text.upper() if _REFERENCE.fullmatch(text) else false()
-        query = query.where(or_(Ticket.subject.ilike(_like(text), escape="\\"), by_reference))
-    with app.reads() as session:
-        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-        rows = [_row(t, a) for t, a in session.execute(query.order_by(Ticket.id.desc()).limit(limit))]
-    return TicketList(rows, int(total), filters)
-
-
-def ticket_row(app: App, actor: Actor, reference: str) -> TicketRow:
-    """One ticket's list row; a ticket of another team is NotFound, like a missing one."""
-    with app.reads() as session:
-        found = session.execute(_ticket_rows(select(Ticket, Contact.address))
-                                .where(Ticket.reference == reference.strip().upper())).one_or_none()
-        ticket = require_visible(found[0] if found else None, actor, reference)
-        return _row(ticket, found[1] if found else None)
-
-
-def is_reference(text: str) -> bool:
-    return bool(_REFERENCE.fullmatch(text.strip()))
-
-
-__all__ = ["ORDERS", "VIEWS", "VIEW_TITLES", "Queue", "QueueFilters", "QueueItem", "TicketFilters", "TicketList",
-           "TicketRow", "approve", "approve_confident", "correct", "evidence_words", "is_reference", "list_tickets",
-           "overdue_cutoff", "queue", "saved_view", "stats", "ticket_row"]
+__all__ = ["LIST_LIMIT", "ORDERS", "VIEWS", "VIEW_TITLES", "Queue", "QueueFilters", "QueueItem", "approve",
+           "approve_confident", "as_query", "check_order", "check_status", "correct", "evidence_words",
+           "overdue_cutoff", "queue", "saved_view", "stats"]
