@@ -148,6 +148,12 @@ class Queue:
     filters: QueueFilters
     order: str
     teams: dict[str, str]  # key -> name, for the team picker
+    page: int = 1
+    limit: int = LIST_LIMIT
+
+    @property
+    def has_more(self) -> bool:
+        return self.page * self.limit < self.total
 
 
 def evidence_words(evidence: Sequence[Any]) -> list[str]:
@@ -188,25 +194,13 @@ def _first_text(session: Session, ticket_ids: list[int]) -> dict[int, str]:
     return {tid: excerpt(new or body or "") for tid, new, body in rows if tid is not None}
 
 
-def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order: str = "oldest",
-          limit: int = LIST_LIMIT, now: datetime | None = None) -> Queue:
-    """Tickets awaiting a routing decision, with the latest suggestion, its evidence, the first
-    mail's text and whether the first response is overdue. Suggestions for mail that arrived
-    since the routing runner last ran are made first, so no waiting ticket lacks one."""
-    from triage.schedule.run import answered_by_a_person
-
-    filters = filters or QueueFilters()
-    _check_order(order)
-    status = _check_status(filters.status)
-    now = now or utcnow()
-    router = app.router()
-    router.suggest_pending()
-    policy = Policies(app.settings.reminders).default  # a waiting ticket has no team, so no team's policy
-    cutoff = overdue_cutoff(policy, now)
-    answered = answered_by_a_person()
-    overdue = and_(Ticket.created_at <= cutoff, ~answered)
+def _waiting(actor: Actor, filters: QueueFilters, status: TicketStatus | None, overdue: Any) -> Any:
+    """The statement of the waiting tickets `filters` select, with their latest suggestion and contact."""
     query = (
-        select(Ticket, Suggestion, Contact.address, Contact.language, answered.label("answered"))
+        select(Ticket.id, Ticket.reference, Ticket.subject, Ticket.status, Ticket.flag, Ticket.created_at,
+               Suggestion.id.label("suggestion_id"), Suggestion.team.label("suggested_team"), Suggestion.confidence,
+               Suggestion.ranked, Suggestion.evidence, Suggestion.model_version,
+               Contact.address, Contact.language)
         .outerjoin(Suggestion, Suggestion.id == _latest_suggestion())
         .outerjoin(Contact, Contact.id == Ticket.contact_id)
         .where(Ticket.team.is_(None), Ticket.status != TicketStatus.resolved, Ticket.merged_into_id.is_(None))
@@ -225,27 +219,56 @@ def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order:
     if filters.suggested is not None:
         query = query.where(Suggestion.team.is_not(None) if filters.suggested
                             else or_(Suggestion.id.is_(None), Suggestion.team.is_(None)))
+    return query
+
+
+def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order: str = "oldest",
+          limit: int = LIST_LIMIT, page: int = 1, now: datetime | None = None) -> Queue:
+    """Tickets awaiting a routing decision, `limit` a page (`page` counts from 1), with the latest
+    suggestion, its evidence, the first mail's text and whether the first response is overdue.
+    Suggestions for mail that arrived since the routing runner last ran are made first, so no
+    waiting ticket lacks one (none to make costs one indexed read)."""
+    from triage.schedule.run import answered_by_a_person
+
+    filters = filters or QueueFilters()
+    _check_order(order)
+    status = _check_status(filters.status)
+    if page < 1:
+        raise Invalid(f"no page {page}", "pages count from 1")
+    now = now or utcnow()
+    router = app.router()
+    router.suggest_pending()
+    policy = Policies(app.settings.reminders).default  # a waiting ticket has no team, so no team's policy
+    answered = answered_by_a_person()
+    overdue = and_(Ticket.created_at <= overdue_cutoff(policy, now), ~answered)
+    query = _waiting(actor, filters, status, overdue).add_columns(answered.label("answered"))
+    offset = (page - 1) * limit
     with app.reads() as session:
-        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+        # Plain rows, not ORM objects: building 200 instances per page cost as much as the SQL.
         rows = list(session.execute(
-            query.order_by(Ticket.id.desc() if order == "newest" else Ticket.id).limit(limit)))
-        texts = _first_text(session, [ticket.id for ticket, *_ in rows])
-        items = []
-        for ticket, suggestion, address, language, was_answered in rows:
-            due = policy.calendar.add(ticket.created_at, policy.first_response_hours)
-            evidence = list(suggestion.evidence) if suggestion else []
-            items.append(QueueItem(
-                reference=ticket.reference, subject=ticket.subject, status=ticket.status.value, flag=ticket.flag,
-                contact=address, language=language, created_at=ticket.created_at, due_at=due,
-                overdue=not was_answered and due <= now,
-                suggested_team=suggestion.team if suggestion else None,
-                confidence=round(suggestion.confidence, 3) if suggestion else None,
-                ranked=list(suggestion.ranked[:3]) if suggestion else [], evidence=evidence,
-                model_version=suggestion.model_version if suggestion else None,
-                excerpt=texts.get(ticket.id, ""), evidence_words=evidence_words(evidence),
-            ))
+            query.order_by(Ticket.id.desc() if order == "newest" else Ticket.id).offset(offset).limit(limit)))
+        if len(rows) < limit and (rows or page == 1):
+            total = offset + len(rows)  # the last page: no count needed
+        else:
+            total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+        texts = _first_text(session, [row.id for row in rows])
+    items = []
+    for row in rows:
+        due = policy.calendar.add(row.created_at, policy.first_response_hours)
+        suggested = row.suggestion_id is not None
+        evidence = list(row.evidence) if suggested else []
+        items.append(QueueItem(
+            reference=row.reference, subject=row.subject, status=TicketStatus(row.status).value, flag=row.flag,
+            contact=row.address, language=row.language, created_at=row.created_at, due_at=due,
+            overdue=not row.answered and due <= now,
+            suggested_team=row.suggested_team if suggested else None,
+            confidence=round(row.confidence, 3) if suggested else None,
+            ranked=list(row.ranked[:3]) if suggested else [], evidence=evidence,
+            model_version=row.model_version if suggested else None,
+            excerpt=texts.get(row.id, ""), evidence_words=evidence_words(evidence),
+        ))
     teams = {key: team.name for key, team in sorted(router.teams.items())}
-    return Queue(items, int(total), filters, order, teams)
+    return Queue(items, int(total), filters, order, teams, page=page, limit=limit)
 
 
 # -- decisions ------------------------------------------------------------------------------
