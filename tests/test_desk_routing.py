@@ -149,6 +149,32 @@ def test_approve_correct_and_bulk_log_the_user(app: App, router: Router) -> None
     assert routing.queue(app, LIAISON).items == []
 
 
+def test_bulk_approval_keeps_to_the_filters(app: App, router: Router) -> None:
+    """With filters, bulk approval approves only the suggestions those filters select."""
+    donation, logo = ingest(app, DONATION, LOGO)
+    with app.sessions.begin() as session:
+        session.execute(update(Contact).where(Contact.address == "lo@v.example").values(language="de"))
+    done = routing.approve_confident(app, LIAISON, 0.0, filters=routing.QueueFilters(language="de"))
+    assert [d["reference"] for d in done] == [logo]
+    assert routing.approve_confident(app, LIAISON, 0.0, filters=routing.QueueFilters(flagged=True)) == []
+    assert [i.reference for i in routing.queue(app, LIAISON).items] == [donation]
+
+
+def test_queue_pages(app: App, router: Router) -> None:
+    """`limit` rows a page: the total counts every page, `has_more` says whether one follows."""
+    donation, vague, logo = ingest(app, DONATION, VAGUE, LOGO)
+    first = routing.queue(app, LIAISON, limit=2)
+    assert [i.reference for i in first.items] == [donation, vague] and first.total == 3 and first.has_more
+    second = routing.queue(app, LIAISON, limit=2, page=2)
+    assert [i.reference for i in second.items] == [logo] and second.total == 3 and not second.has_more
+    beyond = routing.queue(app, LIAISON, limit=2, page=3)
+    assert beyond.items == [] and beyond.total == 3 and not beyond.has_more
+    exact = routing.queue(app, LIAISON, limit=3)
+    assert exact.total == 3 and not exact.has_more
+    with pytest.raises(Invalid):
+        routing.queue(app, LIAISON, page=0)
+
+
 def test_only_the_liaison_decides(app: App, router: Router) -> None:
     """A viewer and staff are Forbidden to approve, correct or bulk-approve; nothing is routed."""
     donation, = ingest(app, DONATION)

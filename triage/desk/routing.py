@@ -194,6 +194,14 @@ def _first_text(session: Session, ticket_ids: list[int]) -> dict[int, str]:
     return {tid: excerpt(new or body or "") for tid, new, body in rows if tid is not None}
 
 
+def _unanswered_and_overdue(policy: Policy, now: datetime) -> tuple[Any, Any]:
+    """(answered by a person, overdue): SQL conditions on a waiting ticket."""
+    from triage.schedule.run import answered_by_a_person
+
+    answered = answered_by_a_person()
+    return answered, and_(Ticket.created_at <= overdue_cutoff(policy, now), ~answered)
+
+
 def _waiting(actor: Actor, filters: QueueFilters, status: TicketStatus | None, overdue: Any) -> Any:
     """The statement of the waiting tickets `filters` select, with their latest suggestion and contact."""
     query = (
@@ -228,8 +236,6 @@ def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order:
     suggestion, its evidence, the first mail's text and whether the first response is overdue.
     Suggestions for mail that arrived since the routing runner last ran are made first, so no
     waiting ticket lacks one (none to make costs one indexed read)."""
-    from triage.schedule.run import answered_by_a_person
-
     filters = filters or QueueFilters()
     _check_order(order)
     status = _check_status(filters.status)
@@ -239,8 +245,7 @@ def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order:
     router = app.router()
     router.suggest_pending()
     policy = Policies(app.settings.reminders).default  # a waiting ticket has no team, so no team's policy
-    answered = answered_by_a_person()
-    overdue = and_(Ticket.created_at <= overdue_cutoff(policy, now), ~answered)
+    answered, overdue = _unanswered_and_overdue(policy, now)
     query = _waiting(actor, filters, status, overdue).add_columns(answered.label("answered"))
     offset = (page - 1) * limit
     with app.reads() as session:
@@ -287,15 +292,25 @@ def correct(app: App, actor: Actor, reference: str, team: str) -> dict[str, Any]
     return app.router().approve(reference, actor=actor.label, team=team)
 
 
-def approve_confident(app: App, actor: Actor, min_confidence: float) -> list[dict[str, Any]]:
-    """Approve every waiting suggestion that names a team at or above `min_confidence`. One that
+def approve_confident(app: App, actor: Actor, min_confidence: float, *,
+                      filters: QueueFilters | None = None) -> list[dict[str, Any]]:
+    """Approve every waiting suggestion that names a team at or above `min_confidence`, among the
+    tickets `filters` select (all of their pages; every waiting ticket without filters). One that
     fails stays waiting (its result has `error`); the others are approved all the same."""
     require_router(actor)
     if not 0 <= min_confidence <= 1:
         raise Invalid(f"confidence {min_confidence:g} is not between 0 and 1", "give a number such as 0.9")
     router = app.router()
     router.suggest_pending()
-    return router.approve_confident(min_confidence, actor=actor.label)
+    among = None
+    if filters is not None and filters.query():
+        status = _check_status(filters.status)
+        _, overdue = _unanswered_and_overdue(Policies(app.settings.reminders).default, utcnow())
+        with app.reads() as session:
+            among = set(session.scalars(
+                _waiting(actor, filters, status, overdue).with_only_columns(Ticket.reference)
+                .where(Suggestion.team.is_not(None), Suggestion.confidence >= min_confidence)))
+    return router.approve_confident(min_confidence, actor=actor.label, among=among)
 
 
 def stats(app: App, actor: Actor, *, now: datetime | None = None) -> dict[str, Any]:
