@@ -204,7 +204,7 @@ def _unanswered_and_overdue(policy: Policy, now: datetime) -> tuple[Any, Any]:
 
 def _waiting(actor: Actor, filters: QueueFilters, status: TicketStatus | None, overdue: Any) -> Any:
     """The statement of the waiting tickets `filters` select, with their latest suggestion and contact."""
-    query = (
+    query: Any = (
         select(Ticket.id, Ticket.reference, Ticket.subject, Ticket.status, Ticket.flag, Ticket.created_at,
                Suggestion.id.label("suggestion_id"), Suggestion.team.label("suggested_team"), Suggestion.confidence,
                Suggestion.ranked, Suggestion.evidence, Suggestion.model_version,
