@@ -64,8 +64,10 @@ def router(app: App, model_dir: Path) -> Router:
 
 
 def ingest(app: App, *mails: dict[str, str], date: datetime | None = None) -> list[str]:
+    """Store the mails and suggest teams for them, as the worker's routing runner does."""
     outcomes = app.ingestor().ingest_many(
         [IncomingMail(make_mail(**m, date=date), source="test") for m in mails])  # type: ignore[arg-type]
+    app.router().suggest_pending()
     return [o.ticket_reference or "" for o in outcomes]
 
 
@@ -132,7 +134,6 @@ def test_overdue_cutoff_is_the_last_arrival_already_due() -> None:
 def test_approve_correct_and_bulk_log_the_user(app: App, router: Router) -> None:
     """The liaison approves, corrects and bulk-approves; each decision names the user in the log."""
     donation, vague, logo = ingest(app, DONATION, VAGUE, LOGO)
-    routing.queue(app, LIAISON)  # suggests
     assert routing.approve(app, LIAISON, donation)["team"] == "fundraising"
     corrected = routing.correct(app, LIAISON, vague, "technology")
     assert corrected["agreed"] is False
@@ -178,7 +179,6 @@ def test_queue_pages(app: App, router: Router) -> None:
 def test_only_the_liaison_decides(app: App, router: Router) -> None:
     """A viewer and staff are Forbidden to approve, correct or bulk-approve; nothing is routed."""
     donation, = ingest(app, DONATION)
-    routing.queue(app, LIAISON)
     for actor in (VIEWER, FUNDRAISING_STAFF):
         with pytest.raises(Forbidden):
             routing.approve(app, actor, donation)
@@ -194,7 +194,6 @@ def test_staff_see_only_their_team(app: App, router: Router) -> None:
     """Staff list only their team's tickets, see nothing unrouted in the queue, and another team's
     ticket is NotFound, exactly like a missing one."""
     donation, vague, logo = ingest(app, DONATION, VAGUE, LOGO)
-    routing.queue(app, LIAISON)
     routing.approve(app, LIAISON, donation)
     routing.correct(app, LIAISON, logo, "legal")
     assert [r.reference for r in routing.list_tickets(app, FUNDRAISING_STAFF).rows] == [donation]
@@ -212,7 +211,6 @@ def test_staff_see_only_their_team(app: App, router: Router) -> None:
 def test_ticket_list_filters(app: App, router: Router) -> None:
     """Status, team (empty: unrouted), flagged and subject text, newest first; a reference matches too."""
     donation, vague, logo = ingest(app, DONATION, VAGUE, LOGO)
-    routing.queue(app, LIAISON)
     routing.approve(app, LIAISON, donation)
     with app.sessions.begin() as session:
         session.execute(update(Ticket).where(Ticket.reference == logo).values(flag="bounce"))
@@ -240,7 +238,6 @@ def test_a_decision_racing_another_is_refused_not_applied_twice(app: App, model_
 
     use_router(app, model_dir, on_routed=slow_handoff)
     donation, = ingest(app, DONATION)
-    routing.queue(app, LIAISON)
     results: dict[str, Any] = {}
 
     def decide(name: str, actor: Actor, team: str | None) -> None:

@@ -193,6 +193,7 @@ def test_new_mail_appears_in_the_open_queue(app: App, router: Router, page: Any,
     page.evaluate("window.sameDocument = true")
     app.ingestor().ingest_many([IncomingMail(make_mail(subject="Press interview next week",
                                                        message_id="<live@v.example>"), source="test")])
+    router.suggest_pending()  # the worker's routing runner, a few seconds later
     page.locator("table.queue", has_text="Press interview next week").wait_for(timeout=8000)
     assert page.locator("[data-count]").inner_text() == "2"
     assert page.evaluate("window.sameDocument") is True

@@ -234,8 +234,9 @@ def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order:
           limit: int = LIST_LIMIT, page: int = 1, now: datetime | None = None) -> Queue:
     """Tickets awaiting a routing decision, `limit` a page (`page` counts from 1), with the latest
     suggestion, its evidence, the first mail's text and whether the first response is overdue.
-    Suggestions for mail that arrived since the routing runner last ran are made first, so no
-    waiting ticket lacks one (none to make costs one indexed read)."""
+    Only reads: suggesting is the routing runner's job (the worker's, and `triage demo`'s), and
+    `triage ingest` and `poll --once` suggest as they store; a ticket newer than the runner's
+    last pass shows "no suggestion" until the next one, a few seconds later."""
     filters = filters or QueueFilters()
     _check_order(order)
     status = _check_status(filters.status)
@@ -243,7 +244,6 @@ def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order:
         raise Invalid(f"no page {page}", "pages count from 1")
     now = now or utcnow()
     router = app.router()
-    router.suggest_pending()
     policy = Policies(app.settings.reminders).default  # a waiting ticket has no team, so no team's policy
     answered, overdue = _unanswered_and_overdue(policy, now)
     query = _waiting(actor, filters, status, overdue).add_columns(answered.label("answered"))
