@@ -22,7 +22,7 @@ from triage.ingest.pipeline import IncomingMail
 from triage.routing.desk import Router, load_teams
 from triage.routing.training_data import load_examples
 from triage.schedule.policy import Policies
-from triage.store.models import Contact, Decision, Event, Ticket
+from triage.store.models import Contact, Decision, Event, Suggestion, Ticket
 from triage.store.web_models import Role
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -148,6 +148,16 @@ def test_approve_correct_and_bulk_log_the_user(app: App, router: Router) -> None
         routed = session.scalars(select(Event.actor).where(Event.action == "routed")).all()
     assert actors == {"liaison:ana"} and len(routed) == 3
     assert routing.queue(app, LIAISON).items == []
+
+
+def test_the_queue_only_reads(app: App, router: Router) -> None:
+    """Loading the queue makes no suggestion (the routing runner does): new mail waits unsuggested."""
+    app.ingestor().ingest_many([IncomingMail(make_mail(**DONATION), source="test")])  # type: ignore[arg-type]
+    assert routing.queue(app, LIAISON).items[0].suggested_team is None
+    with app.reads() as session:
+        assert session.scalars(select(Suggestion)).all() == []
+    router.suggest_pending()
+    assert routing.queue(app, LIAISON).items[0].suggested_team == "fundraising"
 
 
 def test_bulk_approval_keeps_to_the_filters(app: App, router: Router) -> None:
