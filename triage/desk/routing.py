@@ -276,6 +276,15 @@ def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order:
     return Queue(items, int(total), filters, order, teams, page=page, limit=limit)
 
 
+def suggest_new(app: App) -> int:
+    """Suggest teams for every waiting ticket the current model has not seen (the routing runner's
+    pass, to the end): `triage queue` runs it first, being a one-off without a worker behind it."""
+    router, made = app.router(), 0
+    while done := router.suggest_pending():
+        made += done
+    return made
+
+
 # -- decisions ------------------------------------------------------------------------------
 
 def approve(app: App, actor: Actor, reference: str) -> dict[str, Any]:
@@ -409,4 +418,4 @@ def is_reference(text: str) -> bool:
 
 __all__ = ["ORDERS", "VIEWS", "VIEW_TITLES", "Queue", "QueueFilters", "QueueItem", "TicketFilters", "TicketList",
            "TicketRow", "approve", "approve_confident", "correct", "evidence_words", "is_reference", "list_tickets",
-           "overdue_cutoff", "queue", "saved_view", "stats", "ticket_row"]
+           "overdue_cutoff", "queue", "saved_view", "stats", "suggest_new", "ticket_row"]
