@@ -22,7 +22,7 @@ from triage.ingest.pipeline import IncomingMail
 from triage.routing.desk import Router, load_teams
 from triage.routing.training_data import load_examples
 from triage.schedule.policy import Policies
-from triage.store.models import Contact, Decision, Event, Ticket
+from triage.store.models import Contact, Decision, Event, Suggestion, Ticket
 from triage.store.web_models import Role
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -64,8 +64,10 @@ def router(app: App, model_dir: Path) -> Router:
 
 
 def ingest(app: App, *mails: dict[str, str], date: datetime | None = None) -> list[str]:
+    """Store the mails and suggest teams for them, as the worker's routing runner does."""
     outcomes = app.ingestor().ingest_many(
         [IncomingMail(make_mail(**m, date=date), source="test") for m in mails])  # type: ignore[arg-type]
+    app.router().suggest_pending()
     return [o.ticket_reference or "" for o in outcomes]
 
 
@@ -132,7 +134,6 @@ def test_overdue_cutoff_is_the_last_arrival_already_due() -> None:
 def test_approve_correct_and_bulk_log_the_user(app: App, router: Router) -> None:
     """The liaison approves, corrects and bulk-approves; each decision names the user in the log."""
     donation, vague, logo = ingest(app, DONATION, VAGUE, LOGO)
-    routing.queue(app, LIAISON)  # suggests
     assert routing.approve(app, LIAISON, donation)["team"] == "fundraising"
     corrected = routing.correct(app, LIAISON, vague, "technology")
     assert corrected["agreed"] is False
@@ -149,10 +150,45 @@ def test_approve_correct_and_bulk_log_the_user(app: App, router: Router) -> None
     assert routing.queue(app, LIAISON).items == []
 
 
+def test_the_queue_only_reads(app: App, router: Router) -> None:
+    """Loading the queue makes no suggestion (the routing runner does): new mail waits unsuggested."""
+    app.ingestor().ingest_many([IncomingMail(make_mail(**DONATION), source="test")])  # type: ignore[arg-type]
+    assert routing.queue(app, LIAISON).items[0].suggested_team is None
+    with app.reads() as session:
+        assert session.scalars(select(Suggestion)).all() == []
+    router.suggest_pending()
+    assert routing.queue(app, LIAISON).items[0].suggested_team == "fundraising"
+
+
+def test_bulk_approval_keeps_to_the_filters(app: App, router: Router) -> None:
+    """With filters, bulk approval approves only the suggestions those filters select."""
+    donation, logo = ingest(app, DONATION, LOGO)
+    with app.sessions.begin() as session:
+        session.execute(update(Contact).where(Contact.address == "lo@v.example").values(language="de"))
+    done = routing.approve_confident(app, LIAISON, 0.0, filters=routing.QueueFilters(language="de"))
+    assert [d["reference"] for d in done] == [logo]
+    assert routing.approve_confident(app, LIAISON, 0.0, filters=routing.QueueFilters(flagged=True)) == []
+    assert [i.reference for i in routing.queue(app, LIAISON).items] == [donation]
+
+
+def test_queue_pages(app: App, router: Router) -> None:
+    """`limit` rows a page: the total counts every page, `has_more` says whether one follows."""
+    donation, vague, logo = ingest(app, DONATION, VAGUE, LOGO)
+    first = routing.queue(app, LIAISON, limit=2)
+    assert [i.reference for i in first.items] == [donation, vague] and first.total == 3 and first.has_more
+    second = routing.queue(app, LIAISON, limit=2, page=2)
+    assert [i.reference for i in second.items] == [logo] and second.total == 3 and not second.has_more
+    beyond = routing.queue(app, LIAISON, limit=2, page=3)
+    assert beyond.items == [] and beyond.total == 3 and not beyond.has_more
+    exact = routing.queue(app, LIAISON, limit=3)
+    assert exact.total == 3 and not exact.has_more
+    with pytest.raises(Invalid):
+        routing.queue(app, LIAISON, page=0)
+
+
 def test_only_the_liaison_decides(app: App, router: Router) -> None:
     """A viewer and staff are Forbidden to approve, correct or bulk-approve; nothing is routed."""
     donation, = ingest(app, DONATION)
-    routing.queue(app, LIAISON)
     for actor in (VIEWER, FUNDRAISING_STAFF):
         with pytest.raises(Forbidden):
             routing.approve(app, actor, donation)
@@ -168,7 +204,6 @@ def test_staff_see_only_their_team(app: App, router: Router) -> None:
     """Staff list only their team's tickets, see nothing unrouted in the queue, and another team's
     ticket is NotFound, exactly like a missing one."""
     donation, vague, logo = ingest(app, DONATION, VAGUE, LOGO)
-    routing.queue(app, LIAISON)
     routing.approve(app, LIAISON, donation)
     routing.correct(app, LIAISON, logo, "legal")
     assert [r.reference for r in lists.list_tickets(app, FUNDRAISING_STAFF).rows] == [donation]
@@ -186,7 +221,6 @@ def test_staff_see_only_their_team(app: App, router: Router) -> None:
 def test_ticket_list_filters(app: App, router: Router) -> None:
     """Status, team (empty: unrouted), flagged and subject text, newest first; a reference matches too."""
     donation, vague, logo = ingest(app, DONATION, VAGUE, LOGO)
-    routing.queue(app, LIAISON)
     routing.approve(app, LIAISON, donation)
     with app.sessions.begin() as session:
         session.execute(update(Ticket).where(Ticket.reference == logo).values(flag="bounce"))
@@ -214,7 +248,6 @@ def test_a_decision_racing_another_is_refused_not_applied_twice(app: App, model_
 
     use_router(app, model_dir, on_routed=slow_handoff)
     donation, = ingest(app, DONATION)
-    routing.queue(app, LIAISON)
     results: dict[str, Any] = {}
 
     def decide(name: str, actor: Actor, team: str | None) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from tests.workbench import PASSWORD, Account
 from triage.bootstrap import App
-from triage.desk.accounts import add_user, disable_user, log_in
+from triage.desk.accounts import add_user, disable_user, log_in, session_for
 from triage.desk.errors import Invalid, Throttled
 from triage.store.web_models import User, WebSession
 from triage.web.app import SESSION_COOKIE, create_app
@@ -140,3 +142,32 @@ def test_accounts_are_checked(app: App) -> None:
     with app.reads() as session:
         user = session.query(User).one()
     assert user.password_hash.startswith("$argon2") and PASSWORD not in user.password_hash
+
+
+def test_a_session_slides_once_a_minute_and_ends_when_expired(app: App) -> None:
+    """Within a minute of the last write a lookup changes nothing; after it the expiry slides; an
+    expired session is deleted and a disabled user's session is refused."""
+    add_user(app, "ada", "liaison", PASSWORD)
+    opened = log_in(app, "ada", PASSWORD, client="test")
+    start = opened.expires_at - timedelta(hours=app.settings.web.session_hours)
+
+    def stored() -> tuple[object, object]:
+        with app.reads() as session:
+            row = session.execute(select(WebSession.last_seen_at, WebSession.expires_at)).one()
+            return row[0], row[1]
+
+    before = stored()
+    login = session_for(app, opened.token, now=start + timedelta(seconds=30))
+    assert login is not None and login.actor.name == "ada" and login.csrf_token == opened.csrf_token
+    assert stored() == before
+    later = start + timedelta(minutes=5)
+    assert session_for(app, opened.token, now=later) is not None
+    assert stored() == (later, later + timedelta(hours=app.settings.web.session_hours))
+    assert session_for(app, "not-a-token", now=later) is None
+    assert session_for(app, opened.token, now=later + timedelta(hours=app.settings.web.session_hours + 1)) is None
+    with app.reads() as session:
+        assert session.scalars(select(WebSession)).all() == []
+    again = log_in(app, "ada", PASSWORD, client="test")
+    with app.sessions.begin() as session:
+        session.execute(User.__table__.update().values(disabled=True))
+    assert session_for(app, again.token) is None

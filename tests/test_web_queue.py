@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from sqlalchemy import select
@@ -22,6 +23,7 @@ from triage.desk import routing
 from triage.ingest.pipeline import IncomingMail
 from triage.routing.desk import Router
 from triage.store.models import Decision, Ticket
+from triage.web import queue as queue_pages
 from triage.web.app import create_app
 from triage.web.queue import highlight
 
@@ -94,6 +96,27 @@ def test_viewer_cannot_decide_and_staff_cannot_reach_other_teams(app: App, clien
     mine = client.get(f"/tickets?q={donation}", follow_redirects=False)
     assert mine.status_code == 303 and mine.headers["location"] == f"/tickets/{donation}"
     assert donation in client.get("/tickets?status=open").text
+
+
+def test_bulk_form_posts_the_filters_and_the_queue_pages(app: App, client: TestClient,
+                                                        make_account: Callable[..., Account]) -> None:
+    """The bulk form carries the page's filters (only those tickets are approved, and a plain post
+    comes back to them); past a page of rows, a "more" link leads to the next page."""
+    donation, logo = ingest(app, DONATION, LOGO)
+    _login(client, make_account().name)
+    page = client.get("/queue?team=legal")
+    assert 'action="/queue/approve-confident?team=legal&amp;order=oldest"' in page.text
+    done = client.post("/queue/approve-confident?team=legal&order=oldest",
+                       data={"csrf_token": _csrf(page.text), "min_confidence": "0"}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/queue?team=legal&order=oldest"
+    assert team_of(app, logo) == "legal" and team_of(app, donation) is None
+    ingest(app, LOGO, VAGUE)
+    with patch.object(queue_pages, "PAGE_ROWS", 1):
+        first = client.get("/queue").text
+        assert "Showing 1–1 of 3." in first and 'href="/queue?order=oldest&amp;page=2" rel="next">more' in first
+        second = client.get("/queue?page=2").text
+        assert "Showing 2–2 of 3." in second and 'rel="prev"' in second and 'page=3" rel="next"' in second
+    assert client.get("/queue?page=x").status_code == 400
 
 
 def test_a_decision_someone_made_first_is_refused_with_who(app: App, client: TestClient,
@@ -170,6 +193,7 @@ def test_new_mail_appears_in_the_open_queue(app: App, router: Router, page: Any,
     page.evaluate("window.sameDocument = true")
     app.ingestor().ingest_many([IncomingMail(make_mail(subject="Press interview next week",
                                                        message_id="<live@v.example>"), source="test")])
+    router.suggest_pending()  # the worker's routing runner, a few seconds later
     page.locator("table.queue", has_text="Press interview next week").wait_for(timeout=8000)
     assert page.locator("[data-count]").inner_text() == "2"
     assert page.evaluate("window.sameDocument") is True

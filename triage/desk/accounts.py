@@ -153,26 +153,32 @@ def _password_matches(user: User | None, password: str) -> bool:
 
 
 def session_for(app: App, token: str, *, now: datetime | None = None) -> Login | None:
-    """The open session for a cookie's token, sliding its expiry; None if unknown, expired or disabled."""
+    """The open session for a cookie's token, sliding its expiry; None if unknown, expired or disabled.
+
+    Most requests only read: the expiry slides (a write) at most once a minute, and an expired or
+    disabled session is deleted, each in a transaction of its own."""
     if not token:
         return None
     now = now or utcnow()
-    with app.sessions.begin() as session:
+    digest = _digest(token)
+    with app.reads() as session:
         row = session.execute(
-            select(WebSession, User).join(User, User.id == WebSession.user_id)
-            .where(WebSession.token_hash == _digest(token))
+            select(WebSession.id, WebSession.csrf_token, WebSession.expires_at, WebSession.last_seen_at, User)
+            .join(User, User.id == WebSession.user_id).where(WebSession.token_hash == digest)
         ).one_or_none()
         if row is None:
             return None
-        web_session, user = row
-        if web_session.expires_at <= now or user.disabled:
-            session.delete(web_session)
-            return None
-        expires = now + timedelta(hours=app.settings.web.session_hours)
-        if (now - web_session.last_seen_at).total_seconds() > 60:  # one write a minute, not one per request
-            session.execute(update(WebSession).where(WebSession.id == web_session.id)
-                            .values(last_seen_at=now, expires_at=expires))
-        return Login(token, web_session.csrf_token, _actor(user), web_session.expires_at)
+        session_id, csrf_token, expires_at, last_seen_at, user = row
+        actor, disabled = _actor(user), user.disabled
+    if expires_at <= now or disabled:
+        with app.sessions.begin() as session:
+            session.execute(delete(WebSession).where(WebSession.id == session_id))
+        return None
+    if (now - last_seen_at).total_seconds() > 60:  # one write a minute, not one per request
+        with app.sessions.begin() as session:
+            session.execute(update(WebSession).where(WebSession.id == session_id)
+                            .values(last_seen_at=now, expires_at=now + timedelta(hours=app.settings.web.session_hours)))
+    return Login(token, csrf_token, actor, expires_at)
 
 
 def log_out(app: App, token: str) -> None:

@@ -146,6 +146,12 @@ class Queue:
     filters: QueueFilters
     order: str
     teams: dict[str, str]  # key -> name, for the team picker
+    page: int = 1
+    limit: int = LIST_LIMIT
+
+    @property
+    def has_more(self) -> bool:
+        return self.page * self.limit < self.total
 
 
 def evidence_words(evidence: Sequence[Any]) -> list[str]:
@@ -186,25 +192,21 @@ def _first_text(session: Session, ticket_ids: list[int]) -> dict[int, str]:
     return {tid: excerpt(new or body or "") for tid, new, body in rows if tid is not None}
 
 
-def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order: str = "oldest",
-          limit: int = LIST_LIMIT, now: datetime | None = None) -> Queue:
-    """Tickets awaiting a routing decision, with the latest suggestion, its evidence, the first
-    mail's text and whether the first response is overdue. Suggestions for mail that arrived
-    since the routing runner last ran are made first, so no waiting ticket lacks one."""
+def _unanswered_and_overdue(policy: Policy, now: datetime) -> tuple[Any, Any]:
+    """(answered by a person, overdue): SQL conditions on a waiting ticket."""
     from triage.schedule.run import answered_by_a_person
 
-    filters = filters or QueueFilters()
-    check_order(order)
-    status = check_status(filters.status)
-    now = now or utcnow()
-    router = app.router()
-    router.suggest_pending()
-    policy = Policies(app.settings.reminders).default  # a waiting ticket has no team, so no team's policy
-    cutoff = overdue_cutoff(policy, now)
     answered = answered_by_a_person()
-    overdue = and_(Ticket.created_at <= cutoff, ~answered)
-    query = (
-        select(Ticket, Suggestion, Contact.address, Contact.language, answered.label("answered"))
+    return answered, and_(Ticket.created_at <= overdue_cutoff(policy, now), ~answered)
+
+
+def _waiting(actor: Actor, filters: QueueFilters, status: TicketStatus | None, overdue: Any) -> Any:
+    """The statement of the waiting tickets `filters` select, with their latest suggestion and contact."""
+    query: Any = (
+        select(Ticket.id, Ticket.reference, Ticket.subject, Ticket.status, Ticket.flag, Ticket.created_at,
+               Suggestion.id.label("suggestion_id"), Suggestion.team.label("suggested_team"), Suggestion.confidence,
+               Suggestion.ranked, Suggestion.evidence, Suggestion.model_version,
+               Contact.address, Contact.language)
         .outerjoin(Suggestion, Suggestion.id == _latest_suggestion())
         .outerjoin(Contact, Contact.id == Ticket.contact_id)
         .where(Ticket.team.is_(None), Ticket.status != TicketStatus.resolved, Ticket.merged_into_id.is_(None))
@@ -223,27 +225,62 @@ def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order:
     if filters.suggested is not None:
         query = query.where(Suggestion.team.is_not(None) if filters.suggested
                             else or_(Suggestion.id.is_(None), Suggestion.team.is_(None)))
+    return query
+
+
+def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order: str = "oldest",
+          limit: int = LIST_LIMIT, page: int = 1, now: datetime | None = None) -> Queue:
+    """Tickets awaiting a routing decision, `limit` a page (`page` counts from 1), with the latest
+    suggestion, its evidence, the first mail's text and whether the first response is overdue.
+    Only reads: suggesting is the routing runner's job (the worker's, and `triage demo`'s), and
+    `triage ingest` and `poll --once` suggest as they store; a ticket newer than the runner's
+    last pass shows "no suggestion" until the next one, a few seconds later."""
+    filters = filters or QueueFilters()
+    check_order(order)
+    status = check_status(filters.status)
+    if page < 1:
+        raise Invalid(f"no page {page}", "pages count from 1")
+    now = now or utcnow()
+    router = app.router()
+    policy = Policies(app.settings.reminders).default  # a waiting ticket has no team, so no team's policy
+    answered, overdue = _unanswered_and_overdue(policy, now)
+    query = _waiting(actor, filters, status, overdue).add_columns(answered.label("answered"))
+    offset = (page - 1) * limit
     with app.reads() as session:
-        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+        # Plain rows, not ORM objects: building 200 instances per page cost as much as the SQL.
         rows = list(session.execute(
-            query.order_by(Ticket.id.desc() if order == "newest" else Ticket.id).limit(limit)))
-        texts = _first_text(session, [ticket.id for ticket, *_ in rows])
-        items = []
-        for ticket, suggestion, address, language, was_answered in rows:
-            due = policy.calendar.add(ticket.created_at, policy.first_response_hours)
-            evidence = list(suggestion.evidence) if suggestion else []
-            items.append(QueueItem(
-                reference=ticket.reference, subject=ticket.subject, status=ticket.status.value, flag=ticket.flag,
-                contact=address, language=language, created_at=ticket.created_at, due_at=due,
-                overdue=not was_answered and due <= now,
-                suggested_team=suggestion.team if suggestion else None,
-                confidence=round(suggestion.confidence, 3) if suggestion else None,
-                ranked=list(suggestion.ranked[:3]) if suggestion else [], evidence=evidence,
-                model_version=suggestion.model_version if suggestion else None,
-                excerpt=texts.get(ticket.id, ""), evidence_words=evidence_words(evidence),
-            ))
+            query.order_by(Ticket.id.desc() if order == "newest" else Ticket.id).offset(offset).limit(limit)))
+        if len(rows) < limit and (rows or page == 1):
+            total = offset + len(rows)  # the last page: no count needed
+        else:
+            total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+        texts = _first_text(session, [row.id for row in rows])
+    items = []
+    for row in rows:
+        due = policy.calendar.add(row.created_at, policy.first_response_hours)
+        suggested = row.suggestion_id is not None
+        evidence = list(row.evidence) if suggested else []
+        items.append(QueueItem(
+            reference=row.reference, subject=row.subject, status=TicketStatus(row.status).value, flag=row.flag,
+            contact=row.address, language=row.language, created_at=row.created_at, due_at=due,
+            overdue=not row.answered and due <= now,
+            suggested_team=row.suggested_team if suggested else None,
+            confidence=round(row.confidence, 3) if suggested else None,
+            ranked=list(row.ranked[:3]) if suggested else [], evidence=evidence,
+            model_version=row.model_version if suggested else None,
+            excerpt=texts.get(row.id, ""), evidence_words=evidence_words(evidence),
+        ))
     teams = {key: team.name for key, team in sorted(router.teams.items())}
-    return Queue(items, int(total), filters, order, teams)
+    return Queue(items, int(total), filters, order, teams, page=page, limit=limit)
+
+
+def suggest_new(app: App) -> int:
+    """Suggest teams for every waiting ticket the current model has not seen (the routing runner's
+    pass, to the end): `triage queue` runs it first, being a one-off without a worker behind it."""
+    router, made = app.router(), 0
+    while done := router.suggest_pending():
+        made += done
+    return made
 
 
 # -- decisions ------------------------------------------------------------------------------
@@ -262,15 +299,25 @@ def correct(app: App, actor: Actor, reference: str, team: str) -> dict[str, Any]
     return app.router().approve(reference, actor=actor.label, team=team)
 
 
-def approve_confident(app: App, actor: Actor, min_confidence: float) -> list[dict[str, Any]]:
-    """Approve every waiting suggestion that names a team at or above `min_confidence`. One that
+def approve_confident(app: App, actor: Actor, min_confidence: float, *,
+                      filters: QueueFilters | None = None) -> list[dict[str, Any]]:
+    """Approve every waiting suggestion that names a team at or above `min_confidence`, among the
+    tickets `filters` select (all of their pages; every waiting ticket without filters). One that
     fails stays waiting (its result has `error`); the others are approved all the same."""
     require_router(actor)
     if not 0 <= min_confidence <= 1:
         raise Invalid(f"confidence {min_confidence:g} is not between 0 and 1", "give a number such as 0.9")
     router = app.router()
     router.suggest_pending()
-    return router.approve_confident(min_confidence, actor=actor.label)
+    among = None
+    if filters is not None and filters.query():
+        status = check_status(filters.status)
+        _, overdue = _unanswered_and_overdue(Policies(app.settings.reminders).default, utcnow())
+        with app.reads() as session:
+            among = set(session.scalars(
+                _waiting(actor, filters, status, overdue).with_only_columns(Ticket.reference)
+                .where(Suggestion.team.is_not(None), Suggestion.confidence >= min_confidence)))
+    return router.approve_confident(min_confidence, actor=actor.label, among=among)
 
 
 def stats(app: App, actor: Actor, *, now: datetime | None = None) -> dict[str, Any]:
@@ -289,4 +336,4 @@ def stats(app: App, actor: Actor, *, now: datetime | None = None) -> dict[str, A
 
 __all__ = ["LIST_LIMIT", "ORDERS", "VIEWS", "VIEW_TITLES", "Queue", "QueueFilters", "QueueItem", "approve",
            "approve_confident", "as_query", "check_order", "check_status", "correct", "evidence_words",
-           "overdue_cutoff", "queue", "saved_view", "stats"]
+           "overdue_cutoff", "queue", "saved_view", "stats", "suggest_new"]

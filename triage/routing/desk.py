@@ -9,7 +9,7 @@ for the next training run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -175,8 +175,10 @@ class Router:
         with self._sessions.begin() as session:
             return self._approve(session, reference, actor=actor, team=team)
 
-    def approve_confident(self, min_confidence: float, *, actor: str) -> list[dict[str, Any]]:
-        """Accept, in one go, every waiting suggestion at or above `min_confidence` that named a team.
+    def approve_confident(self, min_confidence: float, *, actor: str,
+                          among: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """Accept, in one go, every waiting suggestion at or above `min_confidence` that named a team
+        (of the tickets `among`, by reference, when given: what the liaison's filters show).
 
         Each ticket is approved in a savepoint of its own: one that fails (its suggested team is
         gone from the teams file, any error) is left waiting, its failure in its log and in the
@@ -185,6 +187,7 @@ class Router:
             waiting = [
                 row["reference"] for row in self.queue(session)
                 if row["suggested_team"] and row["confidence"] is not None and row["confidence"] >= min_confidence
+                and (among is None or row["reference"] in among)
             ]
             results = []
             for reference in waiting:

@@ -31,6 +31,7 @@ def queue(ctx: click.Context, as_json: bool) -> None:
     """Tickets waiting for a routing decision, with the suggested team, confidence and evidence."""
     app = ctx.obj.open_app()
     try:
+        routing.suggest_new(app)
         rows = routing.queue(app, _actor(None), order="oldest", limit=100_000).items
     finally:
         app.close()

@@ -69,10 +69,10 @@ class Ticket(Base):
     status: Mapped[TicketStatus] = mapped_column(_enum(TicketStatus, "ticket_status"))
     team: Mapped[str | None] = mapped_column(String(64), index=True)
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
-    linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     flag: Mapped[str | None] = mapped_column(String(200))
     # Set when the liaison merged this ticket into another: later mail lands on the survivor.
-    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     created_at: Mapped[utc]
     updated_at: Mapped[utc]
     # Set when the ticket's facts change (status, team, a reply): its reminder clock

@@ -22,6 +22,7 @@ from triage.desk import routing
 from triage.desk.errors import Conflict, DeskError, Invalid
 from triage.web.app import desk, form, login_of, page, render
 
+PAGE_ROWS = routing.LIST_LIMIT
 POLL_SECONDS = 10.0
 POLL_RANGE = (1.0, 600.0)
 
@@ -33,14 +34,14 @@ def highlight(text: str, words: Iterable[str]) -> Markup:
     if not terms:
         return escape(text)
     pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in terms) + ")", re.IGNORECASE)
-    parts: list[Markup] = []
+    parts: list[str] = []  # plain strs joined once: a Markup per fragment costs several times more
     position = 0
     for match in pattern.finditer(text):
-        parts.append(escape(text[position:match.start()]))
-        parts.append(Markup("<mark>%s</mark>") % match.group())
+        parts.append(str(escape(text[position:match.start()])))
+        parts.append(f"<mark>{escape(match.group())}</mark>")
         position = match.end()
-    parts.append(escape(text[position:]))
-    return Markup("").join(parts)
+    parts.append(str(escape(text[position:])))
+    return Markup("".join(parts))
 
 
 def _flag(value: str | None) -> bool | None:
@@ -72,15 +73,30 @@ def _poll(request: Request) -> float:
     return min(max(seconds, POLL_RANGE[0]), POLL_RANGE[1])
 
 
+def _page_number(request: Request) -> int:
+    raw = request.query_params.get("page") or "1"
+    if not raw.isdigit() or int(raw) < 1:
+        raise Invalid(f"no page {raw!r}", "pages count from 1")
+    return int(raw)
+
+
 def _context(request: Request) -> dict[str, object]:
     filters, view = _filters(request)
     order = request.query_params.get("order") or "oldest"
-    result = routing.queue(desk(request), login_of(request).actor, filters=filters, order=order)
+    number = _page_number(request)
+    result = routing.queue(desk(request), login_of(request).actor, filters=filters, order=order,
+                            limit=PAGE_ROWS, page=number)
     keep = {**filters.query(), **({"view": view} if view else {}), "order": order}
+    bulk_url = "/queue/approve-confident?" + urlencode(keep)
     poll = _poll(request)
     if poll != POLL_SECONDS:
         keep["poll"] = f"{poll:g}"
+    page_urls = {"previous": "/queue?" + urlencode({**keep, "page": number - 1}) if number > 1 else None,
+                 "next": "/queue?" + urlencode({**keep, "page": number + 1}) if result.has_more else None}
+    if number > 1:
+        keep["page"] = str(number)
     return {
+        "bulk_url": bulk_url, "page_urls": page_urls,
         "queue": result, "view": view, "views": routing.VIEW_TITLES, "statuses": ["new", "open", "waiting"],
         "highlight": highlight, "poll_ms": int(poll * 1000),
         "live_url": "/queue/rows?" + urlencode(keep),
@@ -148,14 +164,20 @@ def approve_confident(request: Request) -> Response:
         threshold = math.nan
     if not math.isfinite(threshold):
         raise Invalid("no confidence given", "give a number between 0 and 1, such as 0.9")
-    results = routing.approve_confident(desk(request), login_of(request).actor, threshold)
+    filters, _ = _filters(request)  # the page's filters ride on the form's URL
+    results = routing.approve_confident(desk(request), login_of(request).actor, threshold, filters=filters)
     failed = [r for r in results if "error" in r]
     message = f"{len(results) - len(failed)} approved at confidence ≥ {threshold:g}"
     if failed:
         message += f"; not approved: {', '.join(r['reference'] for r in failed)}"
     if not _htmx(request):
-        return RedirectResponse("/queue", status_code=303)
+        return RedirectResponse(_here(request), status_code=303)
     return _flash(request, message, error=bool(failed), headers={"HX-Trigger": "queue-changed"})
+
+
+def _here(request: Request) -> str:
+    """The queue as the liaison left it: its filters, view and order."""
+    return "/queue?" + request.url.query if request.url.query else "/queue"
 
 
 routes = [

@@ -37,6 +37,16 @@
     row.classList.remove("selected");
     if (next) next.classList.add("selected");
   }
+  // A queue row's team picker holds only its placeholder until used: the teams come from the
+  // page's one <template id="team-options">, copied in when the picker gets focus or a press.
+  function fillPicker(event) {
+    var picker = event.target;
+    if (!picker || !picker.hasAttribute || !picker.hasAttribute("data-team-picker") || picker.options.length > 1) return;
+    var teams = document.getElementById("team-options");
+    if (teams) picker.appendChild(teams.content.cloneNode(true));
+  }
+  document.addEventListener("focusin", fillPicker);
+  document.addEventListener("pointerdown", fillPicker, true);
   // The live refresh must not take the selection, nor a team picker that is open, away.
   var kept = null;
   document.addEventListener("htmx:beforeRequest", function (event) {
