@@ -3,12 +3,15 @@ registered on the App's sessionmaker by bootstrap(), not on SQLAlchemy's global 
 
 from __future__ import annotations
 
+import gc
+
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import Clock, make_mail
 from triage.bootstrap import App
 from triage.schedule.run import run_reminders
+from triage.schedule.stale import stale_clocks_on_change
 from triage.store.models import Ticket, TicketStatus
 
 
@@ -46,3 +49,25 @@ def test_the_listener_is_not_global(app: App, clock: Clock) -> None:
     with app.sessions.begin() as session:  # a Core write sets the mark itself, as the ingest batch does
         session.execute(update(Ticket).where(Ticket.id == ticket_id).values(clock_stale_at=clock.now))
     assert stale_at(app, ticket_id) is not None
+
+
+def test_every_new_sessionmaker_gets_the_listener(app: App, clock: Clock) -> None:
+    """Sessionmakers made and dropped one after another (each App makes one; the test suite and a
+    worker restarting its App make many) each keep their clocks honest. SQLAlchemy keys its event
+    registry by the target's id(): a guard that asked `event.contains` first skipped the listener
+    whenever a new sessionmaker took the address of one just freed, which, between two runs of the
+    cyclic collector, is nearly always."""
+    ticket_id = ticket_with_fresh_clock(app, clock)
+    gc.disable()
+    try:
+        for attempt in range(20):
+            sessions = sessionmaker(app.engine, expire_on_commit=False)
+            stale_clocks_on_change(sessions)
+            with sessions.begin() as session:
+                session.execute(update(Ticket).values(clock_stale_at=None))
+            with sessions.begin() as session:
+                session.get_one(Ticket, ticket_id).status = TicketStatus.waiting if attempt % 2 else TicketStatus.open
+            assert stale_at(app, ticket_id) is not None, attempt
+            del sessions, session
+    finally:
+        gc.enable()

@@ -35,9 +35,11 @@ def _stale_on_change(session: Session, _context: Any, _instances: Any) -> None:
 
 
 def stale_clocks_on_change(sessions: sessionmaker[Session]) -> None:
-    """Make ORM writes through `sessions` mark the changed tickets' clocks stale."""
-    if not event.contains(sessions, "before_flush", _stale_on_change):
-        event.listen(sessions, "before_flush", _stale_on_change)
+    """Make ORM writes through `sessions` (a new sessionmaker: call once) mark the changed tickets'
+    clocks stale. No `event.contains` guard: SQLAlchemy keys its registry by the target's id(), and
+    a new sessionmaker can take the address of one just freed whose entry is not cleared until the
+    cyclic collector frees its class, so the guard would skip the listener, at random."""
+    event.listen(sessions, "before_flush", _stale_on_change)
 
 
 __all__ = ["stale_clocks_on_change"]
