@@ -12,15 +12,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from classifiers import default_classifier
 from tests.conftest import make_mail
+from tests.test_routing_desk import fixture_model_dir  # noqa: F401 - the model_dir fixture: the seed model
 from triage.bootstrap import App
 from triage.desk import lists, routing
 from triage.desk.actors import Actor
 from triage.desk.errors import Conflict, Forbidden, Invalid, NotFound
 from triage.ingest.pipeline import IncomingMail
 from triage.routing.desk import Router, load_teams
-from triage.routing.training_data import load_examples
 from triage.schedule.policy import Policies
 from triage.store.models import Contact, Decision, Event, Suggestion, Ticket
 from triage.store.web_models import Role
@@ -37,15 +36,6 @@ DONATION = {"subject": "Donation receipt for my tax return", "sender": "don@v.ex
 VAGUE = {"subject": "hello", "sender": "bo@v.example", "body": "hi, quick question"}
 LOGO = {"subject": "Trademark question about using the logo", "sender": "lo@v.example",
             "body": "May our chapter print the trademark logo on a banner? Is a licence needed from legal?"}
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "model"
-    model = default_classifier()
-    model.fit(load_examples(DATA / "seed" / "seed.csv").examples)
-    model.save(path)
-    return path
 
 
 def use_router(app: App, model_dir: Path, on_routed: Callable[..., object] | None = None) -> Router:

@@ -22,9 +22,9 @@ from triage.store.models import Decision, Event, Suggestion, Ticket
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model trained on the shipped seed data, saved once for the module."""
+@pytest.fixture(scope="module", name="model_dir")
+def fixture_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained on the shipped seed data, saved once for the module (test_desk_routing imports it)."""
     path = tmp_path_factory.mktemp("model") / "model"
     model = default_classifier()
     model.fit(load_examples(DATA / "seed" / "seed.csv").examples)
