@@ -15,7 +15,8 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from tests.conftest import make_mail
-from tests.test_desk_routing import DONATION, LIAISON, LOGO, VAGUE, ingest, model_dir, use_router
+from tests.test_desk_routing import DONATION, LIAISON, LOGO, VAGUE, ingest, use_router
+from tests.test_routing_desk import fixture_model_dir
 from tests.test_web_auth import _login
 from tests.workbench import Account, log_in
 from triage.bootstrap import App
@@ -27,7 +28,7 @@ from triage.web import queue as queue_pages
 from triage.web.app import create_app
 from triage.web.queue import highlight
 
-__all__ = ["model_dir"]  # the module-scoped trained model, shared with the service tests
+__all__ = ["fixture_model_dir"]  # the module-scoped trained model (model_dir), shared with the service tests
 
 
 @pytest.fixture
