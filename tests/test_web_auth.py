@@ -171,3 +171,17 @@ def test_a_session_slides_once_a_minute_and_ends_when_expired(app: App) -> None:
     with app.sessions.begin() as session:
         session.execute(User.__table__.update().values(disabled=True))
     assert session_for(app, again.token) is None
+
+
+def test_numbers_in_urls_and_forms_are_checked_not_a_server_error(client: TestClient,
+                                                                  make_account: Callable[..., Account]) -> None:
+    """A row id too large for a database integer matches no route (404); a page number or form id
+    that only looks like digits ('²') is a 400 naming it, never a 500."""
+    _login(client, make_account().name)
+    for path in ("/attachments/99999999999999999999", "/messages/99999999999999999999/html",
+                 "/quarantine/99999999999999999999/raw"):
+        assert client.get(path).status_code == 404, path
+    assert client.get("/queue?page=%C2%B2").status_code == 400
+    assert client.get("/queue?page=99999999999999999999").status_code == 400
+    token = _csrf(client.get("/queue").text)
+    assert client.post("/outbox", data={"csrf_token": token, "action": "retry", "id": "²"}).status_code == 400

@@ -35,7 +35,7 @@ from triage.desk.actions import (
     unmerge,
 )
 from triage.desk.errors import DeskError, Invalid
-from triage.web.app import desk, form, login_of, page, render
+from triage.web.app import desk, form, login_of, number, page, render
 
 
 def _htmx(request: Request) -> bool:
@@ -55,9 +55,7 @@ def _seen(data: FormData, name: str) -> int | None:
     value = _text(data, name).strip()
     if not value:
         return None
-    if not value.isdigit():
-        raise Invalid(f"{name} is not a number", "reload the ticket and write again")
-    return int(value)
+    return number(value, name, "reload the ticket and write again")
 
 
 def ticket_url(reference: str) -> str:

@@ -10,6 +10,7 @@ an anonymous request or a request without a valid token.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import jinja2
 import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -26,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from triage.bootstrap import App
 from triage.desk.accounts import Login, session_for
-from triage.desk.errors import DeskError
+from triage.desk.errors import DeskError, Invalid
 from triage.outbox.render import default_templates_dir
 from triage.web.security import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, SecurityHeaders, tokens_match
 
@@ -35,6 +37,33 @@ log = structlog.get_logger(__name__)
 SESSION_COOKIE = "triage_session"
 STATIC = Path(__file__).parent / "static"
 Handler = Callable[[Request], Response]
+
+
+# A row id or page number from a request: ASCII digits only ('²' is a digit to str.isdigit, not to
+# int) and at most 12 of them, so no value overflows a database integer.
+_NUMBER = re.compile(r"[0-9]{1,12}")
+
+
+def number(value: str, what: str, hint: str) -> int:
+    """`value` as a non-negative number, or Invalid (400) naming `what`."""
+    if not _NUMBER.fullmatch(value):
+        raise Invalid(f"{what} is not a number: {value[:20]!r}", hint)
+    return int(value)
+
+
+class RowId(Convertor[int]):
+    """`{name:id}` in a route: a row id as `number` reads it; anything else matches no route (404)."""
+
+    regex = _NUMBER.pattern
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id", RowId())
 
 
 def page_templates() -> jinja2.Environment:
@@ -138,4 +167,4 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
     return web
 
 
-__all__ = ["SESSION_COOKIE", "create_app", "desk", "error_page", "form", "login_of", "page", "render"]
+__all__ = ["SESSION_COOKIE", "create_app", "desk", "error_page", "form", "login_of", "number", "page", "render"]

@@ -4,8 +4,6 @@ a refusal comes back with its reason per mail."""
 
 from __future__ import annotations
 
-import re
-
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,18 +12,14 @@ from starlette.routing import Route
 from triage.desk.errors import Invalid
 from triage.desk.outbox import attention_first, list_outbox, mark_sent, retry
 from triage.outbox.sender import Decision
-from triage.web.app import desk, form, login_of, page, render
+from triage.web.app import desk, form, login_of, number, page, render
 
-_ID = re.compile(r"[0-9]{1,12}")  # ASCII digits only ('²' is a digit to str.isdigit, not to int)
 VERBS = {"mark-sent": "Marked sent", "retry": "Queued again"}
 
 
 def chosen_ids(data: FormData, field: str = "id") -> list[int]:
     """The ids of the rows ticked (or the one button pressed) in a form."""
-    values = [str(v) for v in data.getlist(field)]
-    if not all(_ID.fullmatch(v) for v in values):
-        raise Invalid("a chosen row is not an id", "reload the page and choose again")
-    return [int(v) for v in values]
+    return [number(str(v), "a chosen row", "reload the page and choose again") for v in data.getlist(field)]
 
 
 @page

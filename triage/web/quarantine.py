@@ -37,5 +37,5 @@ def raw_download(request: Request) -> Response:
 
 routes = [
     Route("/quarantine", quarantine_page, methods=["GET", "POST"]),
-    Route("/quarantine/{row_id:int}/raw", raw_download),
+    Route("/quarantine/{row_id:id}/raw", raw_download),
 ]

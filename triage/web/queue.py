@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from triage.desk import routing
 from triage.desk.errors import Conflict, DeskError, Invalid
-from triage.web.app import desk, form, login_of, page, render
+from triage.web.app import desk, form, login_of, number, page, render
 
 PAGE_ROWS = routing.LIST_LIMIT
 POLL_SECONDS = 10.0
@@ -75,7 +75,7 @@ def _poll(request: Request) -> float:
 
 def _page_number(request: Request) -> int:
     raw = request.query_params.get("page") or "1"
-    if not raw.isdigit() or int(raw) < 1:
+    if number(raw, "the page", "pages count from 1") < 1:
         raise Invalid(f"no page {raw!r}", "pages count from 1")
     return int(raw)
 

@@ -76,8 +76,8 @@ def attachment_download(request: Request) -> Response:
 routes = [
     Route("/tickets/{reference}", ticket_page),
     Route("/tickets/{reference}/presence", presence_fragment, methods=["POST"]),
-    Route("/messages/{message_id:int}/html", message_frame),
-    Route("/attachments/{attachment_id:int}", attachment_download),
+    Route("/messages/{message_id:id}/html", message_frame),
+    Route("/attachments/{attachment_id:id}", attachment_download),
 ]
 
 __all__ = ["content_disposition", "routes"]
