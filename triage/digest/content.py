@@ -75,7 +75,7 @@ def _rising(week_docs: list[_Doc], before: list[_Doc], thresholds: Thresholds) -
             "term": rise.term, "count": rise.count, "tickets": rise.tickets,
             "before_count": rise.before_count, "before_tickets": rise.before_tickets,
             "share": round(100 * rise.share), "before_share": round(100 * rise.before_share, 1),
-            "z": round(rise.z, 2),
+            "p": float(f"{rise.p:.2g}"),
             "examples": [{"reference": d.reference, "subject": d.subject or ""} for d in examples],
         })
     return out

@@ -5,20 +5,18 @@ Each ticket is a set of terms (its subject and the volunteer's own words, lower-
 stop words in the desk's languages, mail addresses, web addresses, domains, ticket references
 and numbers), so one long mail that repeats a word counts once, like any other ticket.
 
-The score is the log-odds ratio with an informative Dirichlet prior (Monroe, Colaresi and Quinn,
-"Fightin' Words", Political Analysis 16(4), 2008): for term w with y_w uses among n in the week
-and y'_w among n' before, and a prior a_w = a0 * (y_w + y'_w) / (n + n') taken from both periods
-together,
+The test is Fisher's exact test, one-sided: y of the week's n tickets use the term, and y' of the
+n' tickets before; if the week were like the weeks before, the number among the
+week's n tickets that use it would follow the hypergeometric distribution, and p = P(X >= y) says
+how surprising y is. It compares two proportions exactly, with the uncertainty of both (a short
+history cannot make a term look surprising), and needs no prior. (The log-odds ratio with an
+informative Dirichlet prior was tried first: its variance term 1 / (y' + a) makes a term that
+never occurred before, the newest topics, the least likely to rise.)
 
-    delta_w = log((y_w + a_w) / (n + a0 - y_w - a_w)) - log((y'_w + a_w) / (n' + a0 - y'_w - a_w))
-    z_w     = delta_w / sqrt(1 / (y_w + a_w) + 1 / (y'_w + a_w))
-
-The prior shrinks rare terms towards no change, and z says how sure the difference is rather
-than how big it is: a term common in both periods has a small delta and does not rise however
-common it is. A term rises when z >= `min_z` (3.0: a week's tickets test a hundred terms or so at once, and at
-1.96 a few of them would rise by chance every week), it is in at least `min_count` of the
-week's tickets (one ticket is an anecdote, not a trend), and its share of the week's tickets is
-at least `min_lift` times its share before (well above, not merely detectably above).
+A term rises when p <= `max_p` (0.001: a week's tickets test a hundred terms or so at once, and
+at 0.05 a few would rise by chance every week), it is in at least `min_count` of the week's
+tickets (one ticket is an anecdote, not a trend), and its share of the week's tickets is at least
+`min_lift` times its share before (well above, not merely detectably above).
 """
 
 from __future__ import annotations
@@ -30,6 +28,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from scipy.stats import hypergeom
 from stop_words import StopWordError, get_stop_words
 
 DESK_LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "nl")
@@ -98,7 +97,7 @@ class Rising:
     tickets: int
     before_count: int
     before_tickets: int
-    z: float
+    p: float  # Fisher's exact test, one-sided
     lift: float  # week share / share before (inf: never seen before)
 
     @property
@@ -112,9 +111,8 @@ class Rising:
 
 @dataclass(frozen=True)
 class Thresholds:
-    prior: float = 10.0  # a0, the prior's weight in pseudo-counts
+    max_p: float = 0.001
     min_count: int = 3  # tickets of the week that use the term
-    min_z: float = 3.0  # one-sided p < 0.0015: among a hundred terms tested, a false rise in one week of seven
     min_lift: float = 2.0  # the week's share at least twice the share before
     limit: int = 5
 
@@ -122,21 +120,10 @@ class Thresholds:
 DEFAULT_THRESHOLDS = Thresholds()
 
 
-def log_odds_z(week: Counter[str], before: Counter[str], prior: float) -> dict[str, float]:
-    """z-score of each term's log-odds ratio, week against before, with the informative Dirichlet
-    prior taken from both together (see the module's docstring). Positive: more used this week."""
-    n, n_before = sum(week.values()), sum(before.values())
-    total = n + n_before
-    if not n or not n_before:
-        return {}
-    scores: dict[str, float] = {}
-    for term in week.keys() | before.keys():
-        y, y_before = week[term], before[term]
-        a = prior * (y + y_before) / total
-        delta = (math.log((y + a) / (n + prior - y - a))
-                 - math.log((y_before + a) / (n_before + prior - y_before - a)))
-        scores[term] = delta / math.sqrt(1 / (y + a) + 1 / (y_before + a))
-    return scores
+def surprise(count: int, tickets: int, before_count: int, before_tickets: int) -> float:
+    """Fisher's exact test, one-sided: the probability of `count` or more of the week's `tickets`
+    using the term if the week were like the weeks before (the hypergeometric tail)."""
+    return float(hypergeom.sf(count - 1, tickets + before_tickets, count + before_count, tickets))
 
 
 def document_counts(documents: Iterable[Collection[str]]) -> Counter[str]:
@@ -149,24 +136,26 @@ def document_counts(documents: Iterable[Collection[str]]) -> Counter[str]:
 
 def rising_terms(week: Sequence[Collection[str]], before: Sequence[Collection[str]],
                  thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list[Rising]:
-    """The terms of `week`'s documents that rose against `before`'s, highest z first (at most
+    """The terms of `week`'s documents that rose against `before`'s, most surprising first (at most
     `thresholds.limit`). Nothing rises without documents on both sides: with no history there is
     nothing to rise above."""
     if not week or not before:
         return []
     counts, counts_before = document_counts(week), document_counts(before)
-    scores = log_odds_z(counts, counts_before, thresholds.prior)
     found = []
     for term, count in counts.items():
-        if count < thresholds.min_count or scores[term] < thresholds.min_z:
+        if count < thresholds.min_count:
             continue
         share, share_before = count / len(week), counts_before[term] / len(before)
         lift = share / share_before if share_before else math.inf
-        if lift >= thresholds.min_lift:
-            found.append(Rising(term, count, len(week), counts_before[term], len(before), scores[term], lift))
-    found.sort(key=lambda r: (-r.z, -r.count, r.term))
+        if lift < thresholds.min_lift:
+            continue
+        p = surprise(count, len(week), counts_before[term], len(before))
+        if p <= thresholds.max_p:
+            found.append(Rising(term, count, len(week), counts_before[term], len(before), p, lift))
+    found.sort(key=lambda r: (r.p, -r.count, r.term))
     return found[: thresholds.limit]
 
 
-__all__ = ["DEFAULT_THRESHOLDS", "DESK_LANGUAGES", "MAIL_WORDS", "Rising", "Thresholds", "document_counts", "log_odds_z",
-           "rising_terms", "stop_words", "terms"]
+__all__ = ["DEFAULT_THRESHOLDS", "DESK_LANGUAGES", "MAIL_WORDS", "Rising", "Thresholds", "document_counts",
+           "rising_terms", "stop_words", "surprise", "terms"]
