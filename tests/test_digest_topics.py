@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from triage.digest.topics import Thresholds, rising_terms, stop_words, surprise, terms
 from triage.digest.weeks import Week, WeekError, due_week, last_complete_week, parse_week, send_time
+from triage.teams import TeamsFileError, load_teams
 
 FILLER = [f"filler{i}" for i in range(40)]
 
@@ -118,3 +120,18 @@ def test_the_previous_week_is_due_from_the_send_time() -> None:
     assert due_week(datetime(2026, 12, 2, 8, tzinfo=UTC), "UTC", 3, 9) is None  # Wednesday 09:00
     assert send_time(parse_week("2026-W49"), "Europe/Berlin", 1, 8) == datetime(2026, 11, 30, 7, tzinfo=UTC)
     assert last_complete_week(monday, "UTC") == parse_week("2026-W48")
+
+
+def test_the_teams_file_opts_in_and_refuses_a_wrong_schedule(tmp_path: Path) -> None:
+    """`digest = true` with its weekday and hour is read; a wrong value names the team and the key."""
+    path = tmp_path / "teams.toml"
+    path.write_text('[teams.legal]\naddress = "legal@example.org"\ndigest = true\ndigest_weekday = 5\n'
+                    '[teams.events]\naddress = "events@example.org"\n', encoding="utf-8")
+    teams = load_teams(path)
+    assert (teams["legal"].digest, teams["legal"].digest_weekday, teams["legal"].digest_hour) == (True, 5, 8)
+    assert (teams["events"].digest, teams["events"].digest_weekday) == (False, 1)
+    for bad, key in (("digest = 'yes'", "digest"), ("digest_hour = 24", "digest_hour"),
+                     ("digest_weekday = 0", "digest_weekday")):
+        path.write_text(f'[teams.legal]\naddress = "legal@example.org"\n{bad}\n', encoding="utf-8")
+        with pytest.raises(TeamsFileError, match=rf"\[teams.legal\] {key} must"):
+            load_teams(path, required=False)
