@@ -39,7 +39,7 @@ def months_before(now: datetime, months: int) -> datetime:
 
 def due_tickets(session: Session, cutoff: datetime, limit: int) -> list[int]:
     """Resolved tickets last changed before `cutoff` and not erased since they last changed."""
-    already = exists().where(and_(ErasedTicket.ticket_id == Ticket.id, ErasedTicket.erased_at >= Ticket.updated_at))
+    already = exists().where(and_(ErasedTicket.ticket_id == Ticket.id, ErasedTicket.erased_at > Ticket.updated_at))
     return list(session.scalars(
         select(Ticket.id).where(Ticket.status == TicketStatus.resolved, Ticket.updated_at < cutoff, ~already)
         .order_by(Ticket.id).limit(limit)))

@@ -143,6 +143,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
     from triage.web import actions as action_pages
     from triage.web import login as login_pages
     from triage.web import outbox as outbox_pages
+    from triage.web import privacy as privacy_pages
     from triage.web import quarantine as quarantine_pages
     from triage.web import queue as queue_pages
     from triage.web import ticket as ticket_pages
@@ -156,6 +157,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
         *queue_pages.routes,
         *tickets_list.routes,
         *outbox_pages.routes, *quarantine_pages.routes,
+        *privacy_pages.routes,
         *action_pages.routes,
         *ticket_pages.routes,
         *(extra_routes or []),
