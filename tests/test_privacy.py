@@ -170,7 +170,7 @@ def test_retention_empties_old_resolved_tickets_once(db_url: str, clock: Clock) 
         [runner] = retention_runners(app, clock)
         with capture_logs() as logs:
             assert runner.step() == 1
-        assert [e for e in logs if e["event"] == "privacy.retention"][0]["tickets"] == 1
+        assert next(e for e in logs if e["event"] == "privacy.retention")["tickets"] == 1
         assert "zebulonish" not in json.dumps(logs, default=str).lower()
         with app.reads() as session:
             subjects = dict(session.execute(select(Ticket.reference, Ticket.subject)).all())

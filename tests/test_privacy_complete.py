@@ -47,7 +47,7 @@ def scan(engine: Engine, needles: tuple[str, ...]) -> tuple[dict[str, set[str]],
     with engine.connect() as connection:
         for table in inspector.get_table_names():
             quoted = connection.dialect.identifier_preparer.quote(table)
-            result = connection.execute(text(f"SELECT * FROM {quoted}"))  # noqa: S608 - a name the database gave
+            result = connection.execute(text(f"SELECT * FROM {quoted}"))
             columns = list(result.keys())
             covered[table] = set(columns)
             for row in result:
@@ -62,7 +62,7 @@ def scan(engine: Engine, needles: tuple[str, ...]) -> tuple[dict[str, set[str]],
             for table in virtual:
                 quoted = connection.dialect.identifier_preparer.quote(table)
                 for needle in needles:
-                    hits = connection.execute(text(f"SELECT count(*) FROM {quoted} WHERE {quoted} MATCH :q"),  # noqa: S608
+                    hits = connection.execute(text(f"SELECT count(*) FROM {quoted} WHERE {quoted} MATCH :q"),
                                               {"q": f'"{needle}"'}).scalar()
                     if hits:
                         found[needle].add(f"{table} (full-text match)")
