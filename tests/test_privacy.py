@@ -223,6 +223,8 @@ def test_cli_contact_export_and_erase(app: App, db_url: str, tmp_path: Path) -> 
     assert code == 0 and json.loads(output)["tickets"] == [people.reference]
     code, output = run("contact", "erase", str(people.contact_id), "--yes")
     assert code == 0 and "already erased" in output
+    code, output = run("show", people.reference)
+    assert code == 0 and people.reference in output and "Glorptastic" not in output
     code, output = run("contact", "erase", ADDRESS, "--yes")
     assert code == 2 and "no contact" in output
     for command in (("contact",), ("contact", "export"), ("contact", "erase")):

@@ -60,6 +60,8 @@ def test_liaison_exports_and_erases_after_confirming(client: TestClient, app: Ap
     assert ADDRESS not in done.text and not contact_exists(app, people.contact_id)
     gone = client.get(f"/privacy/{people.contact_id}")
     assert gone.status_code == 404 and "was erased" in gone.text
+    shell = client.get(f"/tickets/{people.reference}")  # the ticket page still opens on the empty shell
+    assert shell.status_code == 200 and "Brindlewick" not in shell.text
 
 
 def test_csrf_roles_and_escaping(client: TestClient, app: App, make_account: Callable[..., Account]) -> None:
