@@ -42,6 +42,9 @@ def test_liaison_exports_and_erases_after_confirming(client: TestClient, app: Ap
     and erases with the right one, showing the tombstone."""
     people = populate(app)
     logged_in(client, make_account())
+    found = client.get("/privacy", params={"ref": ADDRESS}, follow_redirects=False)
+    assert (found.status_code, found.headers["location"]) == (303, f"/privacy/{people.contact_id}")
+    assert client.get("/privacy", params={"ref": "nobody@x.example"}).status_code == 404
     page = client.get(f"/privacy/{people.contact_id}")
     assert page.status_code == 200 and ADDRESS in page.text and "3 messages" in page.text
     download = client.get(f"/privacy/{people.contact_id}/export")
@@ -84,6 +87,8 @@ def test_csrf_roles_and_escaping(client: TestClient, app: App, make_account: Cal
         client.cookies.clear()
         logged_in(client, make_account(name=role, role=role, team="events" if role == "staff" else None))
         assert client.get(f"/privacy/{contact_id}").status_code == 403
+        assert client.get("/privacy", params={"ref": "m@x.example"}).status_code == 403
+        assert 'href="/privacy"' not in client.get("/queue").text
         assert client.get(f"/privacy/{contact_id}/export").status_code == 403
         token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/queue").text)
         assert token
@@ -94,9 +99,14 @@ def test_csrf_roles_and_escaping(client: TestClient, app: App, make_account: Cal
 
 
 def test_the_liaison_erases_a_person_in_the_browser(app: App, page: Any, make_account: Callable[..., Account]) -> None:
-    """Erase…, type the address, Erase permanently: the tombstone shows, the contact is gone."""
+    """Privacy (in the menu): find by address, Erase…, type the address, Erase permanently: the
+    tombstone shows, the contact is gone."""
     people = populate(app)
-    log_in(page, make_account(), next_path=f"/privacy/{people.contact_id}")
+    log_in(page, make_account(), next_path="/privacy")
+    assert page.locator("header.top a[href='/privacy']").inner_text() == "Privacy"
+    page.fill("input[name=ref]", ADDRESS.upper())
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url(f"**/privacy/{people.contact_id}")
     assert page.locator("dd.address").inner_text() == ADDRESS
     assert page.locator("a.export").get_attribute("href") == f"/privacy/{people.contact_id}/export"
     page.click("text=Erase…")

@@ -97,6 +97,13 @@ def _attachments(session: Session, scope: Scope) -> int:
                for part in chunks(scope.message_ids))
 
 
+def find_person(app: App, actor: Actor, ref: str) -> int:
+    """The contact id of REF (a contact id or an address), or NotFound (saying so if it was erased)."""
+    require_liaison(actor)
+    with app.reads() as session:
+        return _contact(session, ref).id
+
+
 def person_view(app: App, actor: Actor, ref: str) -> PersonView:
     require_liaison(actor)
     with app.reads() as session:
@@ -139,4 +146,4 @@ def erase_person(app: App, actor: Actor, ref: str, *, now: datetime | None = Non
     return result
 
 
-__all__ = ["Erased", "PersonView", "erase_person", "export_person", "person_view", "require_liaison"]
+__all__ = ["Erased", "PersonView", "erase_person", "export_person", "find_person", "person_view", "require_liaison"]

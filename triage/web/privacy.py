@@ -1,4 +1,4 @@
-"""/privacy/{id}: one person's data on request, the liaison's page. What the desk holds about
+"""/privacy/{id}: one person's data on request, the liaison's page (/privacy finds them by address). What the desk holds about
 contact `id` (counts), "Export data" (a zip download of everything), and "Erase" with a
 confirmation step: the first POST shows what will go and asks for the contact's address to be
 typed; only the second, with the address, erases. The contact page links here."""
@@ -6,12 +6,23 @@ typed; only the second, with the address, erases. The contact page links here.""
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from triage.desk.errors import Invalid
-from triage.desk.privacy import erase_person, export_person, person_view, require_liaison
+from triage.desk.privacy import erase_person, export_person, find_person, person_view, require_liaison
 from triage.web.app import desk, form, login_of, page, render
+
+
+@page
+def lookup_page(request: Request) -> Response:
+    """/privacy?ref=ADDRESS-or-ID: find the person, then their page."""
+    app, actor = desk(request), login_of(request).actor
+    require_liaison(actor)
+    ref = request.query_params.get("ref", "").strip()
+    if ref:
+        return RedirectResponse(f"/privacy/{find_person(app, actor, ref[:320])}", status_code=303)
+    return render(request, "privacy_lookup.html")
 
 
 @page
@@ -48,6 +59,7 @@ def erase_action(request: Request) -> Response:
 
 
 routes = [
+    Route("/privacy", lookup_page),
     Route("/privacy/{contact_id:id}", privacy_page),
     Route("/privacy/{contact_id:id}/export", export_download),
     Route("/privacy/{contact_id:id}/erase", erase_action, methods=["POST"]),
