@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, bindparam, delete, exists, select, update
+from sqlalchemy import CursorResult, Executable, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from triage.privacy.fingerprint import erased_message_id
@@ -199,22 +199,28 @@ def _mark_tickets(session: Session, scope: Scope, erasure_id: int, now: datetime
 
 def _erase_blobs(session: Session, candidates: set[str]) -> tuple[int, int, int]:
     """Delete what nothing refers to any more; keep what a remaining attachment, quarantined mail
-    or unerased message refers to; empty (keep the key of) an erased message's raw blob."""
+    or unerased message refers to; empty (keep the key of) an erased message's raw blob. A few
+    set-based statements per 500 blobs."""
     deleted = shared = emptied = 0
-    for sha in sorted(candidates):
-        still_used = session.scalar(select(
-            exists().where(Attachment.blob_sha256 == sha)
-            | exists().where(Quarantine.raw_sha256 == sha)
-            | exists().where(Message.raw_sha256 == sha, Message.thread_reason != ERASED)))
-        if still_used:
-            shared += 1
-            continue
-        if session.scalar(select(exists().where(Message.raw_sha256 == sha))):
-            emptied += _changed(session, update(Blob).where(Blob.sha256 == sha, Blob.codec != ERASED_CODEC)
+    for part in _string_chunks(candidates):
+        used = set(session.scalars(select(Attachment.blob_sha256).where(Attachment.blob_sha256.in_(part))))
+        used.update(session.scalars(select(Quarantine.raw_sha256).where(Quarantine.raw_sha256.in_(part))))
+        shells: set[str] = set()
+        for sha, reason in session.execute(select(Message.raw_sha256, Message.thread_reason)
+                                           .where(Message.raw_sha256.in_(part))):
+            (shells if reason == ERASED else used).add(sha)
+        shared += len(used)
+        if empty := sorted(shells - used):
+            emptied += _changed(session, update(Blob).where(Blob.sha256.in_(empty), Blob.codec != ERASED_CODEC)
                                 .values(codec=ERASED_CODEC, data=b"", size=0))
-        else:
-            deleted += _changed(session, delete(Blob).where(Blob.sha256 == sha))
+        if gone := sorted(set(part) - used - shells):
+            deleted += _changed(session, delete(Blob).where(Blob.sha256.in_(gone)))
     return deleted, shared, emptied
+
+
+def _string_chunks(values: set[str], size: int = 500) -> list[list[str]]:
+    ordered = sorted(values)
+    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
 __all__ = ["KEPT_DETAIL_KEYS", "MESSAGE_SHELL", "erase", "scrub_detail"]
