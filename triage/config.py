@@ -471,6 +471,18 @@ class WebSettings(_Section):
     login_window_minutes: float = Field(15.0, gt=0, description="The window the login throttle counts failures in.")
 
 
+class PrivacySettings(_Section):
+    """Erasure of old content (`triage contact erase` erases one person on request, whatever this says)."""
+
+    retention_months: int = Field(
+        0, ge=0, le=1200,
+        description="Erase the content of tickets resolved this many months ago (mail, attachments, notes; the "
+                    "ticket stays as an empty shell for reports). 0: never (the default).",
+    )
+    interval_seconds: float = Field(3600.0, gt=0, description="Seconds between two retention runs in the worker.")
+    batch_size: int = Field(200, gt=0, le=5000, description="Tickets erased per transaction by a retention run.")
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     mail: MailSettings = MailSettings()
@@ -484,6 +496,7 @@ class Settings(_Section):
     reminders: ReminderSettings = ReminderSettings()
     digest: DigestSettings = DigestSettings()
     web: WebSettings = WebSettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @property
     def imap_all(self) -> list[ImapSettings]:

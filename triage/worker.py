@@ -26,6 +26,7 @@ from triage.runners.digest import digest_runners
 from triage.runners.outbound import outbound_runners
 from triage.runners.poll import PollRunner
 from triage.runners.remind import remind_runners
+from triage.runners.retention import retention_runners
 from triage.runners.spool import SpoolRunner
 from triage.runners.supervisor import run_until_signalled
 from triage.store.schema import SchemaError
@@ -100,6 +101,7 @@ def _run(app: App, *, once: bool) -> int:
     runners += routing_runners(app)
     runners += remind_runners(app)  # reminders and escalations, through the outbox
     runners += digest_runners(app)  # the weekly digests of the teams that asked for one
+    runners += retention_runners(app)  # privacy.retention_months: old resolved tickets emptied
     if not once:
         return 0 if run_until_signalled(runners) else 1
     status = 0

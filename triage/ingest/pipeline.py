@@ -26,6 +26,7 @@ from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.store_batch import StoredMail, store_batch
 from triage.ingest.threading import StaffPath
+from triage.privacy.fingerprint import ERASED_REASON, erased_message_id
 from triage.store.blobs import get_blob, put_blob, sha256_hex
 from triage.store.db import utcnow
 from triage.store.models import Quarantine
@@ -48,7 +49,10 @@ class IngestOutcome:
 
     @classmethod
     def of(cls, stored: StoredMail, digest: str, parsed: ParsedMail) -> IngestOutcome:
-        return cls(stored.status, stored.reason, stored.ticket_reference, stored.message_pk, digest, parsed.message_id,
+        message_id = parsed.message_id
+        if message_id and stored.reason == ERASED_REASON:  # the IMAP ledger keeps no more of it than messages do
+            message_id = erased_message_id(message_id)
+        return cls(stored.status, stored.reason, stored.ticket_reference, stored.message_pk, digest, message_id,
                    stored.staff)
 
 

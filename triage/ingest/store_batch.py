@@ -25,6 +25,7 @@ from triage.ingest import threading
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.signals import sender_authentication
 from triage.ingest.threading import StaffPath
+from triage.privacy.fingerprint import ERASED_REASON, erased_message_id, is_erased
 from triage.store.codec import encode
 from triage.store.db import core_table, upsert_insert
 from triage.store.models import (
@@ -199,14 +200,20 @@ def store_batch(
     prefix = settings.reference_prefix
     ids = {p.message_id for _, _, p, _ in mails if p.message_id}
     digests = {d for _, d, _, _ in mails}
+    # An erased mail keeps only a fingerprint of its Message-ID (and an empty marker of its raw
+    # blob): one read again is recognised by either and refused, never stored anew.
+    fingerprints = {erased_message_id(i): i for i in ids}
     known: dict[str, tuple[int, str, int | None]] = {}  # message_id or sha256 -> (pk, sha256, ticket)
+    erased: set[int] = set()
     for pk, message_id, sha, ticket_id in session.execute(
         select(Message.id, Message.message_id, Message.raw_sha256, Message.ticket_id)
-        .where(or_(Message.message_id.in_(ids), Message.raw_sha256.in_(digests)))
+        .where(or_(Message.message_id.in_(ids | fingerprints.keys()), Message.raw_sha256.in_(digests)))
     ):
         known[sha] = (pk, sha, ticket_id)
+        if is_erased(message_id):
+            erased.add(pk)
         if message_id:
-            known[message_id] = (pk, sha, ticket_id)
+            known[fingerprints.get(message_id, message_id)] = (pk, sha, ticket_id)
 
     references = {r for _, _, p, _ in mails if (r := threading.subject_reference(p.subject, prefix))}
     candidates = {c for _, _, p, _ in mails for c in threading.header_candidates(p)}
@@ -249,6 +256,9 @@ def store_batch(
         prior = known.get(parsed.message_id or "") or known.get(digest)
         if prior is not None:
             pk, prior_sha, ticket_id = prior
+            if pk in erased:  # no blob, no event: nothing of the erased person comes back
+                results[index] = StoredMail("duplicate", ERASED_REASON, None, None)
+                continue
             if prior_sha != digest:
                 blobs[digest] = raw
                 events.append(_event(ticket_id, now, "duplicate-delivery", message_id=parsed.message_id,

@@ -21,8 +21,19 @@ def put_blob(session: Session, data: bytes, digest: str | None = None) -> str:
     return digest
 
 
+# The codec of a raw mail's blob after its person was erased: no bytes, only the sha256 it is keyed
+# by, so that the same mail delivered again is recognised and refused (triage.privacy.erase).
+ERASED_CODEC = "erased"
+
+
+class BlobErased(LookupError):
+    """The blob's bytes were erased; only its sha256 is kept."""
+
+
 def get_blob(session: Session, digest: str) -> bytes:
     row = session.execute(select(Blob.codec, Blob.data).where(Blob.sha256 == digest)).one()
+    if row.codec == ERASED_CODEC:
+        raise BlobErased(f"blob {digest} was erased")
     if row.codec == "zlib":
         return zlib.decompress(row.data)
     if row.codec == "raw":
@@ -33,6 +44,8 @@ def get_blob(session: Session, digest: str) -> bytes:
 def get_blob_head(session: Session, digest: str, limit: int) -> bytes:
     """The first `limit` bytes of a blob, without inflating the rest (a mail's header, say)."""
     row = session.execute(select(Blob.codec, Blob.data).where(Blob.sha256 == digest)).one()
+    if row.codec == ERASED_CODEC:
+        raise BlobErased(f"blob {digest} was erased")
     if row.codec == "zlib":
         return zlib.decompressobj().decompress(row.data, limit)
     if row.codec == "raw":
@@ -40,4 +53,4 @@ def get_blob_head(session: Session, digest: str, limit: int) -> bytes:
     raise ValueError(f"blob {digest} has unknown codec {row.codec!r}")
 
 
-__all__ = ["encode", "get_blob", "get_blob_head", "put_blob", "sha256_hex"]  # encode, sha256_hex: from triage.store.codec
+__all__ = ["ERASED_CODEC", "BlobErased", "encode", "get_blob", "get_blob_head", "put_blob", "sha256_hex"]  # encode, sha256_hex: from triage.store.codec

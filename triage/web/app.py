@@ -144,6 +144,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
     from triage.web import digests as digest_pages
     from triage.web import login as login_pages
     from triage.web import outbox as outbox_pages
+    from triage.web import privacy as privacy_pages
     from triage.web import quarantine as quarantine_pages
     from triage.web import queue as queue_pages
     from triage.web import ticket as ticket_pages
@@ -158,6 +159,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
         *tickets_list.routes,
         *outbox_pages.routes, *quarantine_pages.routes,
         *digest_pages.routes,
+        *privacy_pages.routes,
         *action_pages.routes,
         *ticket_pages.routes,
         *(extra_routes or []),
