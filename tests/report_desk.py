@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 from itertools import count
-from typing import Any
 
 from sqlalchemy import insert
 
@@ -50,13 +49,12 @@ def add_ticket(app: App, *, team: str | None, created: datetime, contact: int | 
 def add_mail_out(app: App, ticket: int, queued: datetime, *, auto: str | None = None, status: str = "sent") -> None:
     """An outbox row on `ticket` queued at `queued`: a person's (auto None) or automatic mail."""
     m = next(_ids)
-    values: dict[str, Any] = dict(
-        message_id=f"<out{m}.{id(app)}@desk.example>", ticket_id=ticket, template="reply", auto_submitted=auto,
-        envelope_from="liaison@example.org", recipients=["v@v.example"], to_addr="v@v.example", subject="Re",
-        status=status, attempts=0, next_attempt_at=queued, refused=[], actor="liaison:test", created_at=queued,
-        updated_at=queued)
     with app.sessions() as s, s.begin():
-        s.execute(insert(Outbox).values(**values))
+        s.execute(insert(Outbox).values(
+            message_id=f"<out{m}.{id(app)}@desk.example>", ticket_id=ticket, template="reply", auto_submitted=auto,
+            envelope_from="liaison@example.org", recipients=["v@v.example"], to_addr="v@v.example", subject="Re",
+            status=status, attempts=0, next_attempt_at=queued, refused=[], actor="liaison:test",
+            created_at=queued, updated_at=queued))
 
 
 def add_routing(app: App, ticket: int, created: datetime, suggested: str | None, chosen: str | None) -> None:
