@@ -5,7 +5,8 @@ Charts are SVG files served by a route of this site (`image/svg+xml`) and shown 
 nothing in them can run as script, whatever a label says; the SVG response carries its own CSP
 (no script, no loads) for anyone who opens it directly. One page view asks for the report once
 and then for five charts: the report is kept for a minute per set of filters, so the charts
-reuse the page's reading instead of five more.
+reuse the page's reading instead of five more (a chart or CSV is at most a minute older than the
+page; the page itself always reads afresh).
 """
 
 from __future__ import annotations
@@ -54,7 +55,17 @@ class ReportCache:
                 self._items.popitem(last=False)
 
 
-_cache = ReportCache()
+_cache_lock = threading.Lock()
+
+
+def _cache_of(request: Request) -> ReportCache:
+    """The workbench's own cache (one per application: two workbenches on two databases never share)."""
+    state = request.app.state
+    with _cache_lock:
+        cache: ReportCache | None = getattr(state, "report_cache", None)
+        if cache is None:
+            cache = state.report_cache = ReportCache()
+    return cache
 
 
 def _filters(request: Request) -> tuple[ReportFilters, dict[str, str]]:
@@ -71,10 +82,11 @@ def _filters(request: Request) -> tuple[ReportFilters, dict[str, str]]:
 
 def _report(request: Request, *, fresh: bool = False) -> tuple[Report, dict[str, str]]:
     filters, query = _filters(request)
-    report = None if fresh else _cache.get(filters)
+    cache = _cache_of(request)
+    report = None if fresh else cache.get(filters)
     if report is None:
         report = desk_reports.report(desk(request), login_of(request).actor, filters)
-        _cache.put(report)
+        cache.put(report)
     return report, query
 
 
