@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,5 +99,5 @@ def test_browser_charts_load_and_a_csv_downloads(app: App, page: Any, make_accou
         page.click("#table-corrections a.csv")
     path = info.value.path()
     assert info.value.suggested_filename == "triage-corrections.csv"
-    assert _rows(open(path, encoding="utf-8").read())[0] == ["suggested", "chosen", "decisions"]
+    assert _rows(Path(path).read_text(encoding="utf-8"))[0] == ["suggested", "chosen", "decisions"]
     assert not page.watch.console_errors and not page.watch.dialogs
