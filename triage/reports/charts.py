@@ -35,8 +35,11 @@ def label(text: str) -> str:
     return short.replace("$", r"\$")
 
 
-def _figure(title: str) -> tuple[Figure, Axes]:
-    fig = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI, layout="constrained")
+def _figure(title: str, *, left: float = 0.08, right: float = 0.97, bottom: float = 0.2) -> tuple[Figure, Axes]:
+    """A figure with fixed margins: a layout engine (constrained, tight) measures every text and
+    costs more than drawing the chart itself (0.5 s of 0.9 s for the volume chart here)."""
+    fig = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI)
+    fig.subplots_adjust(left=left, right=right, bottom=bottom, top=0.9)
     ax = fig.add_subplot()
     ax.set_title(title, fontsize=11)
     return fig, ax
@@ -61,8 +64,8 @@ def _ticks(ax: Axes, labels: list[str]) -> None:
 
 
 def volume_chart(report: Report) -> Figure:
-    """New tickets per ISO week, stacked by team."""
-    fig, ax = _figure("New tickets per week, by team")
+    """New tickets per ISO week, stacked by team (a stacked area: one polygon a team, not a bar a week)."""
+    fig, ax = _figure("New tickets per week, by team", right=0.78)
     rows = report.volume.get("team", [])
     if not rows:
         _empty(ax)
@@ -76,10 +79,8 @@ def volume_chart(report: Report) -> Figure:
     index = {w: i for i, w in enumerate(weeks)}
     for week, team, n in rows:
         series.setdefault(team if team in keep else "other", [0] * len(weeks))[index[week]] += n
-    bottom = [0] * len(weeks)
-    for team, counts in series.items():
-        ax.bar(range(len(weeks)), counts, bottom=bottom, label=label(team))
-        bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
+    ax.stackplot(range(len(weeks)), *series.values(), labels=[label(team) for team in series], step="mid")
+    ax.set_xlim(-0.5, len(weeks) - 0.5)
     _ticks(ax, weeks)
     ax.set_ylabel("tickets")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -122,7 +123,7 @@ def routing_chart(report: Report) -> Figure:
 
 def confusion_chart(report: Report) -> Figure:
     """Every routing decision as a matrix: the suggested team (rows) against the team chosen."""
-    fig, ax = _figure("Suggested team (rows) against the team chosen")
+    fig, ax = _figure("Suggested team (rows) against the team chosen", left=0.22, bottom=0.3)
     suggested, chosen, counts = maths.confusion_matrix(report.decisions_matrix)
     if not counts:
         _empty(ax)
@@ -142,7 +143,7 @@ def confusion_chart(report: Report) -> Figure:
 
 def backlog_chart(report: Report) -> Figure:
     """Now: overdue tickets and tickets waiting on the volunteer, per team."""
-    fig, ax = _figure("Overdue and waiting on the volunteer, now")
+    fig, ax = _figure("Overdue and waiting on the volunteer, now", left=0.22, bottom=0.14)
     waiting = {w.team: w.tickets for w in report.waiting}
     teams = sorted(set(report.overdue) | set(waiting))
     if not teams:
