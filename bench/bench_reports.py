@@ -224,7 +224,9 @@ def bench(name: str, url: str, tickets: int, runs: int) -> None:
         print(f"[{name}] bare SQL  {ms(bare_times)} ({len(statements)} statements, {rows:,} rows)")
         print(f"[{name}] report = {report_times[0] / bare_times[0]:.2f}x bare SQL (medians)")
         print(f"[{name}] 5 charts  {ms(chart_times)} (SVG)")
-        print(f"[{name}] /reports  {ms(page_times)}", flush=True)
+        print(f"[{name}] /reports  {ms(page_times)}")
+        print(f"[{name}] load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores",
+              flush=True)
     finally:
         app.close()
 
