@@ -117,6 +117,23 @@ def test_csv_and_charts_take_hostile_labels(app: App) -> None:
     assert charts.chart(r, "volume") == charts.chart(r, "volume")  # reproducible bytes
 
 
+def test_charts_draw_alike_from_many_threads() -> None:
+    """The web server draws in a thread pool: eight threads drawing every chart at once give the
+    bytes one thread gives (each chart is its own Figure, no pyplot state shared)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime
+
+    from triage.reports.queries import Report, ReportFilters
+
+    rows = [(f"2026-W{w:02d}", team, w % 7 + len(team)) for w in range(40, 52) for team in ("legal", "events")]
+    r = Report(ReportFilters(), datetime(2026, 12, 1, tzinfo=UTC), volume={"team": rows},
+               routing=[RoutingWeek("2026-W45", 4, 3, 5, 4)], decisions_matrix=[("legal", "events", 2)])
+    alone = {name: charts.chart(r, name) for name in charts.CHARTS}
+    with ThreadPoolExecutor(8) as pool:
+        drawn = list(pool.map(lambda name: (name, charts.chart(r, name)), list(charts.CHARTS) * 4))
+    assert all(svg == alone[name] for name, svg in drawn)
+
+
 def test_empty_desk_draws_every_chart(app: App) -> None:
     """No tickets at all: every table is empty and every chart still renders (saying so)."""
     r = report(app, LIAISON, filters_for(LIAISON), now=NOW)
