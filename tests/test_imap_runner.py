@@ -146,7 +146,11 @@ def test_worker_sigterm_finishes_batch_and_exits(dovecot_server: Dovecot, db_url
     time.sleep(1.0)
     app = bootstrap(settings)
     try:
-        assert wait_for(lambda: message_count(app) > 0)
+        # The worker imports scikit-learn and connects before its first batch: on a loaded machine
+        # (the suite runs on every core) that takes a while, so wait long, but stop at once if it died.
+        wait_for(lambda: proc.poll() is not None or message_count(app) > 0, timeout=90)
+        assert proc.poll() is None, f"the worker exited before its first batch: {proc.communicate()[1]}"
+        assert message_count(app) > 0
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
         assert proc.returncode == 0, stderr

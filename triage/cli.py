@@ -81,6 +81,7 @@ class TriageGroup(click.Group):
         "stats": "triage.routing.desk_commands:stats",
         "retrain": "triage.routing.desk_commands:retrain",
         "remind": "triage.schedule.commands:remind",
+        "digest": "triage.digest.commands:digest",
         "reply": "triage.outbox.commands:reply",
         "outbox": "triage.outbox.commands:outbox",
         "web": "triage.web.commands:web",

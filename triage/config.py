@@ -430,6 +430,29 @@ class ReminderSettings(_ReminderPolicyKeys):
     )
 
 
+class DigestSettings(_Section):
+    """The weekly digest mail per team (`triage digest`); a team opts in with `digest = true` in the teams file."""
+
+    enabled: bool = Field(True, description="The worker sends each opted-in team's digest when it is due.")
+    interval_seconds: float = Field(300.0, gt=0, description="Seconds between two checks for due digests in the worker.")
+    baseline_weeks: int = Field(
+        8, ge=1, le=52, description="Rising topics: the week's share of a term is compared with its share in this many weeks before."
+    )
+    languages: list[str] = Field(
+        ["en", "de", "fr", "es", "it", "pt", "nl"],
+        description="ISO 639-1 codes of the languages whose stop words are left out of rising topics.",
+    )
+
+    _lists = field_validator("languages", mode="before")(classmethod(lambda cls, v: _split_list(v)))
+
+    @field_validator("languages")
+    @classmethod
+    def _codes(cls, value: list[str]) -> list[str]:
+        if any(not re.fullmatch(r"[a-z]{2}", code) for code in value):
+            raise ValueError("two-letter ISO 639-1 codes such as en, de, fr")
+        return value
+
+
 class WebSettings(_Section):
     """The workbench (`triage web`, `triage demo`)."""
 
@@ -459,6 +482,7 @@ class Settings(_Section):
     smtp: SmtpSettings = SmtpSettings()
     outbox: OutboxSettings = OutboxSettings()
     reminders: ReminderSettings = ReminderSettings()
+    digest: DigestSettings = DigestSettings()
     web: WebSettings = WebSettings()
 
     @property

@@ -1,7 +1,8 @@
 """The long-running worker: args -> settings -> bootstrap() -> run the configured runners.
 
 Runners: one IMAP poller per configured account ([imap], [imap_accounts.*]), if set the
-maildir spool (`ingest.spool_maildir`), and if `smtp.host` is set the outbox sender. SIGTERM
+maildir spool (`ingest.spool_maildir`), and if `smtp.host` is set the outbox sender; then routing,
+reminders and the weekly digests. SIGTERM
 and SIGINT stop it cleanly: the batch in progress is finished and committed, connections are logged out.
 Installed as `triage-worker`; `python run_worker.py` in a checkout runs the same `main`.
 
@@ -21,6 +22,7 @@ from triage.config import ConfigError, load_settings
 from triage.failures import show_traceback, stopped_by
 from triage.logging import configure_logging
 from triage.runners.base import Runner
+from triage.runners.digest import digest_runners
 from triage.runners.outbound import outbound_runners
 from triage.runners.poll import PollRunner
 from triage.runners.remind import remind_runners
@@ -97,6 +99,7 @@ def _run(app: App, *, once: bool) -> int:
         return 2
     runners += routing_runners(app)
     runners += remind_runners(app)  # reminders and escalations, through the outbox
+    runners += digest_runners(app)  # the weekly digests of the teams that asked for one
     if not once:
         return 0 if run_until_signalled(runners) else 1
     status = 0

@@ -64,6 +64,7 @@ def demo(click_ctx: click.Context, host: str | None, port: int | None, reset_pas
     Safe to run again: mail already stored is not stored twice, and an existing liaison account
     keeps its password unless --reset-password.
     """
+    from triage.runners.digest import digest_runners
     from triage.runners.remind import remind_runners
     from triage.runners.supervisor import run_until_signalled
     from triage.runners.web import WebRunner
@@ -92,7 +93,7 @@ def demo(click_ctx: click.Context, host: str | None, port: int | None, reset_pas
             else:
                 echo(f"account {LIAISON}, password: {password}  (shown once; store it now)")
             runners = [WebRunner(make_server(app, sock)), *mail_runners(app), *routing_runners(app),
-                       *remind_runners(app)]
+                       *remind_runners(app), *digest_runners(app)]
             echo(f"workbench at {address(sock)}/  (open it and log in as {LIAISON})")
             echo(f"running {', '.join(r.name for r in runners)}; Ctrl-C stops them all")
             clean = run_until_signalled(runners)
