@@ -18,15 +18,17 @@ from datetime import date
 
 import numpy
 
+from triage.digest.weeks import week_of
+
 UNROUTED = "(unrouted)"
 UNKNOWN = "(unknown)"
 NONE = "(none)"
 
 
 def iso_week(day: str) -> str:
-    """'2026-11-02' -> '2026-W45' (the ISO year, which differs from the calendar year around New Year)."""
-    year, week, _ = date.fromisoformat(day).isocalendar()
-    return f"{year}-W{week:02d}"
+    """'2026-11-02' -> '2026-W45' (the ISO year, which differs from the calendar year around New
+    Year): the weekly digest's own week label (`triage.digest.weeks`)."""
+    return str(week_of(date.fromisoformat(day)))
 
 
 def month(day: str) -> str:
