@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -98,16 +99,45 @@ def approve(ctx: click.Context, references: tuple[str, ...], team: str | None, m
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output (with every report table under \"reports\").")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the report charts into this folder (made if missing).")
+@click.option("--format", "fmt", type=click.Choice(["svg", "png"]), default="svg", show_default=True,
+              help="The charts' file format (with --plot).")
+@click.option("--csv", "csv_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write every report table as CSV into this folder (made if missing).")
+@click.option("--since", help="Reports: from this day on (YYYY-MM-DD, UTC).")
+@click.option("--until", help="Reports: up to and including this day (YYYY-MM-DD, UTC).")
+@click.option("--team", help="Reports: only this team's figures.")
 @click.pass_context
-def stats(ctx: click.Context, as_json: bool) -> None:
-    """Routing agreement by week and coverage; overdue tickets per team and median first-response time."""
+def stats(ctx: click.Context, as_json: bool, plot_dir: Path | None, fmt: str, csv_dir: Path | None,
+          since: str | None, until: str | None, team: str | None) -> None:
+    """Routing agreement by week and coverage; overdue tickets per team and median first-response time.
+
+    With --plot and --csv, the reports (volume, first-response median and 90th percentile,
+    overdue and waiting tickets, routing agreement, coverage and corrections) go to files; the
+    text printed stays the same, and the files written are listed on stderr.
+    """
+    from triage.desk import reports as desk_reports
+
+    actor = _actor(None)
+    filters = desk_reports.filters_for(actor, since=desk_reports.parse_day(since, "--since"),
+                                       until=desk_reports.parse_day(until, "--until"), team=team)
+    wants_report = as_json or plot_dir is not None or csv_dir is not None
     app = ctx.obj.open_app()
     try:
-        figures = routing.stats(app, _actor(None))
+        figures = routing.stats(app, actor)
+        report = desk_reports.report(app, actor, filters) if wants_report else None
     finally:
         app.close()
+    if report is not None:
+        _write_report_files(report, plot_dir, fmt, csv_dir)
     if as_json:
+        from triage.reports.tables import tables
+
+        assert report is not None
+        figures["reports"] = {name: {"title": t.title, "header": t.header, "rows": t.rows}
+                              for name, t in tables(report).items()}
         echo_json(figures)
         return
     echo(f"model {figures['model_version'] or '(none)'}: {figures['suggestions']} suggestions, "
@@ -123,6 +153,26 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     if medians:
         echo("median first response, last 90 days: "
              + ", ".join(f"{team} {hours:.1f} h" for team, hours in sorted(medians.items())))
+
+
+def _write_report_files(report: Any, plot_dir: Path | None, fmt: str, csv_dir: Path | None) -> None:
+    """The charts and the CSV tables into their folders, each file named on stderr (stdout keeps
+    the figures, so `--json` stays one parseable document)."""
+    from triage.reports import charts
+    from triage.reports.tables import tables, to_csv
+
+    if plot_dir is not None:
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        for name in charts.CHARTS:
+            path = plot_dir / f"{name}.{fmt}"
+            path.write_bytes(charts.chart(report, name, fmt))
+            echo(f"wrote {path}", err=True)
+    if csv_dir is not None:
+        csv_dir.mkdir(parents=True, exist_ok=True)
+        for name, table in tables(report).items():
+            path = csv_dir / f"{name}.csv"
+            path.write_text(to_csv(table), encoding="utf-8", newline="")
+            echo(f"wrote {path}", err=True)
 
 
 @click.command()

@@ -147,6 +147,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
     from triage.web import privacy as privacy_pages
     from triage.web import quarantine as quarantine_pages
     from triage.web import queue as queue_pages
+    from triage.web import reports as report_pages
     from triage.web import ticket as ticket_pages
     from triage.web import tickets_list
 
@@ -157,6 +158,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
         *login_pages.routes,
         *queue_pages.routes,
         *tickets_list.routes,
+        *report_pages.routes,
         *outbox_pages.routes, *quarantine_pages.routes,
         *digest_pages.routes,
         *privacy_pages.routes,

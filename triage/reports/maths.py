@@ -1,0 +1,158 @@
+"""The pure half of the reports: grouped rows in, tables out. No database, no clock.
+
+Days are the unit the queries group by (an ISO date string, 'YYYY-MM-DD', in UTC), so both
+engines bucket the same way; weeks and months are made here from them: a week is the ISO week
+('2026-W45', Monday to Sunday), a month 'YYYY-MM'.
+
+Percentiles are interpolated linearly between the closest ranks (numpy's default
+method, PostgreSQL's `percentile_cont`): for 1 h, 2 h and
+10 h the median is 2 h and the 90th percentile 2 + 0.8 x (10 - 2) = 8.4 h.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
+import numpy
+
+from triage.digest.weeks import week_of
+
+UNROUTED = "(unrouted)"
+UNKNOWN = "(unknown)"
+NONE = "(none)"
+
+
+def iso_week(day: str) -> str:
+    """'2026-11-02' -> '2026-W45' (the ISO year, which differs from the calendar year around New
+    Year): the weekly digest's own week label (`triage.digest.weeks`)."""
+    return str(week_of(date.fromisoformat(day)))
+
+
+def month(day: str) -> str:
+    return day[:7]
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """The q-th percentile (0-100) by linear interpolation between closest ranks; None for no values."""
+    data = list(values)
+    if not data:
+        return None
+    return float(numpy.percentile(data, q, method="linear"))
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFigure:
+    """First-response times of the tickets of one team (or '*', all teams) in one month."""
+
+    month: str
+    team: str
+    answered: int  # tickets with a first response: the percentiles are over these
+    unanswered: int  # tickets with none yet (left out of the percentiles, so shown beside them)
+    median_hours: float | None
+    p90_hours: float | None
+
+
+def first_response(rows: Iterable[tuple[str | None, str, float | None]]) -> list[ResponseFigure]:
+    """(team, day the ticket arrived, seconds to its first response or None) -> median and 90th
+    percentile in hours per team and month, and for all teams together (team '*'), months in order."""
+    hours: dict[tuple[str, str], list[float]] = defaultdict(list)
+    waiting: dict[tuple[str, str], int] = defaultdict(int)
+    for team, day, seconds in rows:
+        for key in ((month(day), team or UNROUTED), (month(day), "*")):
+            if seconds is None:
+                waiting[key] += 1
+                hours.setdefault(key, [])
+            else:
+                hours[key].append(max(0.0, float(seconds)) / 3600)
+    return [
+        ResponseFigure(m, team, len(values), waiting.get((m, team), 0),
+                       _hours(percentile(values, 50)), _hours(percentile(values, 90)))
+        for (m, team), values in sorted(hours.items())
+    ]
+
+
+def _hours(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def volume(rows: Iterable[tuple[str, str | None, str | None, int]]) -> dict[str, list[tuple[str, str, int]]]:
+    """(day, team, language, new tickets) -> new tickets per (week, team) and per (week, language),
+    and per week in total (the second column '*')."""
+    by_team: dict[tuple[str, str], int] = defaultdict(int)
+    by_language: dict[tuple[str, str], int] = defaultdict(int)
+    total: dict[tuple[str, str], int] = defaultdict(int)
+    for day, team, language, n in rows:
+        week = iso_week(day)
+        by_team[(week, team or UNROUTED)] += int(n)
+        by_language[(week, language or UNKNOWN)] += int(n)
+        total[(week, "*")] += int(n)
+    return {name: [(w, k, n) for (w, k), n in sorted(counts.items())]
+            for name, counts in (("team", by_team), ("language", by_language), ("total", total))}
+
+
+def by_week(rows: Iterable[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """(day, key, count) -> (ISO week, key, count), summed; for mail per kind and the like."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for day, key, n in rows:
+        counts[(iso_week(day), key or NONE)] += int(n)
+    return [(w, k, n) for (w, k), n in sorted(counts.items())]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingWeek:
+    """One ISO week of routing: decisions and how many agreed with the suggestion; suggestions made
+    and how many named a team (coverage: the model did not abstain)."""
+
+    week: str
+    decisions: int
+    agreed: int
+    suggestions: int
+    named: int
+
+    @property
+    def agreement(self) -> float | None:
+        return round(self.agreed / self.decisions, 3) if self.decisions else None
+
+    @property
+    def coverage(self) -> float | None:
+        return round(self.named / self.suggestions, 3) if self.suggestions else None
+
+
+def routing_weeks(decisions: Iterable[tuple[str, int, int]],
+                  suggestions: Iterable[tuple[str, int, int]]) -> list[RoutingWeek]:
+    """(day, decisions, agreed) and (day, suggestions, naming a team) -> one row per ISO week."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for day, n, agreed in decisions:
+        row = counts[iso_week(day)]
+        row[0] += int(n)
+        row[1] += int(agreed or 0)
+    for day, n, named in suggestions:
+        row = counts[iso_week(day)]
+        row[2] += int(n)
+        row[3] += int(named or 0)
+    return [RoutingWeek(week, *row) for week, row in sorted(counts.items())]
+
+
+def confusion(rows: Iterable[tuple[str | None, str, int]]) -> list[tuple[str, str, int]]:
+    """(suggested team, team chosen, decisions) -> the corrections only (suggested != chosen),
+    most frequent first; a ticket the model had no suggestion for is suggested '(none)'."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for suggested, chosen, n in rows:
+        if suggested != chosen:
+            counts[(suggested or NONE, chosen)] += int(n)
+    return sorted(((s, c, n) for (s, c), n in counts.items()), key=lambda row: (-row[2], row[0], row[1]))
+
+
+def confusion_matrix(rows: Iterable[tuple[str | None, str, int]]) -> tuple[list[str], list[str], list[list[int]]]:
+    """Every decision as a matrix: (suggested teams, chosen teams, counts[suggested][chosen])."""
+    counts = {(suggested or NONE, chosen): int(n) for suggested, chosen, n in rows}
+    suggested = sorted({s for s, _ in counts})
+    chosen = sorted({c for _, c in counts})
+    return suggested, chosen, [[counts.get((s, c), 0) for c in chosen] for s in suggested]
+
+
+__all__ = ["NONE", "UNKNOWN", "UNROUTED", "ResponseFigure", "RoutingWeek", "by_week", "confusion",
+           "confusion_matrix", "first_response", "iso_week", "month", "percentile", "routing_weeks", "volume"]
