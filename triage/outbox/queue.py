@@ -43,7 +43,7 @@ from triage.outbox.mails import TicketView, context, load_view
 from triage.outbox.render import Rendered
 from triage.outbox.wiring import Wiring
 from triage.store.blobs import put_blob
-from triage.store.models import Contact, Direction, Event, Message, Ticket, TicketStatus
+from triage.store.models import Contact, ContactAddress, Direction, Event, Message, Ticket, TicketStatus
 from triage.store.outbox_models import Outbox, OutboxStatus
 from triage.teams import Team
 
@@ -185,7 +185,8 @@ def _recipient_facts(
     session: Session, party: Party, contact: Contact | None, recent: _RecentAutomatic
 ) -> loops.RecipientFacts:
     bouncing = contact.bouncing if contact is not None else bool(session.scalar(
-        select(Contact.bouncing).where(func.lower(Contact.address) == party.address.lower())
+        select(Contact.bouncing).join(ContactAddress, ContactAddress.contact_id == Contact.id)
+        .where(func.lower(ContactAddress.address) == party.address.lower()).limit(1)
     ))
     return loops.RecipientFacts(
         party.address.lower(), bouncing,

@@ -3,9 +3,9 @@ environment, the schema test), so that no model module has to import the others 
 
 from __future__ import annotations
 
-from triage.store import models, outbox_models, schedule_models, web_models
+from triage.store import contact_models, models, outbox_models, schedule_models, web_models
 from triage.store.db import Base
 
 metadata = Base.metadata
 
-__all__ = ["metadata", "models", "outbox_models", "schedule_models", "web_models"]
+__all__ = ["contact_models", "metadata", "models", "outbox_models", "schedule_models", "web_models"]
