@@ -89,6 +89,7 @@ class TriageGroup(click.Group):
         "note": "triage.desk.commands:note",
         "status": "triage.desk.commands:status",
         "merge": "triage.desk.commands:merge_command",
+        "contact": "triage.desk.contact_commands:contact",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
