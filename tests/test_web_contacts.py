@@ -5,6 +5,7 @@ browser: edit a contact and see the history; merge then undo."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,8 +17,8 @@ from tests.test_desk_contacts import contact_of, mail, owners
 from tests.test_web_actions import field, logged_in
 from tests.workbench import Account, log_in
 from triage.bootstrap import App
-from triage.desk.contacts import contact_page
 from triage.desk.actors import Actor
+from triage.desk.contacts import contact_page
 from triage.store.web_models import Role
 from triage.web.app import create_app
 
@@ -114,9 +115,8 @@ def test_import_preview_then_apply_on_the_web(client: TestClient, app: App,
     assert preview.status_code == 200 and "Preview (nothing written yet)" in preview.text
     assert "&lt;b&gt;Bold&lt;/b&gt;" in preview.text and "not an address" in preview.text
     assert owners(app) == {}
-    content = re.search(r'<textarea name="content" hidden>(.*?)</textarea>', preview.text, re.S)
+    content = re.search(r'<textarea name="content" hidden>(.*?)</textarea>', preview.text, re.DOTALL)
     assert content
-    import html
     applied = client.post("/contacts/import", data={"csrf_token": token, "apply": "1", "filename": "book.csv",
                                                     "content": html.unescape(content[1])})
     assert applied.status_code == 200 and "Imported" in applied.text

@@ -6,6 +6,7 @@ its number or any of its addresses."""
 from __future__ import annotations
 
 import getpass
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -131,7 +132,7 @@ def edit(ctx: Context, ref: str, name: str | None, language: str | None, notes: 
          remove_address: tuple[str, ...], primary: str | None, actor: str, as_json: bool) -> None:
     """Change contact REF; every change goes to its history (who, what, old and new value)."""
     if notes == "-":
-        notes = click.get_text_stream("stdin").read()
+        notes = sys.stdin.read()
     change = ContactEdit(
         name=name, language=language, notes=notes, consent=_consent(consent),
         add_labels=(*(("tag", v) for v in add_tag), *(("role", v) for v in add_role),

@@ -76,15 +76,15 @@ def _plan(session: Session, cards: list[tuple[int, Card]]) -> list[tuple[int, Ca
             .where(func.lower(ContactAddress.address).in_(wanted))):
         owners[address.lower()] = (contact_id, merged_into)
     claimed: dict[str, int] = {}
-    plan = []
+    plan: list[tuple[int, Card, int | None, str]] = []
     for line, card in cards:
         targets = {owners[a][0] for a in card.addresses if a in owners}
         earlier = sorted({claimed[a] for a in card.addresses if a in claimed})
         if earlier:
             plan.append((line, card, None, f"an address already in line {earlier[0]} of this file"))
         elif len(targets) > 1:
-            plan.append((line, card, None, "its addresses belong to different contacts "
-                         f"({', '.join(f'#{t}' for t in sorted(targets))}): merge them first"))
+            listed = ", ".join(f"#{t}" for t in sorted(targets))
+            plan.append((line, card, None, f"its addresses belong to different contacts ({listed}): merge them first"))
         else:
             plan.append((line, card, targets.pop() if targets else None, ""))
         for address in card.addresses:

@@ -124,7 +124,7 @@ def unmerge_contact(app: App, actor: Actor, ref: str, *, now: datetime | None = 
         for address_id in sorted(addresses, key=lambda i: moved[i]):  # the primary last: one per contact
             session.execute(update(ContactAddress).where(ContactAddress.id == address_id)
                             .values(contact_id=source.id, is_primary=moved[address_id]))
-        tickets = set(int(i) for i in merge.ticket_ids) | _opened_since(session, merge, into.id, set(addresses.values()))
+        tickets = {int(i) for i in merge.ticket_ids} | _opened_since(session, merge, into.id, set(addresses.values()))
         if tickets:
             session.execute(update(Ticket).where(Ticket.id.in_(tickets), Ticket.contact_id == into.id)
                             .values(contact_id=source.id))

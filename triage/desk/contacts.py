@@ -124,9 +124,9 @@ def list_contacts(app: App, actor: Actor, text: str | None = None, *, tag: str |
                 .where(ContactLabel.contact_id.in_(ids), ContactLabel.kind.in_(("role", "tag")))
                 .order_by(ContactLabel.kind, ContactLabel.value)):
             tags.setdefault(contact_id, []).append(value)
-        counts = dict(session.execute(  # type: ignore[arg-type]
-            visible(select(Ticket.contact_id, func.count()), actor)
-            .where(Ticket.contact_id.in_(ids)).group_by(Ticket.contact_id)).all())
+        counted: Any = visible(select(Ticket.contact_id, func.count()), actor)  # type: ignore[type-var]
+        counts: dict[int, int] = {cid: n for cid, n in session.execute(
+            counted.where(Ticket.contact_id.in_(ids)).group_by(Ticket.contact_id))}
         return [ContactRow(c.id, c.name, c.address, len(c.addresses), tuple(tags.get(c.id, [])),
                            int(counts.get(c.id, 0)), c.consent, c.bouncing, c.last_seen) for c in contacts]
 
@@ -227,15 +227,15 @@ def contact_page(app: App, actor: Actor, ref: str) -> ContactPage:
                                        .order_by(Ticket.id.desc())))
         ticket_ids = [t.id for t in tickets]
         references = {t.id: t.reference for t in tickets}
-        messages = session.scalars(
+        messages: list[Message] = list(session.scalars(
             select(Message).where(Message.ticket_id.in_(ticket_ids))
-            .order_by(Message.id.desc()).limit(MESSAGE_LIMIT)) if ticket_ids else []
+            .order_by(Message.id.desc()).limit(MESSAGE_LIMIT))) if ticket_ids else []
         bounces = []
         for ticket_id, at, detail in session.execute(
                 select(Event.ticket_id, Event.at, Event.detail)
                 .where(Event.ticket_id.in_(ticket_ids), Event.action == "bounced").order_by(Event.id.desc())):
             hit = tuple(a for a in (detail or {}).get("addresses", []) if str(a).lower() in addresses)
-            bounces.append(BounceLine(references.get(ticket_id), at, hit))
+            bounces.append(BounceLine(references.get(ticket_id or 0), at, hit))
         history = [ChangeLine(c.at, c.actor, c.action, c.field, c.old, c.new) for c in session.scalars(
             select(ContactChange).where(ContactChange.contact_id == contact.id).order_by(ContactChange.id.desc()))]
         merged_from = [MergedFrom(m.merged_id, name, m.at) for m, name in session.execute(

@@ -85,10 +85,10 @@ def contact_view(request: Request) -> Response:
         values = {key: value for key, value in form(request).items() if isinstance(value, str)}
         changed = edit_contact(app, actor, contact_id, edit_from_form(current, values))
         return RedirectResponse(f"/contacts/{contact_id}?changed={changed}", status_code=303)
-    changed = request.query_params.get("changed")
+    saved = request.query_params.get("changed")
     return render(request, "contact.html", {
         "contact": contact_page(app, actor, contact_id), "kinds": LABEL_KINDS,
-        "changed": number(changed, "changed", "") if changed else None,
+        "changed": number(saved, "changed", "") if saved else None,
     })
 
 
