@@ -21,7 +21,7 @@ from triage.contacts.exchange import Card, FileRefused, Record, read_file
 from triage.desk.actors import Actor
 from triage.desk.contacts import (
     ContactEdit,
-    _team_contacts,
+    readable_filter,
     apply_edit,
     record,
     require_contact_editor,
@@ -152,7 +152,7 @@ def export_records(app: App, actor: Actor) -> list[Record]:
     """Every contact `actor` may read (merged ones live on in their survivor), oldest first."""
     query = (select(Contact).where(Contact.merged_into_id.is_(None)).order_by(Contact.id)
              .options(selectinload(Contact.addresses)))
-    if (mine := _team_contacts(actor)) is not None:
+    if (mine := readable_filter(actor)) is not None:
         query = query.where(mine)
     with app.reads() as session:
         contacts = list(session.scalars(query))
@@ -178,7 +178,7 @@ class DuplicateView:
 def duplicate_contacts(app: App, actor: Actor) -> list[DuplicateView]:
     """The suggested merges among the contacts `actor` may read."""
     query = select(Contact).where(Contact.merged_into_id.is_(None)).options(selectinload(Contact.addresses))
-    if (mine := _team_contacts(actor)) is not None:
+    if (mine := readable_filter(actor)) is not None:
         query = query.where(mine)
     with app.reads() as session:
         contacts = {c.id: c for c in session.scalars(query)}

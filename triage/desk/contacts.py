@@ -44,8 +44,8 @@ def require_contact_editor(actor: Actor) -> None:
         raise Forbidden(f"{actor.name} cannot change contacts", "only the liaison keeps the address book")
 
 
-def _team_contacts(actor: Actor) -> Any:
-    """The condition on Contact.id for the contacts `actor` may read (None: all of them)."""
+def readable_filter(actor: Actor) -> Any:
+    """The condition on Contact for the contacts `actor` may read (None: all of them)."""
     if actor.role is not Role.staff:
         return None
     return visible(select(Ticket.id), actor).where(Ticket.contact_id == Contact.id).exists()
@@ -100,7 +100,7 @@ def list_contacts(app: App, actor: Actor, text: str | None = None, *, tag: str |
     """The contacts `actor` may read (merged ones are not listed: they live on in the survivor),
     newest contact first; `text` matches a name, an address or a label, `tag` one label exactly."""
     query = select(Contact).where(Contact.merged_into_id.is_(None)).options(selectinload(Contact.addresses))
-    if (mine := _team_contacts(actor)) is not None:
+    if (mine := readable_filter(actor)) is not None:
         query = query.where(mine)
     text = (text or "").strip()
     if text:
@@ -408,5 +408,5 @@ def address_of(session: Session, contact_id: int) -> str | None:
 
 __all__ = [
     "ContactEdit", "ContactPage", "ContactRow", "apply_edit", "contact_page", "edit_contact", "find_contact",
-    "list_contacts", "readable_contact", "record", "require_contact_editor",
+    "list_contacts", "readable_contact", "readable_filter", "record", "require_contact_editor",
 ]
