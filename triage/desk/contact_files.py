@@ -21,8 +21,8 @@ from triage.contacts.exchange import Card, FileRefused, Record, read_file
 from triage.desk.actors import Actor
 from triage.desk.contacts import (
     ContactEdit,
-    readable_filter,
     apply_edit,
+    readable_filter,
     record,
     require_contact_editor,
 )
