@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from triage.contacts.duplicates import ContactFacts, Duplicate, find_duplicates
@@ -73,7 +73,7 @@ def _plan(session: Session, cards: list[tuple[int, Card]]) -> list[tuple[int, Ca
     for address, contact_id, merged_into in session.execute(
             select(ContactAddress.address, ContactAddress.contact_id, Contact.merged_into_id)
             .join(Contact, Contact.id == ContactAddress.contact_id)
-            .where(func.lower(ContactAddress.address).in_(wanted))):
+            .where(ContactAddress.address.in_(wanted))):
         owners[address.lower()] = (contact_id, merged_into)
     claimed: dict[str, int] = {}
     plan: list[tuple[int, Card, int | None, str]] = []

@@ -99,8 +99,7 @@ def _active_merge(session: Session, actor: Actor, ref: str) -> ContactMerge:
     query = select(ContactMerge).where(ContactMerge.undone_at.is_(None)).order_by(ContactMerge.id.desc())
     merge = session.scalar(query.where(ContactMerge.merged_id == contact.id).limit(1))
     if merge is None and "@" in ref:
-        address_id = session.scalar(select(ContactAddress.id).where(
-            func.lower(ContactAddress.address) == ref.strip().lower()))
+        address_id = session.scalar(select(ContactAddress.id).where(ContactAddress.address == ref.strip().lower()))
         for candidate in session.scalars(query.where(ContactMerge.survivor_id == contact.id)):
             if any(i == address_id for i, _ in candidate.address_ids):
                 merge = candidate

@@ -63,9 +63,14 @@ def find_contact(session: Session, ref: str) -> Contact | None:
     if ref.isascii() and ref.isdigit() and len(ref) <= 12:
         return session.get(Contact, int(ref))
     if "@" in ref:
-        owner = select(ContactAddress.contact_id).where(func.lower(ContactAddress.address) == ref.lower())
-        return session.scalar(select(Contact).where(Contact.id.in_(owner)))
+        return session.scalar(select(Contact).where(Contact.id.in_(_owner(ref))))
     return None
+
+
+def _owner(address: str) -> Any:
+    """The contact id owning `address`, by the unique index: every stored address is lower-case
+    (ingest, edits and imports all go through `boundary.address`)."""
+    return select(ContactAddress.contact_id).where(ContactAddress.address == address.strip().lower())
 
 
 def readable_contact(session: Session, actor: Actor, ref: str) -> Contact:
@@ -351,7 +356,7 @@ def _edit_addresses(session: Session, contact: Contact, edit: ContactEdit, now: 
     changes: list[tuple[str, str | None, str | None]] = []
     for value in edit.add_addresses:
         address = _address(value)
-        owner = session.scalar(select(ContactAddress).where(func.lower(ContactAddress.address) == address))
+        owner = session.scalar(select(ContactAddress).where(ContactAddress.address == address))
         if owner is not None:
             if owner.contact_id != contact.id:
                 raise Conflict(f"{address} belongs to contact #{owner.contact_id}",
