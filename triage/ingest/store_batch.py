@@ -126,7 +126,7 @@ def message_values(
 def _upsert_contacts(session: Session, mails: Sequence[ParsedMail], now: datetime) -> dict[str, int]:
     """The contact of each sender address, found by any of a person's addresses (a merged
     contact's addresses belong to the survivor), or created. Known senders cost one lookup and
-    one executemany; new ones an insert of contacts (read back by uid) and of their addresses."""
+    one executemany; new ones one INSERT ... RETURNING of contacts and one insert of their addresses."""
     senders: dict[str, str | None] = {}
     for mail in mails:
         if mail.from_addr:
@@ -152,17 +152,21 @@ def _upsert_contacts(session: Session, mails: Sequence[ParsedMail], now: datetim
     if new:
         rows = [{"uid": uuid.uuid4().hex, "name": senders[a], "first_seen": now, "last_seen": now,
                  "bouncing": False, "notes": "", "consent": False} for a in new]
-        ids = _insert_keyed(session, contacts, rows, "uid")
+        by_uid = dict(session.execute(contacts.insert().returning(contacts.c.uid, contacts.c.id), rows).all())
+        ids = [by_uid[row["uid"]] for row in rows]
         session.execute(
             upsert_insert(session)(addresses).on_conflict_do_nothing(index_elements=["address"]),
             [{"contact_id": cid, "address": a, "is_primary": True, "added_at": now, "source": "mail"}
              for a, cid in zip(new, ids, strict=True)],
         )
-        owners = dict(session.execute(
-            select(addresses.c.address, addresses.c.contact_id).where(addresses.c.address.in_(new))).all())
-        if orphans := [cid for a, cid in zip(new, ids, strict=True) if owners.get(a) != cid]:
-            # another worker stored the same new address first (PostgreSQL): its contact wins
-            session.execute(contacts.delete().where(contacts.c.id.in_(orphans)))
+        owners = dict(zip(new, ids, strict=True))
+        if session.get_bind().dialect.name == "postgresql":
+            # another worker may have stored the same new address first (SQLite's writers take turns
+            # under BEGIN IMMEDIATE, so only PostgreSQL can see this): its contact wins, ours goes
+            owners = dict(session.execute(
+                select(addresses.c.address, addresses.c.contact_id).where(addresses.c.address.in_(new))).all())
+            if orphans := [cid for a, cid in zip(new, ids, strict=True) if owners.get(a) != cid]:
+                session.execute(contacts.delete().where(contacts.c.id.in_(orphans)))
         found.update(owners)
     return found
 
