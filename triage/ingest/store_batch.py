@@ -150,10 +150,12 @@ def _upsert_contacts(session: Session, mails: Sequence[ParsedMail], now: datetim
         )
     new = sorted(a for a in senders if a not in found)
     if new:
-        rows = [{"uid": uuid.uuid4().hex, "name": senders[a], "first_seen": now, "last_seen": now,
-                 "bouncing": False, "notes": "", "consent": False} for a in new]
-        by_uid = dict(session.execute(contacts.insert().returning(contacts.c.uid, contacts.c.id), rows).all())
-        ids = [by_uid[row["uid"]] for row in rows]
+        uids = [uuid.uuid4().hex for _ in new]
+        rows = [{"uid": uid, "name": senders[a], "first_seen": now, "last_seen": now, "bouncing": False,
+                 "notes": "", "consent": False} for a, uid in zip(new, uids, strict=True)]
+        by_uid: dict[str, int] = dict(session.execute(
+            contacts.insert().returning(contacts.c.uid, contacts.c.id), rows).all())
+        ids = [by_uid[uid] for uid in uids]
         session.execute(
             upsert_insert(session)(addresses).on_conflict_do_nothing(index_elements=["address"]),
             [{"contact_id": cid, "address": a, "is_primary": True, "added_at": now, "source": "mail"}
