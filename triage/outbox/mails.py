@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from triage.config import Settings
 from triage.outbox.compose import Party, ThreadInfo, valid_msg_id
@@ -73,6 +73,13 @@ class TicketView:
         return ThreadInfo(self.ticket.reference, answered, tuple(r for r in last.references or () if valid_msg_id(r)))
 
 
+def contact_with_addresses(session: Session, contact_id: int | None) -> Contact | None:
+    """The contact with its addresses in the same query (whom mail goes to needs them)."""
+    if contact_id is None:
+        return None
+    return session.get(Contact, contact_id, options=[joinedload(Contact.addresses)])
+
+
 def load_view(session: Session, ticket: Ticket) -> TicketView:
     """The ticket, its contact, and the contact's own latest mail as `last_inbound`.
 
@@ -83,7 +90,7 @@ def load_view(session: Session, ticket: Ticket) -> TicketView:
     """
     messages = list(session.scalars(select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id)))
     inbound = [m for m in messages if m.direction == Direction.inbound and m.kind == "normal"]
-    contact = session.get(Contact, ticket.contact_id) if ticket.contact_id is not None else None
+    contact = contact_with_addresses(session, ticket.contact_id)
     authors = {a.address.lower() for a in contact.addresses} if contact is not None else set()
     own = [m for m in inbound if m.from_addr and m.from_addr.lower() in authors]
     last = own[-1] if own else (inbound[0] if inbound else None)

@@ -39,7 +39,7 @@ from triage.outbox import loops
 from triage.outbox.compose import AutoSubmitted, Party, compose, to_bytes
 from triage.outbox.failures import record_failed_mail
 from triage.outbox.language import choose_language
-from triage.outbox.mails import TicketView, context, load_view
+from triage.outbox.mails import TicketView, contact_with_addresses, context, load_view
 from triage.outbox.render import Rendered
 from triage.outbox.wiring import Wiring
 from triage.store.blobs import put_blob
@@ -269,7 +269,7 @@ def _acknowledge(
     session: Session, wiring: Wiring, message: Message, ticket: Ticket, now: datetime, recent: _RecentAutomatic
 ) -> Queued | Skipped:
     settings = wiring.settings
-    contact = session.get(Contact, ticket.contact_id) if ticket.contact_id is not None else None
+    contact = contact_with_addresses(session, ticket.contact_id)
     view = TicketView(ticket, contact, message, [message])
     volunteer = view.volunteer
     facts = _recipient_facts(session, volunteer, contact, recent) if volunteer is not None else None
