@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from triage.contacts.exchange import MAX_LABEL, MAX_NAME, MAX_NOTES
 from triage.desk.actors import Actor, visible
 from triage.desk.errors import Conflict, Forbidden, Invalid, NotFound
 from triage.ingest.boundary import address as valid_address
-from triage.store.contact_models import LABEL_KINDS, ContactChange, ContactLabel
+from triage.store.contact_models import LABEL_KINDS, ContactChange, ContactLabel, ContactMerge
 from triage.store.db import utcnow
 from triage.store.models import Contact, ContactAddress, Event, Message, Ticket
 from triage.store.web_models import Role
@@ -223,8 +223,6 @@ def labels_of(session: Session, contact_id: int) -> dict[str, list[str]]:
 
 def contact_page(app: App, actor: Actor, ref: str) -> ContactPage:
     """Everything the desk holds about one contact, as far as `actor` may see it."""
-    from triage.store.contact_models import ContactMerge
-
     with app.reads() as session:
         contact = readable_contact(session, actor, ref)
         addresses = {a.address.lower() for a in contact.addresses}
@@ -404,11 +402,6 @@ def edit_contact(app: App, actor: Actor, ref: str, edit: ContactEdit, *, now: da
         changes = apply_edit(session, contact, edit, now)
         session.flush()
         return record(session, contact, actor, "edit", now, changes)
-
-
-def address_of(session: Session, contact_id: int) -> str | None:
-    return session.scalar(select(ContactAddress.address).where(
-        and_(ContactAddress.contact_id == contact_id, ContactAddress.is_primary)))
 
 
 __all__ = [
