@@ -13,8 +13,10 @@ from sqlalchemy import select
 from triage.bootstrap import App
 from triage.desk.actions import add_note, send_reply
 from triage.desk.actors import Actor
+from triage.desk.contact_merge import merge_contacts
+from triage.desk.contacts import ContactEdit, edit_contact
 from triage.ingest.pipeline import IncomingMail, IngestOutcome, quarantine
-from triage.store.models import Contact, Decision, ImapLedgerEntry, Suggestion, Ticket
+from triage.store.models import Contact, ContactAddress, Decision, ImapLedgerEntry, Suggestion, Ticket
 from triage.store.web_models import Role
 
 LIAISON = Actor("ada", Role.liaison)
@@ -35,6 +37,9 @@ NEEDLES = (
     "yarrowmuffin",  # the desk's reply to them
     "plinkerdoodle",  # a note on their ticket
     "kx4471",  # a passport number inside the attachment
+    "quillmail",  # their second address, a contact merged into theirs
+    "wibbleton",  # a tag the liaison gave them
+    "quarklebeam",  # the liaison's notes on the contact
 )
 # The bystander's: all of it must still be there.
 KEPT = ("otto bystander", "otto@elsewhere.example", "tolkienesque", "community banner guidelines")
@@ -109,6 +114,16 @@ def populate(app: App) -> People:
         contact_id = session.scalar(select(Contact.id).where(Contact.address == ADDRESS))
         other_id = session.scalar(select(Contact.id).where(Contact.address == "otto@elsewhere.example"))
         assert contact_id and other_id
+    # A second address, first seen as another contact and merged into theirs; an edit (name, notes,
+    # a tag) that leaves old and new values in the contact's history.
+    with app.sessions.begin() as session:
+        seen = datetime(2026, 11, 5, tzinfo=UTC)
+        alias = Contact(name="Q. Vexmartha", first_seen=seen, last_seen=seen)
+        alias.addresses.append(ContactAddress(address="qvex@quillmail.example", is_primary=True, source="import"))
+        session.add(alias)
+    merge_contacts(app, LIAISON, "qvex@quillmail.example", ADDRESS)
+    edit_contact(app, LIAISON, ADDRESS, ContactEdit(name="Quillon V. Vexmartha", notes="Quarklebeam: met at the meetup",
+                                                    add_labels=(("tag", "wibbleton-organiser"),)))
     return People(reference, other.ticket_reference, contact_id, other_id, first, follow_up)
 
 

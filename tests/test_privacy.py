@@ -48,8 +48,13 @@ def test_export_holds_everything_under_names_the_desk_gives(app: App) -> None:
     export = export_person(app, LIAISON, ADDRESS)
     archive = zipfile.ZipFile(io.BytesIO(export.zip_bytes()))
     document = json.loads(archive.read("person.json"))
-    assert [c["address"] for c in document["contacts"]] == [ADDRESS]
-    assert document["contacts"][0]["name"] == "Quillon Vexmartha"
+    person, merged = document["contacts"]  # theirs, and the contact merged into it (kept for undo)
+    assert person["address"] == ADDRESS and person["name"] == "Quillon V. Vexmartha"
+    assert {a["address"] for a in person["addresses"]} == {ADDRESS, "qvex@quillmail.example"}
+    assert merged["merged_into"] == person["id"] and merged["addresses"] == []
+    assert {"kind": "tag", "value": "wibbleton-organiser"} in person["labels"]
+    assert person["notes"].startswith("Quarklebeam")
+    assert any(h["field"] == "name" and h["old"] == "Quillon Vexmartha" for h in person["history"])
     [ticket] = document["tickets"]
     assert ticket["reference"] == people.reference and ticket["subject"] == "Brindlewick banner for our meetup"
     assert any(e["action"] == "note" and "Plinkerdoodle" in e["detail"]["text"] for e in ticket["events"])
@@ -109,7 +114,7 @@ def test_erasure_is_one_transaction_and_harmless_to_repeat(app: App, monkeypatch
         with pytest.raises(RuntimeError):
             erase_person(app, LIAISON, str(people.contact_id))
     with app.reads() as session:
-        assert session.scalar(select(Contact.name).where(Contact.id == people.contact_id)) == "Quillon Vexmartha"
+        assert session.scalar(select(Contact.name).where(Contact.id == people.contact_id)) == "Quillon V. Vexmartha"
         assert session.scalar(select(Message.subject).where(Message.id == people.first.message_pk))
     first = erase_person(app, LIAISON, str(people.contact_id), now=datetime(2026, 12, 1, tzinfo=UTC))
     again = erase_person(app, LIAISON, str(people.contact_id))

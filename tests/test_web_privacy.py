@@ -107,7 +107,7 @@ def test_the_liaison_erases_a_person_in_the_browser(app: App, page: Any, make_ac
     page.fill("input[name=ref]", ADDRESS.upper())
     page.click("form.filters button[type=submit]")
     page.wait_for_url(f"**/privacy/{people.contact_id}")
-    assert page.locator("dd.address").inner_text() == ADDRESS
+    assert ADDRESS in page.locator("dd.address").all_inner_texts()
     assert page.locator("a.export").get_attribute("href") == f"/privacy/{people.contact_id}/export"
     page.click("text=Erase…")
     page.fill("input[name=address]", ADDRESS)

@@ -90,7 +90,7 @@ class TriageGroup(click.Group):
         "note": "triage.desk.commands:note",
         "status": "triage.desk.commands:status",
         "merge": "triage.desk.commands:merge_command",
-        "contact": "triage.desk.privacy_commands:contact",
+        "contact": "triage.desk.contact_commands:contact",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import false, func, or_, select
+from sqlalchemy import and_, false, func, or_, select
 
 from triage.desk.actors import Actor, require_visible, visible
 from triage.desk.routing import LIST_LIMIT, as_query, check_order, check_status
-from triage.store.models import Contact, Message, Ticket
+from triage.store.models import ContactAddress, Message, Ticket
 
 if TYPE_CHECKING:
     from triage.bootstrap import App
@@ -64,8 +64,8 @@ def _ticket_rows() -> Any:
     through the index on messages.ticket_id, so a page of 100 costs 100 index lookups)."""
     messages = (select(func.count()).where(Message.ticket_id == Ticket.id).correlate(Ticket)
                 .scalar_subquery())
-    return (select(Ticket, Contact.address, messages.label("messages"))
-            .outerjoin(Contact, Contact.id == Ticket.contact_id))
+    return (select(Ticket, ContactAddress.address, messages.label("messages"))
+            .outerjoin(ContactAddress, and_(ContactAddress.contact_id == Ticket.contact_id, ContactAddress.is_primary)))
 
 
 def _row(ticket: Ticket, address: str | None, messages: int | None) -> TicketRow:

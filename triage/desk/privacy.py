@@ -38,7 +38,8 @@ class PersonView:
     """What the privacy page shows before anything is done."""
 
     contact_id: int
-    address: str
+    address: str  # the primary address (one of `addresses`)
+    addresses: tuple[str, ...]  # every address of the person, those merged into them included
     name: str | None
     first_seen: datetime
     last_seen: datetime
@@ -109,7 +110,9 @@ def person_view(app: App, actor: Actor, ref: str) -> PersonView:
     with app.reads() as session:
         contact = _contact(session, ref)
         scope = person_scope(session, [contact.id])
-        return PersonView(contact.id, contact.address, contact.name, contact.first_seen, contact.last_seen,
+        addresses = tuple(sorted(scope.addresses))
+        return PersonView(contact.id, contact.address or (addresses[0] if addresses else ""), addresses,
+                          contact.name, contact.first_seen, contact.last_seen,
                           len(scope.ticket_ids), len(scope.message_ids), _attachments(session, scope),
                           len(scope.outbox_ids), len(scope.quarantine_ids))
 

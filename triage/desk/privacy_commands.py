@@ -21,12 +21,7 @@ if TYPE_CHECKING:
 ACTOR_HELP = "Who acts (named on the tombstone)."
 
 
-@click.group("contact")
-def contact() -> None:
-    """A person's data: a copy of everything held about them, or its erasure."""
-
-
-@contact.command("export")
+@click.command("export")
 @click.argument("ref")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The zip file to write (must not exist): person.json, mails/*.eml, attachments/*.")
@@ -58,7 +53,7 @@ def export_command(ctx: Context, ref: str, out: Path, as_json: bool, actor: str)
              f"{summary['files']} files ({summary['bytes']} bytes)")
 
 
-@contact.command("erase")
+@click.command("erase")
 @click.argument("ref")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed when not on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the tombstone as JSON.")
@@ -93,4 +88,4 @@ def erase_command(ctx: Context, ref: str, yes: bool, as_json: bool, actor: str) 
              f"tickets kept as shells: {', '.join(done.tickets) or 'none'}")
 
 
-__all__ = ["contact"]
+__all__ = ["erase_command", "export_command"]

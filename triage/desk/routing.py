@@ -21,7 +21,7 @@ from triage.desk.actors import Actor, require_router, visible
 from triage.desk.errors import Invalid
 from triage.schedule.policy import Policies, Policy
 from triage.store.db import utcnow
-from triage.store.models import Contact, Direction, Message, Suggestion, Ticket, TicketStatus
+from triage.store.models import Contact, ContactAddress, Direction, Message, Suggestion, Ticket, TicketStatus
 
 if TYPE_CHECKING:
     from triage.bootstrap import App
@@ -206,9 +206,10 @@ def _waiting(actor: Actor, filters: QueueFilters, status: TicketStatus | None, o
         select(Ticket.id, Ticket.reference, Ticket.subject, Ticket.status, Ticket.flag, Ticket.created_at,
                Suggestion.id.label("suggestion_id"), Suggestion.team.label("suggested_team"), Suggestion.confidence,
                Suggestion.ranked, Suggestion.evidence, Suggestion.model_version,
-               Contact.address, Contact.language)
+               ContactAddress.address, Contact.language)
         .outerjoin(Suggestion, Suggestion.id == _latest_suggestion())
         .outerjoin(Contact, Contact.id == Ticket.contact_id)
+        .outerjoin(ContactAddress, and_(ContactAddress.contact_id == Contact.id, ContactAddress.is_primary))
         .where(Ticket.team.is_(None), Ticket.status != TicketStatus.resolved, Ticket.merged_into_id.is_(None))
     )
     query = visible(query, actor)

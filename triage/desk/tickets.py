@@ -23,7 +23,7 @@ from triage.schedule.policy import Policies
 from triage.schedule.words import clock_in_words
 from triage.store.blobs import get_blob
 from triage.store.db import utcnow
-from triage.store.models import Attachment, Message, Ticket
+from triage.store.models import Attachment, Contact, Message, Ticket
 from triage.store.outbox_models import Outbox
 from triage.store.web_models import Role
 
@@ -106,10 +106,11 @@ class Flag:
 
 @dataclass(frozen=True)
 class ContactView:
-    address: str
+    address: str | None
     name: str | None
     language: str | None
     bouncing: bool
+    id: int | None = None  # the contact page: /contacts/{id}
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def _find(session: Session, ident: str) -> Ticket | None:
     query = select(Ticket).options(
         selectinload(Ticket.messages).selectinload(Message.attachments),
         selectinload(Ticket.events),
-        selectinload(Ticket.contact),
+        selectinload(Ticket.contact).selectinload(Contact.addresses),
     )
     ticket = session.scalar(query.where(Ticket.reference == ident.strip().upper()))
     if ticket is None and ident.strip().isdigit():
@@ -186,7 +187,7 @@ def ticket_view(app: App, actor: Actor, reference: str, *, now: datetime | None 
             team=ticket.team, flag=ticket.flag,
             linked_ticket=references.get(ticket.linked_ticket_id), merged_into=references.get(ticket.merged_into_id),
             contact=ContactView(ticket.contact.address, ticket.contact.name, ticket.contact.language,
-                                ticket.contact.bouncing) if ticket.contact else None,
+                                ticket.contact.bouncing, ticket.contact.id) if ticket.contact else None,
             created_at=ticket.created_at, updated_at=ticket.updated_at,
             flags=_flags(ticket, references) + _linked_from(session, actor, ticket),
             messages=_messages(app, session, ticket),

@@ -32,6 +32,7 @@ from triage.store.models import (
     Attachment,
     Blob,
     Contact,
+    ContactAddress,
     Direction,
     Event,
     Message,
@@ -124,30 +125,53 @@ def message_values(
 
 
 def _upsert_contacts(session: Session, mails: Sequence[ParsedMail], now: datetime) -> dict[str, int]:
+    """The contact of each sender address, found by any of a person's addresses (a merged
+    contact's addresses belong to the survivor), or created. Known senders cost one lookup and
+    one executemany; new ones one INSERT ... RETURNING of contacts and one insert of their addresses."""
     senders: dict[str, str | None] = {}
     for mail in mails:
         if mail.from_addr:
             senders[mail.from_addr] = senders.get(mail.from_addr) or mail.from_name
     if not senders:
         return {}
-    postgres = session.get_bind().dialect.name == "postgresql"
+    addresses = core_table(ContactAddress)
+    found: dict[str, int] = dict(session.execute(
+        select(addresses.c.address, addresses.c.contact_id).where(addresses.c.address.in_(list(senders)))).all())
     contacts = core_table(Contact)
-    statement = upsert_insert(session)(contacts)
-    latest = func.greatest if postgres else func.max
-    statement = statement.on_conflict_do_update(
-        index_elements=["address"],
-        set_={
-            "last_seen": latest(contacts.c.last_seen, statement.excluded.last_seen),
-            "name": func.coalesce(contacts.c.name, statement.excluded.name),
-        },
-    )
-    rows = [
-        {"address": a, "name": n, "first_seen": now, "last_seen": now, "bouncing": False}
-        for a, n in sorted(senders.items())  # a fixed order: concurrent batches lock rows alike
-    ]
-    session.execute(statement, rows)
-    found = session.execute(select(Contact.address, Contact.id).where(Contact.address.in_(list(senders))))
-    return {address: contact_id for address, contact_id in found}
+    if found:
+        names: dict[int, str | None] = {}
+        for sender, contact_id in found.items():
+            names[contact_id] = names.get(contact_id) or senders[sender]
+        latest = func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
+        session.execute(
+            update(contacts).where(contacts.c.id == bindparam("cid")).values(
+                last_seen=latest(contacts.c.last_seen, bindparam("seen", type_=contacts.c.last_seen.type)),
+                name=func.coalesce(contacts.c.name, bindparam("n", type_=contacts.c.name.type))),
+            [{"cid": cid, "seen": now, "n": name} for cid, name in sorted(names.items())],  # fixed lock order
+        )
+    new = sorted(a for a in senders if a not in found)
+    if new:
+        uids = [uuid.uuid4().hex for _ in new]
+        rows = [{"uid": uid, "name": senders[a], "first_seen": now, "last_seen": now, "bouncing": False,
+                 "notes": "", "consent": False} for a, uid in zip(new, uids, strict=True)]
+        by_uid: dict[str, int] = dict(session.execute(
+            contacts.insert().returning(contacts.c.uid, contacts.c.id), rows).all())
+        ids = [by_uid[uid] for uid in uids]
+        session.execute(
+            upsert_insert(session)(addresses).on_conflict_do_nothing(index_elements=["address"]),
+            [{"contact_id": cid, "address": a, "is_primary": True, "added_at": now, "source": "mail"}
+             for a, cid in zip(new, ids, strict=True)],
+        )
+        owners = dict(zip(new, ids, strict=True))
+        if session.get_bind().dialect.name == "postgresql":
+            # another worker may have stored the same new address first (SQLite's writers take turns
+            # under BEGIN IMMEDIATE, so only PostgreSQL can see this): its contact wins, ours goes
+            owners = dict(session.execute(
+                select(addresses.c.address, addresses.c.contact_id).where(addresses.c.address.in_(new))).all())
+            if orphans := [cid for a, cid in zip(new, ids, strict=True) if owners.get(a) != cid]:
+                session.execute(contacts.delete().where(contacts.c.id.in_(orphans)))
+        found.update(owners)
+    return found
 
 
 def _load_tickets(session: Session, ticket_ids: set[int], references: set[str]) -> dict[int, _TicketState]:
@@ -158,10 +182,15 @@ def _load_tickets(session: Session, ticket_ids: set[int], references: set[str]) 
     where = or_(Ticket.id.in_(ticket_ids), Ticket.reference.in_(references))
     while True:  # the tickets asked for, then the survivors of those merged, until every chain ends
         for tid, ref, status, address, team, merged_into in session.execute(
-            select(Ticket.id, Ticket.reference, Ticket.status, Contact.address, Ticket.team, Ticket.merged_into_id)
-            .outerjoin(Contact, Contact.id == Ticket.contact_id).where(where)
+            select(Ticket.id, Ticket.reference, Ticket.status, ContactAddress.address, Ticket.team,
+                   Ticket.merged_into_id)  # one row per address of the ticket's contact: all are participants
+            .outerjoin(ContactAddress, ContactAddress.contact_id == Ticket.contact_id).where(where)
         ):
-            states[tid] = _TicketState(tid, ref, status, {address.lower()} if address else set(), team=team)
+            state = states.get(tid)
+            if state is None:
+                state = states[tid] = _TicketState(tid, ref, status, set(), team=team)
+            if address:
+                state.participants.add(address.lower())
             if merged_into is not None:
                 merges[tid] = merged_into
         missing = set(merges.values()) - set(states)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from triage.failures import describe
 from triage.ingest.parsed import ParsedMail
 from triage.outbox.failures import storable
-from triage.store.models import Contact, Event, Message
+from triage.store.models import Contact, ContactAddress, Event, Message
 from triage.store.outbox_models import Outbox
 
 log = structlog.get_logger(__name__)
@@ -87,7 +87,8 @@ def _handle_one(session: Session, mail: ParsedMail, outcome: _Outcome, sent: Out
     if stored.ticket_id is None and sent.ticket_id is not None:
         stored.ticket_id = sent.ticket_id
         stored.thread_reason = f"bounce of our mail {sent.message_id}"
-    for contact in session.scalars(select(Contact).where(func.lower(Contact.address).in_(addresses))):
+    for contact in session.scalars(select(Contact).join(ContactAddress, ContactAddress.contact_id == Contact.id)
+                                   .where(func.lower(ContactAddress.address).in_(addresses))):
         contact.bouncing = True
     sent.last_error = f"bounced for {', '.join(addresses) or 'an unknown recipient'} (bounce {mail.message_id})"
     sent.updated_at = now

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from triage.config import Settings
 from triage.outbox.compose import Party, ThreadInfo, valid_msg_id
@@ -52,10 +52,15 @@ class TicketView:
 
     @property
     def volunteer(self) -> Party | None:
-        """Whom mail to the volunteer goes to: the ticket's contact, never another sender on the ticket."""
-        if self.contact is not None:
-            return Party(self.contact.address, one_line(self.contact.name, NAME_LIMIT))
-        return None
+        """Whom mail to the volunteer goes to: the ticket's contact, never another sender on the ticket;
+        at the address of the contact's mail answered (a person may write from several), else their
+        primary address."""
+        if self.contact is None:
+            return None
+        own = {a.address.lower(): a.address for a in self.contact.addresses}
+        sender = (self.last_inbound.from_addr or "").lower() if self.last_inbound is not None else ""
+        address = own.get(sender) or self.contact.address
+        return Party(address, one_line(self.contact.name, NAME_LIMIT)) if address else None
 
     def thread(self) -> ThreadInfo:
         """Answer the volunteer's latest mail (`last_inbound`), chaining its References. Ids that
@@ -68,6 +73,13 @@ class TicketView:
         return ThreadInfo(self.ticket.reference, answered, tuple(r for r in last.references or () if valid_msg_id(r)))
 
 
+def contact_with_addresses(session: Session, contact_id: int | None) -> Contact | None:
+    """The contact with its addresses in the same query (whom mail goes to needs them)."""
+    if contact_id is None:
+        return None
+    return session.get(Contact, contact_id, options=[joinedload(Contact.addresses)])
+
+
 def load_view(session: Session, ticket: Ticket) -> TicketView:
     """The ticket, its contact, and the contact's own latest mail as `last_inbound`.
 
@@ -78,9 +90,9 @@ def load_view(session: Session, ticket: Ticket) -> TicketView:
     """
     messages = list(session.scalars(select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id)))
     inbound = [m for m in messages if m.direction == Direction.inbound and m.kind == "normal"]
-    contact = session.get(Contact, ticket.contact_id) if ticket.contact_id is not None else None
-    author = contact.address.lower() if contact is not None else None
-    own = [m for m in inbound if m.from_addr and m.from_addr.lower() == author] if author else []
+    contact = contact_with_addresses(session, ticket.contact_id)
+    authors = {a.address.lower() for a in contact.addresses} if contact is not None else set()
+    own = [m for m in inbound if m.from_addr and m.from_addr.lower() in authors]
     last = own[-1] if own else (inbound[0] if inbound else None)
     return TicketView(ticket, contact, last, messages)
 

@@ -39,11 +39,11 @@ from triage.outbox import loops
 from triage.outbox.compose import AutoSubmitted, Party, compose, to_bytes
 from triage.outbox.failures import record_failed_mail
 from triage.outbox.language import choose_language
-from triage.outbox.mails import TicketView, context, load_view
+from triage.outbox.mails import TicketView, contact_with_addresses, context, load_view
 from triage.outbox.render import Rendered
 from triage.outbox.wiring import Wiring
 from triage.store.blobs import put_blob
-from triage.store.models import Contact, Direction, Event, Message, Ticket, TicketStatus
+from triage.store.models import Contact, ContactAddress, Direction, Event, Message, Ticket, TicketStatus
 from triage.store.outbox_models import Outbox, OutboxStatus
 from triage.teams import Team
 
@@ -185,7 +185,8 @@ def _recipient_facts(
     session: Session, party: Party, contact: Contact | None, recent: _RecentAutomatic
 ) -> loops.RecipientFacts:
     bouncing = contact.bouncing if contact is not None else bool(session.scalar(
-        select(Contact.bouncing).where(func.lower(Contact.address) == party.address.lower())
+        select(Contact.bouncing).join(ContactAddress, ContactAddress.contact_id == Contact.id)
+        .where(func.lower(ContactAddress.address) == party.address.lower()).limit(1)
     ))
     return loops.RecipientFacts(
         party.address.lower(), bouncing,
@@ -268,7 +269,7 @@ def _acknowledge(
     session: Session, wiring: Wiring, message: Message, ticket: Ticket, now: datetime, recent: _RecentAutomatic
 ) -> Queued | Skipped:
     settings = wiring.settings
-    contact = session.get(Contact, ticket.contact_id) if ticket.contact_id is not None else None
+    contact = contact_with_addresses(session, ticket.contact_id)
     view = TicketView(ticket, contact, message, [message])
     volunteer = view.volunteer
     facts = _recipient_facts(session, volunteer, contact, recent) if volunteer is not None else None

@@ -31,17 +31,19 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, bindparam, delete, select, update
+from sqlalchemy import CursorResult, Executable, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from triage.privacy.fingerprint import erased_message_id
 from triage.privacy.scope import Scope, chunks
 from triage.store.blobs import ERASED_CODEC
+from triage.store.contact_models import ContactChange, ContactLabel, ContactMerge
 from triage.store.db import core_table
 from triage.store.models import (
     Attachment,
     Blob,
     Contact,
+    ContactAddress,
     Event,
     ImapLedgerEntry,
     Message,
@@ -94,8 +96,7 @@ def erase(session: Session, scope: Scope, *, actor: str, reason: str, now: datet
     for part in chunks(scope.quarantine_ids):
         session.execute(delete(Quarantine).where(Quarantine.id.in_(part)))
     references = _erase_tickets(session, scope)
-    for part in chunks(scope.contact_ids):
-        session.execute(delete(Contact).where(Contact.id.in_(part)))
+    _erase_contacts(session, scope)
     counts["blobs_deleted"], counts["blobs_kept_shared"], counts["raw_emptied"] = _erase_blobs(session, candidates)
     tombstone = Erasure(at=now, actor=actor, reason=reason,
                         contact_id=min(scope.contact_ids) if scope.contact_ids else None,
@@ -104,6 +105,20 @@ def erase(session: Session, scope: Scope, *, actor: str, reason: str, now: datet
     session.flush()
     _mark_tickets(session, scope, tombstone.id, now)
     return tombstone
+
+
+def _erase_contacts(session: Session, scope: Scope) -> None:
+    """The contact rows and all they hold: addresses, labels, notes, the edit history (its old and
+    new values are names and addresses) and the merges between them."""
+    for part in chunks(scope.contact_ids):
+        session.execute(delete(ContactMerge).where(or_(ContactMerge.survivor_id.in_(part),
+                                                        ContactMerge.merged_id.in_(part))))
+        session.execute(delete(ContactChange).where(ContactChange.contact_id.in_(part)))
+        session.execute(delete(ContactLabel).where(ContactLabel.contact_id.in_(part)))
+        session.execute(delete(ContactAddress).where(ContactAddress.contact_id.in_(part)))
+        session.execute(update(Contact).where(Contact.id.in_(part)).values(merged_into_id=None))
+    for part in chunks(scope.contact_ids):
+        session.execute(delete(Contact).where(Contact.id.in_(part)))
 
 
 def _changed(session: Session, statement: Executable) -> int:

@@ -26,10 +26,12 @@ from sqlalchemy.orm import Session
 
 from triage.privacy.scope import Scope, chunks
 from triage.store.blobs import ERASED_CODEC
+from triage.store.contact_models import ContactChange, ContactLabel
 from triage.store.models import (
     Attachment,
     Blob,
     Contact,
+    ContactAddress,
     Decision,
     Event,
     Message,
@@ -99,9 +101,19 @@ def _blobs(session: Session, digests: Iterable[str]) -> dict[str, bytes]:
 def collect(session: Session, scope: Scope, *, now: datetime) -> Export:
     """Read everything in `scope` into an Export, a few queries per 500 rows."""
     out = Export({"format": FORMAT, "exported_at": now.isoformat()})
+    addresses = _grouped(session, ContactAddress, ContactAddress.contact_id, scope.contact_ids)
+    labels = _grouped(session, ContactLabel, ContactLabel.contact_id, scope.contact_ids)
+    changes = _grouped(session, ContactChange, ContactChange.contact_id, scope.contact_ids)
     out.document["contacts"] = [
-        {"id": c.id, "address": c.address, "name": c.name, "language": c.language, "bouncing": c.bouncing,
-         "first_seen": _when(c.first_seen), "last_seen": _when(c.last_seen)}
+        {"id": c.id, "uid": c.uid, "address": c.address, "name": c.name, "language": c.language,
+         "bouncing": c.bouncing,
+         "first_seen": _when(c.first_seen), "last_seen": _when(c.last_seen), "notes": c.notes,
+         "consent": c.consent, "merged_into": c.merged_into_id,
+         "addresses": [{"address": a.address, "primary": a.is_primary, "added_at": _when(a.added_at),
+                        "source": a.source} for a in addresses[c.id]],
+         "labels": [{"kind": label.kind, "value": label.value} for label in labels[c.id]],
+         "history": [{"at": _when(h.at), "actor": h.actor, "action": h.action, "field": h.field,
+                      "old": h.old, "new": h.new} for h in changes[c.id]]}
         for c in _rows(session, Contact, Contact.id, scope.contact_ids)]
     events = _grouped(session, Event, Event.ticket_id, scope.ticket_ids)
     suggestions = _grouped(session, Suggestion, Suggestion.ticket_id, scope.ticket_ids)

@@ -4,9 +4,9 @@ Export and erasure both start here, so whatever this module finds is what a pers
 what is erased; a table that holds personal data and is not named here is a table that erasure
 misses (tests/test_privacy_complete.py scans every column of every table to catch that).
 
-Today a person is one `contacts` row (one address). When contacts become people with several
-addresses (a `contact_addresses` table, merges, tags, notes, edit history), `person_scope` is the
-function to extend: see its docstring.
+A person is a `contacts` row with every contact merged into it (rows kept, hidden, so that a
+merge can be undone) and every address of all of them (`contact_addresses`); their labels, notes,
+edit history and merges belong to those contact rows.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from triage.store.blobs import BlobErased, get_blob_head
-from triage.store.models import Contact, ImapLedgerEntry, Message, Quarantine, Ticket
+from triage.store.models import Contact, ContactAddress, ImapLedgerEntry, Message, Quarantine, Ticket
 from triage.store.outbox_models import Outbox
 
 HEAD_BYTES = 16_384  # enough of a quarantined mail to read its From header
@@ -57,27 +57,35 @@ def chunks(values: Iterable[int], size: int = 500) -> Iterable[list[int]]:
 
 
 def find_contact(session: Session, ref: str) -> Contact | None:
-    """A contact by id (digits) or by address (case-insensitive)."""
+    """A contact by id (digits) or by any of its addresses (case-insensitive)."""
     ident = ref.strip()
     if ident.isascii() and ident.isdigit() and len(ident) <= 12:
         return session.get(Contact, int(ident))
-    return session.scalar(select(Contact).where(Contact.address == ident.lower()))
+    return session.scalar(select(Contact).join(ContactAddress, ContactAddress.contact_id == Contact.id)
+                          .where(ContactAddress.address == ident.lower()))
 
 
 def person_scope(session: Session, contact_ids: Iterable[int]) -> Scope:
     """Everything held about the people with these contact ids.
 
-    To extend when contacts become people with several addresses: `addresses` must be every
-    address of the person (`contact_addresses` rows, and those of contacts merged into them, so an
-    undo of a merge cannot bring an address back), `contact_ids` every contact row merged into
-    the person; the new tables holding the person's tags, notes and edit history must be listed
-    (by contact id) and deleted by `triage.privacy.erase` and copied by `triage.privacy.export`.
-    Searching rows by address already covers every address given here.
+    `contact_ids` grows by every contact merged into them (at any depth), and `addresses` is every
+    address of all those rows, so that undoing a merge cannot bring an erased address back. The
+    contacts' labels, edit history and merges are found by these ids (`triage.privacy.erase`
+    deletes them, `triage.privacy.export` copies them).
     """
-    ids = frozenset(contact_ids)
-    addresses = frozenset(a.lower() for a in session.scalars(select(Contact.address).where(Contact.id.in_(ids))))
-    tickets = frozenset(session.scalars(select(Ticket.id).where(Ticket.contact_id.in_(ids)))) if ids else frozenset()
-    return _scope(session, ids, addresses, tickets, with_quarantine=True)
+    ids = set(contact_ids)
+    frontier = set(ids)
+    while frontier:
+        merged = set(session.scalars(select(Contact.id).where(Contact.merged_into_id.in_(sorted(frontier))))) - ids
+        ids |= merged
+        frontier = merged
+    addresses: set[str] = set()
+    tickets: set[int] = set()
+    for part in chunks(ids):
+        addresses.update(a.lower() for a in session.scalars(
+            select(ContactAddress.address).where(ContactAddress.contact_id.in_(part))))
+        tickets.update(session.scalars(select(Ticket.id).where(Ticket.contact_id.in_(part))))
+    return _scope(session, frozenset(ids), frozenset(addresses), frozenset(tickets), with_quarantine=True)
 
 
 def tickets_scope(session: Session, ticket_ids: Iterable[int]) -> Scope:

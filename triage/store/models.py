@@ -8,9 +8,23 @@ ticket and its raw bytes commit or roll back together.
 from __future__ import annotations
 
 import enum
+import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Enum,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    select,
+    text,
+)
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from triage.store.db import Base, address, intpk, jsondict, jsonlist, sha256hex, utc, utcnow
@@ -26,6 +40,10 @@ class TicketStatus(str, enum.Enum):
 class Direction(str, enum.Enum):
     inbound = "inbound"
     outbound = "outbound"
+
+
+def new_uid() -> str:
+    return uuid.uuid4().hex
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
@@ -45,19 +63,75 @@ class Blob(Base):
 
 
 class Contact(Base):
-    """A volunteer (or anyone who wrote to the desk), known by address."""
+    """A person who wrote to the desk (or whom the liaison keeps), known by one or more addresses.
+
+    The addresses live in `contact_addresses` (one primary, where mail to them goes by default);
+    labels (languages, projects, roles, tags), the edit history and merges in `contact_models`.
+    A contact merged into another keeps its row, hidden, with `merged_into_id` set, so that the
+    merge can be undone.
+    """
 
     __tablename__ = "contacts"
 
     id: Mapped[intpk]
-    address: Mapped[address] = mapped_column(unique=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)  # stable: the vCard UID
     name: Mapped[str | None]
-    language: Mapped[str | None] = mapped_column(String(16))
+    language: Mapped[str | None] = mapped_column(String(16))  # the language to write to them in
     bouncing: Mapped[bool] = mapped_column(default=False)
     first_seen: Mapped[utc]
     last_seen: Mapped[utc]
+    notes: Mapped[str] = mapped_column(Text, default="")
+    consent: Mapped[bool] = mapped_column(default=False)  # to be contacted beyond replies
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
 
     tickets: Mapped[list[Ticket]] = relationship(back_populates="contact", order_by="Ticket.id")
+    addresses: Mapped[list[ContactAddress]] = relationship(
+        back_populates="contact", order_by="(ContactAddress.is_primary.desc(), ContactAddress.id)",
+        cascade="all, delete-orphan")
+
+    @hybrid_property
+    def address(self) -> str | None:
+        """The primary address: where mail to this person goes unless a ticket says otherwise."""
+        return next((a.address for a in self.addresses if a.is_primary), None)
+
+    @address.inplace.setter
+    def _address_setter(self, value: str | None) -> None:
+        primary = next((a for a in self.addresses if a.is_primary), None)
+        if value is None:
+            if primary is not None:
+                self.addresses.remove(primary)
+        elif primary is not None:
+            primary.address = value
+        else:
+            self.addresses.append(ContactAddress(address=value, is_primary=True, added_at=utcnow(), source="edit"))
+
+    @address.inplace.expression
+    @classmethod
+    def _address_expression(cls) -> ColumnElement[str | None]:
+        return (select(ContactAddress.address)
+                .where(ContactAddress.contact_id == cls.id, ContactAddress.is_primary)
+                .correlate_except(ContactAddress).limit(1).scalar_subquery())
+
+
+class ContactAddress(Base):
+    """One address of a contact; an address belongs to one contact at most (ingest finds the
+    person by any of them)."""
+
+    __tablename__ = "contact_addresses"
+    __table_args__ = (
+        # one primary address per contact (partial: the other addresses are not in it)
+        Index("uq_contact_addresses_primary", "contact_id", unique=True,
+              postgresql_where=text("is_primary"), sqlite_where=text("is_primary")),
+    )
+
+    id: Mapped[intpk]
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    address: Mapped[address] = mapped_column(unique=True)
+    is_primary: Mapped[bool] = mapped_column(default=False)
+    added_at: Mapped[utc] = mapped_column(default=utcnow)
+    source: Mapped[str] = mapped_column(String(16), default="mail")  # mail, edit, import, migration
+
+    contact: Mapped[Contact] = relationship(back_populates="addresses")
 
 
 class Ticket(Base):
@@ -259,6 +333,7 @@ __all__: list[Any] = [
     "Attachment",
     "Blob",
     "Contact",
+    "ContactAddress",
     "Decision",
     "Direction",
     "Event",

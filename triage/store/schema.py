@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -43,13 +44,30 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     PostgreSQL takes a transaction-level advisory lock; SQLite's BEGIN IMMEDIATE (see db.py)
     already serialises writers. Alembic re-reads the revision inside the lock.
+
+    SQLite runs the migrations with foreign keys off, as its documented table rebuild needs: a
+    batch migration recreates a table (contacts, in 0013), and dropping the old one would count
+    every referencing row (tickets) as a violation. The pragma is a no-op inside a transaction,
+    so it is set on the raw connection before BEGIN; `foreign_key_check` then proves nothing
+    dangles before the migration commits.
     """
     config = _config(engine)
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        raw: Any = connection.connection.driver_connection if sqlite else None
+        if sqlite:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                if sqlite and (dangling := connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):
+                    raise SchemaError(f"the migration left rows that refer to nothing: {dangling[:5]}")
+        finally:
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 def ensure_schema(engine: Engine, *, auto_migrate: bool) -> str:

@@ -3,11 +3,19 @@ environment, the schema test), so that no model module has to import the others 
 
 from __future__ import annotations
 
-from triage.store import digest_models, models, outbox_models, privacy_models, schedule_models, web_models
+from triage.store import (
+    contact_models,
+    digest_models,
+    models,
+    outbox_models,
+    privacy_models,
+    schedule_models,
+    web_models,
+)
 from triage.store.db import Base
 
 metadata = Base.metadata
 
 __all__ = [
-    "digest_models", "metadata", "models", "outbox_models", "privacy_models", "schedule_models", "web_models",
+    "contact_models", "digest_models", "metadata", "models", "outbox_models", "privacy_models", "schedule_models", "web_models",
 ]

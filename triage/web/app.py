@@ -141,6 +141,7 @@ def page(handler: Handler) -> Callable[[Request], Any]:
 def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     """The workbench over an App built by `bootstrap()`; the caller closes the App."""
     from triage.web import actions as action_pages
+    from triage.web import contacts as contact_pages
     from triage.web import digests as digest_pages
     from triage.web import login as login_pages
     from triage.web import outbox as outbox_pages
@@ -164,6 +165,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
         *privacy_pages.routes,
         *action_pages.routes,
         *ticket_pages.routes,
+        *contact_pages.routes,
         *(extra_routes or []),
     ]
     web = Starlette(routes=routes)

@@ -51,9 +51,9 @@ def erase_action(request: Request) -> Response:
         view = person_view(app, actor, str(contact_id))
         return render(request, "privacy.html", {"view": view, "confirming": True, "done": None})
     view = person_view(app, actor, str(contact_id))
-    if typed != view.address:
+    if typed not in view.addresses:
         raise Invalid("the address typed is not this contact's; nothing was erased",
-                      "type the contact's address exactly to confirm the erasure")
+                      "type one of the contact's addresses exactly to confirm the erasure")
     done = erase_person(app, actor, str(contact_id))
     return render(request, "privacy.html", {"view": None, "confirming": False, "done": done})
 
