@@ -15,6 +15,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -45,6 +46,16 @@ def pg_skip_reason() -> str | None:
     if _PG_SKIP is False:
         _PG_SKIP = _pg_available()
     return _PG_SKIP  # type: ignore[return-value]
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """Each test starts with structlog's defaults: a command run in-process configures a level
+    filter (`--quiet`: warnings only) that would otherwise hide info events from a later test's
+    `capture_logs` in the same pytest worker."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
