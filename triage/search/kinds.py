@@ -130,8 +130,10 @@ def sqlite_drop(kind: Kind) -> list[str]:
 def pg_vector(kind: Kind, row: str) -> str:
     """The row's tsvector: in its language's configuration and in 'simple' (so that an exact word
     matches whatever the language), or in 'simple' alone when the language is unknown."""
-    body = "concat_ws(' ', " + ", ".join(f"left({expr}, {PG_FIELD_CHARS})" for expr in
-                                         _fields(kind, "postgresql", row)) + ")"
+    # The parser reads "T-2026-00042" as 't', '-2026', '-00042' (signed numbers); the query's words
+    # never carry a sign (query.parse keeps letters and digits), so hyphens are spaces here.
+    body = "translate(concat_ws(' ', " + ", ".join(f"left({expr}, {PG_FIELD_CHARS})" for expr in
+                                                   _fields(kind, "postgresql", row)) + "), '-', ' ')"
     return f"triage_search_vector({kind.pg_language.format(row=row)}, {body})"
 
 
