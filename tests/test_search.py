@@ -187,3 +187,35 @@ def test_snippet_marks_are_split_and_stray_sentinels_dropped() -> None:
     query = parse('logo "red  banner" OR flag -x NEAR(')
     assert query.fts5() == '(("logo" AND "red banner") OR ("flag" AND "near")) NOT "x"'
     assert query.websearch() == '"logo" "red banner" or "flag" -"x" "near"'
+
+
+def test_cli_search_lists_prints_json_and_rebuilds(db_url: str) -> None:
+    """`triage search` prints hits with [marks] or JSON, errors on bad input, and --rebuild reports counts."""
+    import json
+
+    from click.testing import CliRunner
+
+    from triage.cli import cli
+
+    runner = CliRunner()
+    env = {"TRIAGE_DATABASE_URL": db_url, "TRIAGE_CONFIG": ""}
+    assert runner.invoke(cli, ["db", "upgrade"], env=env).exit_code == 0
+    from triage.bootstrap import bootstrap
+    from triage.config import load_settings
+
+    app = bootstrap(load_settings(environ={"TRIAGE_DATABASE_URL": db_url}))
+    try:
+        ref = store(app, "<cli@v.example>", body="the zeppelin is late\n")
+    finally:
+        app.close()
+    shown = runner.invoke(cli, ["search", "zeppelin"], env=env)
+    assert shown.exit_code == 0 and ref in shown.output and "[zeppelin]" in shown.output
+    listed = json.loads(runner.invoke(cli, ["search", "zeppelin", "--json", "--kind", "message"], env=env).output)
+    assert [(h["kind"], h["reference"]) for h in listed] == [("message", ref)]
+    assert {"text": "zeppelin", "mark": True} in listed[0]["snippet"]
+    assert runner.invoke(cli, ["search", "zeppelin", "--until", "2000-01-01"], env=env).output.strip() == "nothing found"
+    bad = runner.invoke(cli, ["search", "!!!"], env=env)
+    assert bad.exit_code == 2 and "nothing to search for" in bad.output
+    rebuilt = runner.invoke(cli, ["search", "--rebuild"], env=env)
+    assert rebuilt.exit_code == 0 and "1 messages" in rebuilt.output
+    assert runner.invoke(cli, ["search"], env=env).exit_code == 2

@@ -89,6 +89,7 @@ class TriageGroup(click.Group):
         "note": "triage.desk.commands:note",
         "status": "triage.desk.commands:status",
         "merge": "triage.desk.commands:merge_command",
+        "search": "triage.search.commands:search_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -108,17 +108,17 @@ def sqlite_ddl(kind: Kind) -> list[str]:
     view = f"CREATE VIEW {kind.content} AS SELECT id, {columns} FROM {source}{_where(kind, source)}"
     return [
         view,
-        f"CREATE VIRTUAL TABLE {fts} USING fts5({names}, content='{kind.content}', content_rowid='id', "
-        "tokenize='unicode61 remove_diacritics 2')",
-        f"CREATE TRIGGER {fts}_insert AFTER INSERT ON {source}"
+        (f"CREATE VIRTUAL TABLE {fts} USING fts5({names}, content='{kind.content}', content_rowid='id', "
+        "tokenize='unicode61 remove_diacritics 2')"),
+        (f"CREATE TRIGGER {fts}_insert AFTER INSERT ON {source}"
         f"{' WHEN ' + kind.where.format(row='new') if kind.where else ''} BEGIN "
-        f"INSERT INTO {fts}(rowid, {names}) VALUES (new.id, {new}); END",
-        f"CREATE TRIGGER {fts}_delete AFTER DELETE ON {source}"
+        f"INSERT INTO {fts}(rowid, {names}) VALUES (new.id, {new}); END"),
+        (f"CREATE TRIGGER {fts}_delete AFTER DELETE ON {source}"
         f"{' WHEN ' + kind.where.format(row='old') if kind.where else ''} BEGIN "
-        f"INSERT INTO {fts}({fts}, rowid, {names}) VALUES ('delete', old.id, {old}); END",
-        f"CREATE TRIGGER {fts}_update AFTER UPDATE OF {', '.join(kind.watched)} ON {source} BEGIN "
+        f"INSERT INTO {fts}({fts}, rowid, {names}) VALUES ('delete', old.id, {old}); END"),
+        (f"CREATE TRIGGER {fts}_update AFTER UPDATE OF {', '.join(kind.watched)} ON {source} BEGIN "
         f"INSERT INTO {fts}({fts}, rowid, {names}) SELECT 'delete', old.id, {old}{_where(kind, 'old')}; "
-        f"INSERT INTO {fts}(rowid, {names}) SELECT new.id, {new}{_where(kind, 'new')}; END",
+        f"INSERT INTO {fts}(rowid, {names}) SELECT new.id, {new}{_where(kind, 'new')}; END"),
     ]
 
 
@@ -142,9 +142,9 @@ PG_FUNCTIONS = [
     "SELECT CASE lower(split_part(replace(coalesce(language, ''), '_', '-'), '-', 1)) "
     + " ".join(f"WHEN '{code}' THEN '{config}'::regconfig" for code, config in sorted(PG_CONFIGS.items()))
     + " ELSE 'simple'::regconfig END $$",
-    "CREATE FUNCTION triage_search_vector(language text, body text) RETURNS tsvector LANGUAGE sql IMMUTABLE AS $$ "
+    ("CREATE FUNCTION triage_search_vector(language text, body text) RETURNS tsvector LANGUAGE sql IMMUTABLE AS $$ "
     "SELECT CASE WHEN triage_search_config(language) = 'simple'::regconfig THEN to_tsvector('simple', body) "
-    "ELSE to_tsvector(triage_search_config(language), body) || to_tsvector('simple', body) END $$",
+    "ELSE to_tsvector(triage_search_config(language), body) || to_tsvector('simple', body) END $$"),
 ]
 
 
@@ -153,10 +153,10 @@ def pg_ddl(kind: Kind) -> list[str]:
     when = f" WHEN ({kind.where.format(row='NEW')})" if kind.where else ""
     return [
         f"ALTER TABLE {table} ADD COLUMN {VECTOR} tsvector",
-        f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        f"NEW.{VECTOR} := {pg_vector(kind, 'NEW')}; RETURN NEW; END $$",
-        f"CREATE TRIGGER {function} BEFORE INSERT OR UPDATE OF {', '.join(kind.watched)} ON {table} "
-        f"FOR EACH ROW{when} EXECUTE FUNCTION {function}()",
+        (f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"NEW.{VECTOR} := {pg_vector(kind, 'NEW')}; RETURN NEW; END $$"),
+        (f"CREATE TRIGGER {function} BEFORE INSERT OR UPDATE OF {', '.join(kind.watched)} ON {table} "
+        f"FOR EACH ROW{when} EXECUTE FUNCTION {function}()"),
         f"CREATE INDEX ix_{kind.fts} ON {table} USING gin ({VECTOR}){_where(kind, table)}",
     ]
 

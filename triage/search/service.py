@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
+from sqlalchemy import CursorResult, text
 from sqlalchemy.orm import Session
 
 from triage.desk.actors import Actor
@@ -64,7 +64,7 @@ def check_filters(filters: SearchFilters) -> SearchFilters:
         raise Invalid(f"unknown language {filters.language[:20]!r}", LANGUAGE_HINT)
     unknown = set(filters.kinds) - {kind.name for kind in KINDS}
     if unknown:
-        raise Invalid(f"unknown kind {sorted(unknown)[0][:20]!r}", "one of: " + ", ".join(k.name for k in KINDS))
+        raise Invalid(f"unknown kind {min(unknown)[:20]!r}", "one of: " + ", ".join(k.name for k in KINDS))
     if filters.since and filters.until and filters.since >= filters.until:
         raise Invalid("the date range is empty", "give a start before the end")
     return filters
@@ -95,10 +95,12 @@ def _rebuild_kind(session: Session, kind: Kind, step: Callable[[int], object]) -
     session.execute(text(clear_statement(kind, dialect)))
     high = session.execute(text(f"SELECT coalesce(max(id), 0) FROM {kind.table}")).scalar_one()
     fill = text(fill_statements(kind, dialect))
+    indexed = 0
     for low in range(0, high, REBUILD_BATCH):
-        session.execute(fill, {"low": low, "high": min(high, low + REBUILD_BATCH)})
+        done = session.execute(fill, {"low": low, "high": min(high, low + REBUILD_BATCH)})
+        indexed += done.rowcount if isinstance(done, CursorResult) else 0
         step(min(REBUILD_BATCH, high - low))
-    return int(high)
+    return indexed
 
 
 def rebuild_size(app: App) -> int:
@@ -109,11 +111,13 @@ def rebuild_size(app: App) -> int:
 
 
 def rebuild(app: App, *, step: Callable[[int], object] = lambda n: None) -> dict[str, int]:
-    """Index every ticket, message and note again, in one transaction (searches see the old index
+    """Index every ticket, message and note again (returns how many of each), in one transaction (searches see the old index
     until it commits); `step(n)` is told of each batch of n row ids done. The triggers keep the
     index in step by themselves: this is for repair, or after the language of contacts changed."""
     with app.sessions.begin() as session:
         return {kind.name: _rebuild_kind(session, kind, step) for kind in KINDS}
 
 
-__all__ = ["DEFAULT_LIMIT", "SearchFilters", "SearchResult", "rebuild", "rebuild_size", "search"]
+KIND_NAMES = tuple(kind.name for kind in KINDS)
+
+__all__ = ["DEFAULT_LIMIT", "KIND_NAMES", "SearchFilters", "SearchResult", "rebuild", "rebuild_size", "search"]

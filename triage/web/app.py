@@ -145,6 +145,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
     from triage.web import outbox as outbox_pages
     from triage.web import quarantine as quarantine_pages
     from triage.web import queue as queue_pages
+    from triage.web import search as search_pages
     from triage.web import ticket as ticket_pages
     from triage.web import tickets_list
 
@@ -155,6 +156,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
         *login_pages.routes,
         *queue_pages.routes,
         *tickets_list.routes,
+        *search_pages.routes,
         *outbox_pages.routes, *quarantine_pages.routes,
         *action_pages.routes,
         *ticket_pages.routes,
