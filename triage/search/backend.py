@@ -16,10 +16,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import Integer, String
 
 from triage.search.kinds import Kind
-from triage.search.query import Query, Segment, segments
+from triage.search.query import Query, Segment
 from triage.store.db import UTCDateTime
-
-SNIPPET_WORDS = 24
 
 
 @dataclass(frozen=True)
@@ -110,16 +108,21 @@ def run(session: Session, sql: str, params: dict[str, Any], kind: Kind) -> list[
     statement = text(sql).bindparams(
         *(bindparam(name, type_=UTCDateTime()) for name in ("since", "until") if name in params),
     ).columns(id=Integer(), at=UTCDateTime(), reference=String(), ticket_subject=String(), status=String(),
-              team=String(), title=String(), who=String(), snippet=String())
+              team=String(), title=String(), who=String())
     return [Hit(kind.name, row.id, row.at, row.reference, row.ticket_subject, row.status, row.team, row.title,
-                row.who, segments(row.snippet)) for row in session.execute(statement, params)]
+                row.who) for row in session.execute(statement, params)]
 
 
 class Backend(Protocol):
-    """One engine's full-text search over one kind of document, newest first."""
+    """One engine's full-text search over one kind of document, newest first. `search` finds the
+    hits (without snippets); `snippets` cuts the snippets of the few that are shown, as
+    {id: text with MARK_OPEN/MARK_CLOSE around matches}: making one reads the whole document."""
 
     def search(self, session: Session, kind: Kind, query: Query, filters: SearchFilters, scope: Scope,
                limit: int) -> list[Hit]: ...
+
+    def snippets(self, session: Session, kind: Kind, query: Query, filters: SearchFilters,
+                 ids: list[int]) -> dict[int, str]: ...
 
     def bare(self, session: Session, kind: Kind, query: Query, limit: int) -> list[int]:
         """The bare index query (ids, newest first): the benchmark's baseline."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
 from triage.search.backend import Hit, Scope, SearchFilters, columns, conditions, joins, run
@@ -32,14 +32,19 @@ class PostgresSearch:
     def search(self, session: Session, kind: Kind, query: Query, filters: SearchFilters, scope: Scope,
                limit: int) -> list[Hit]:
         where, params = conditions(kind, filters, scope)
-        inner = f"SELECT {columns(kind)}, {_body(kind)} AS body FROM {kind.table} d{joins(kind, filters)}"
-        sql = (f"SELECT found.*, ts_headline(triage_search_config(CAST(:language AS text)), found.body, "
-               f"{TSQUERY}, :headline) AS snippet FROM ({inner} "
-               f"WHERE d.{VECTOR} @@ {TSQUERY}{''.join(' AND ' + c for c in where)} "
-               f"ORDER BY d.id DESC LIMIT :limit) found ORDER BY found.id DESC")
-        values: dict[str, Any] = {**params, "query": query.websearch(), "limit": limit, "headline": HEADLINE,
+        sql = (f"SELECT {columns(kind)} FROM {kind.table} d{joins(kind, filters)} "
+               f"WHERE d.{VECTOR} @@ {TSQUERY}{''.join(' AND ' + c for c in where)} ORDER BY d.id DESC LIMIT :limit")
+        return run(session, sql, {**params, "query": query.websearch(), "limit": limit,
+                                  "language": filters.language}, kind)
+
+    def snippets(self, session: Session, kind: Kind, query: Query, filters: SearchFilters,
+                 ids: list[int]) -> dict[int, str]:
+        sql = text(f"SELECT d.id, ts_headline(triage_search_config(CAST(:language AS text)), {_body(kind)}, "
+                   f"{TSQUERY}, :headline) FROM {kind.table} d WHERE d.id IN :ids"
+                   ).bindparams(bindparam("ids", expanding=True))
+        values: dict[str, Any] = {"query": query.websearch(), "ids": ids, "headline": HEADLINE,
                                   "language": filters.language}
-        return run(session, sql, values, kind)
+        return {row[0]: row[1] for row in session.execute(sql, values)}
 
     def bare(self, session: Session, kind: Kind, query: Query, limit: int) -> list[int]:
         where = f" AND {kind.where.format(row='d')}" if kind.where else ""

@@ -8,7 +8,7 @@ team's tickets (and no mail stored without a ticket); viewers and the liaison fi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from triage.desk.actors import Actor
 from triage.desk.errors import Invalid
 from triage.search.backend import Backend, Hit, Scope, SearchFilters
 from triage.search.kinds import KINDS, Kind, clear_statement, fill_statements
-from triage.search.query import Query, parse
+from triage.search.query import Query, parse, segments
 from triage.search.sqlite import SQLiteSearch
 from triage.store.models import TicketStatus
 from triage.store.web_models import Role
@@ -86,8 +86,15 @@ def search(app: App, actor: Actor, text_: str, filters: SearchFilters | None = N
     with app.reads() as session:
         backend = backend_for(session.get_bind().dialect.name)
         hits = [hit for kind in kinds for hit in backend.search(session, kind, query, filters, scope, limit)]
-    hits.sort(key=lambda hit: (hit.at or EPOCH, hit.kind, hit.id), reverse=True)
-    return SearchResult(query, filters, hits[:limit], limit)
+        hits.sort(key=lambda hit: (hit.at or EPOCH, hit.kind, hit.id), reverse=True)
+        hits = hits[:limit]
+        for kind in kinds:
+            ids = [hit.id for hit in hits if hit.kind == kind.name]
+            if ids:
+                found = backend.snippets(session, kind, query, filters, ids)
+                hits = [replace(hit, snippet=segments(found.get(hit.id))) if hit.kind == kind.name else hit
+                        for hit in hits]
+    return SearchResult(query, filters, hits, limit)
 
 
 def _rebuild_kind(session: Session, kind: Kind, step: Callable[[int], object]) -> int:

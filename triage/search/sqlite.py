@@ -1,12 +1,12 @@
 """SQLite FTS5: each kind's FTS5 table (external content, kept by triggers: see kinds.py) matched
 with the query's FTS5 rendering, newest first (FTS5 walks its index by rowid, so a LIMIT stops
-early however many rows match), snippet() around the matched words."""
+early however many rows match); snippet() around the matched words, for the hits shown only."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
 from triage.search.backend import Hit, Scope, SearchFilters, columns, conditions, joins, run
@@ -21,14 +21,19 @@ class SQLiteSearch:
                limit: int) -> list[Hit]:
         where, params = conditions(kind, filters, scope)
         fts = kind.fts
-        sql = (f"SELECT {columns(kind)}, snippet({fts}, -1, :mark_open, :mark_close, :ellipsis, "
-               f"{SNIPPET_TOKENS}) AS snippet FROM {fts} "
-               f"JOIN {kind.table} d ON d.id = {fts}.rowid{joins(kind, filters)} "
+        sql = (f"SELECT {columns(kind)} FROM {fts} JOIN {kind.table} d ON d.id = {fts}.rowid{joins(kind, filters)} "
                f"WHERE {fts} MATCH :query{''.join(' AND ' + c for c in where)} "
                f"ORDER BY {fts}.rowid DESC LIMIT :limit")
-        values: dict[str, Any] = {**params, "query": query.fts5(), "limit": limit, "mark_open": MARK_OPEN,
+        return run(session, sql, {**params, "query": query.fts5(), "limit": limit}, kind)
+
+    def snippets(self, session: Session, kind: Kind, query: Query, filters: SearchFilters,
+                 ids: list[int]) -> dict[int, str]:
+        fts = kind.fts
+        sql = text(f"SELECT rowid, snippet({fts}, -1, :mark_open, :mark_close, :ellipsis, {SNIPPET_TOKENS}) "
+                   f"FROM {fts} WHERE {fts} MATCH :query AND rowid IN :ids").bindparams(bindparam("ids", expanding=True))
+        values: dict[str, Any] = {"query": query.fts5(), "ids": ids, "mark_open": MARK_OPEN,
                                   "mark_close": MARK_CLOSE, "ellipsis": ELLIPSIS}
-        return run(session, sql, values, kind)
+        return {row[0]: row[1] for row in session.execute(sql, values)}
 
     def bare(self, session: Session, kind: Kind, query: Query, limit: int) -> list[int]:
         sql = f"SELECT rowid FROM {kind.fts} WHERE {kind.fts} MATCH :query ORDER BY rowid DESC LIMIT :limit"
