@@ -219,3 +219,37 @@ def test_cli_search_lists_prints_json_and_rebuilds(db_url: str) -> None:
     rebuilt = runner.invoke(cli, ["search", "--rebuild"], env=env)
     assert rebuilt.exit_code == 0 and "1 messages" in rebuilt.output
     assert runner.invoke(cli, ["search"], env=env).exit_code == 2
+
+
+def test_a_later_batch_migration_of_an_indexed_table_runs_inside_suspended(db_url: str) -> None:
+    """Alembic's batch mode rebuilds the table on SQLite: inside `suspended` it works and the index
+    follows the rows afterwards (without it, SQLite refuses: the search view names the table)."""
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+    from sqlalchemy import Column as SAColumn
+    from sqlalchemy import Integer, text
+
+    from triage.bootstrap import bootstrap
+    from triage.config import load_settings
+    from triage.search.kinds import suspended
+    from triage.store.db import make_engine
+    from triage.store.schema import ensure_schema
+
+    engine = make_engine(db_url)
+    try:
+        ensure_schema(engine, auto_migrate=True)
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO tickets (id, reference, subject, status, created_at, updated_at) "
+                              "VALUES (1, 'T-2026-00001', 'zeppelin', 'open', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+            op = Operations(MigrationContext.configure(conn, opts={"render_as_batch": True}))
+            recreate = "always" if conn.dialect.name == "sqlite" else "auto"
+            with suspended(conn), op.batch_alter_table("tickets", recreate=recreate) as batch:
+                batch.add_column(SAColumn("extra_column", Integer))
+            conn.execute(text("UPDATE tickets SET subject = 'airship'"))
+        app = bootstrap(load_settings(environ={"TRIAGE_DATABASE_URL": db_url}))
+        try:
+            assert found(app, "airship") == {("ticket", "T-2026-00001")} and found(app, "zeppelin") == set()
+        finally:
+            app.close()
+    finally:
+        engine.dispose()

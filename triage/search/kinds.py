@@ -17,7 +17,8 @@ needs its own migration (drop and create) rather than changing what an old one b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
@@ -225,3 +226,18 @@ def is_search_object(name: str | None, type_: str, _parents: object = None) -> b
 
 def include_name(name: str | None, type_: str, parents: object) -> bool:
     return not is_search_object(name, type_, parents)
+
+
+@contextmanager
+def suspended(conn: Connection, kinds: Sequence[Kind] = KINDS) -> Iterator[None]:
+    """For a later migration that rebuilds an indexed table (Alembic's batch mode on SQLite copies
+    tickets, messages or events to a new table, which the search views and triggers refuse: "error
+    in view search_message_content: no such table"): drop the index objects, run the block, create
+    them again and index every row. On PostgreSQL the same keeps the tsvector column out of the way.
+
+        with suspended(op.get_bind()):
+            with op.batch_alter_table("messages") as batch: ...
+    """
+    drop(conn, kinds)
+    yield
+    create(conn, kinds)
