@@ -74,7 +74,7 @@ def test_slash_opens_the_search_and_a_hit_opens_its_ticket(app: App, page: Any,
                                                             make_account: Callable[..., Account]) -> None:
     """In a browser: `/` focuses the header's box, Enter searches, the hit's link opens the ticket."""
     ref = store(app, "<w5@v.example>", body="Our edit-a-thon needs a projector\n")
-    log_in(page, make_account())
+    log_in(page, make_account(), next_path="/tickets")  # not the queue: it loads the routing model
     page.keyboard.press("/")
     page.keyboard.type("projector")
     page.keyboard.press("Enter")

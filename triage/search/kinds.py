@@ -9,10 +9,13 @@ UPDATE / DELETE triggers; on PostgreSQL each source table has a `search_vector` 
 by a BEFORE INSERT OR UPDATE trigger (a generated column cannot read the contact's language from
 another table) and a GIN index on it.
 
-Adding a kind (contacts) is one more `Kind` here, a migration that calls `create(conn, (KIND,))`,
-and its title, time and ticket join in the backends' `_select` (see the README of this package in
-the report). A migration passes the kinds it creates explicitly, so that a later change of a kind
-needs its own migration (drop and create) rather than changing what an old one built.
+Adding a kind (contacts) is one more `Kind` here (its text may come from other tables through
+subqueries over `{row}`; then give it an FTS5 table with its own content, since an external-content
+'delete' needs the exact old text, and triggers on those tables that re-index the parent row), its
+shape in `backend._SHAPE`, and a migration that calls `create(conn, (KIND,), functions=False)`.
+A migration passes the kinds it creates explicitly, so that a later change of a kind needs its own
+migration (`drop`, then `create`) rather than changing what an old one built. A later migration that
+rebuilds an indexed table in Alembic's batch mode runs inside `suspended`.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def search_page(request: Request) -> Response:
     kind = params.get("kind") or None
     form = {name: params.get(name) or "" for name in ("q", "team", "status", "since", "until", "language", "kind")}
     context: dict[str, Any] = {"form": form, "result": None, "error": None, "kinds": KIND_NAMES,
-               "teams": {key: t.name for key, t in sorted(app.router().teams.items())},
+               "teams": {key: t.name for key, t in sorted(app.wiring.teams.items())},  # no model loaded
                "statuses": ["new", "open", "waiting", "resolved"]}
     status = 200
     if text:
