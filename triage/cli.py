@@ -91,6 +91,7 @@ class TriageGroup(click.Group):
         "status": "triage.desk.commands:status",
         "merge": "triage.desk.commands:merge_command",
         "contact": "triage.desk.contact_commands:contact",
+        "search": "triage.search.commands:search_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

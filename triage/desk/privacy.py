@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from triage.desk.actors import Actor
 from triage.desk.errors import Forbidden, NotFound
-from triage.privacy.erase import erase
+from triage.privacy.erase import erase, scrubbing
 from triage.privacy.export import Export, collect
 from triage.privacy.scope import Scope, chunks, find_contact, person_scope
 from triage.store.db import utcnow
@@ -142,8 +142,9 @@ def erase_person(app: App, actor: Actor, ref: str, *, now: datetime | None = Non
                 raise
             return Erased(earlier.id, earlier.at, earlier.actor, tuple(earlier.tickets), dict(earlier.counts),
                           already=True)
-        tombstone = erase(session, person_scope(session, [contact.id]), actor=actor.label, reason="request",
-                          now=now)
+        with scrubbing(session):
+            tombstone = erase(session, person_scope(session, [contact.id]), actor=actor.label, reason="request",
+                              now=now)
         result = Erased(tombstone.id, tombstone.at, tombstone.actor, tuple(tombstone.tickets), dict(tombstone.counts))
     log.info("privacy.erased", erasure=result.erasure_id, **result.counts)
     return result

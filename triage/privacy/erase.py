@@ -27,15 +27,17 @@ bring the person back):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, bindparam, delete, or_, select, update
+from sqlalchemy import CursorResult, Executable, bindparam, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from triage.privacy.fingerprint import erased_message_id
 from triage.privacy.scope import Scope, chunks
+from triage.search.kinds import purge_deleted
 from triage.store.blobs import ERASED_CODEC
 from triage.store.contact_models import ContactChange, ContactLabel, ContactMerge
 from triage.store.db import core_table
@@ -80,6 +82,25 @@ def scrub_detail(detail: Any) -> dict[str, Any]:
                 kept[key] = value
     kept[ERASED] = True
     return kept
+
+
+@contextmanager
+def scrubbing(session: Session, *, purge: bool = True) -> Iterator[None]:
+    """Erase in this block so that nothing stays behind in the database's own structures: on
+    SQLite, pages freed by the block are overwritten with zeros (PRAGMA secure_delete), and the
+    search index is merged without the erased text at its end (`purge_deleted`). PostgreSQL
+    keeps old row versions until VACUUM (autovacuum, or the operator's VACUUM after an erasure)."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    before = session.execute(text("PRAGMA secure_delete")).scalar_one() if sqlite else None
+    if sqlite:
+        session.execute(text("PRAGMA secure_delete = ON"))
+    try:
+        yield
+        if purge:
+            purge_deleted(session.connection())
+    finally:
+        if sqlite:
+            session.execute(text(f"PRAGMA secure_delete = {int(before or 0)}"))
 
 
 def erase(session: Session, scope: Scope, *, actor: str, reason: str, now: datetime) -> Erasure:
@@ -238,4 +259,4 @@ def _string_chunks(values: set[str], size: int = 500) -> list[list[str]]:
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
-__all__ = ["KEPT_DETAIL_KEYS", "MESSAGE_SHELL", "erase", "scrub_detail"]
+__all__ = ["KEPT_DETAIL_KEYS", "MESSAGE_SHELL", "erase", "scrub_detail", "scrubbing"]

@@ -19,7 +19,7 @@ from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import PrivacySettings
-from triage.privacy.erase import erase
+from triage.privacy.erase import erase, scrubbing
 from triage.privacy.scope import tickets_scope
 from triage.store.models import Ticket, TicketStatus
 from triage.store.privacy_models import ErasedTicket
@@ -66,11 +66,17 @@ def run_retention(sessions: sessionmaker[Session], settings: PrivacySettings, *,
             ids = due_tickets(session, run.cutoff, settings.batch_size)
             if not ids:
                 break
-            tombstone = erase(session, tickets_scope(session, ids), actor=ACTOR, reason="retention", now=now)
+            with scrubbing(session, purge=False):
+                tombstone = erase(session, tickets_scope(session, ids), actor=ACTOR, reason="retention", now=now)
             run.tickets += len(ids)
             for key, value in tombstone.counts.items():
                 run.counts[key] = run.counts.get(key, 0) + int(value)
     if run.tickets:
+        # Once per run, not per batch: merging the search index costs time in proportion to its size.
+        # A crash before this leaves the erased words in its old segments until the next run that
+        # erases something.
+        with sessions.begin() as session, scrubbing(session):
+            pass
         log.info("privacy.retention", **run.as_dict())
     return run
 

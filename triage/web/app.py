@@ -149,6 +149,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
     from triage.web import quarantine as quarantine_pages
     from triage.web import queue as queue_pages
     from triage.web import reports as report_pages
+    from triage.web import search as search_pages
     from triage.web import ticket as ticket_pages
     from triage.web import tickets_list
 
@@ -160,6 +161,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
         *queue_pages.routes,
         *tickets_list.routes,
         *report_pages.routes,
+        *search_pages.routes,
         *outbox_pages.routes, *quarantine_pages.routes,
         *digest_pages.routes,
         *privacy_pages.routes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from triage.search.kinds import include_name
 from triage.store import tables  # noqa: F401 - registers every table on Base.metadata
 from triage.store.db import Base
 
@@ -16,6 +17,7 @@ context.configure(
     target_metadata=Base.metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_name=include_name,  # the search index is built by its migration's DDL, not the models
 )
 with context.begin_transaction():
     context.run_migrations()

@@ -76,6 +76,7 @@
       case "a": approveSelected(); break;
       case "e": var picker = (selected() || document).querySelector("[data-key=correct]"); if (picker) picker.focus(); break;
       case "r": var reply = document.querySelector("[data-key=reply]"); if (reply) { reply.focus(); event.preventDefault(); } break;
+      case "/": var box = document.querySelector("[data-key=search]"); if (box) { box.focus(); event.preventDefault(); } break;
       case "?": if (sheet) sheet.hidden = !sheet.hidden; break;
       case "Escape": if (sheet) sheet.hidden = true; break;
       default: return;

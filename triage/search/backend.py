@@ -1,0 +1,132 @@
+"""What both engines' searches share: the filters, a hit, and the SQL around the match.
+
+A backend (`sqlite.SQLiteSearch`, `postgres.PostgresSearch`) only says how a kind's rows match
+the query, in which order, and how its snippet is made; which ticket a document belongs to, who
+may see it and the filters are the same SQL on both engines, written here once per kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.orm import Session
+from sqlalchemy.types import Integer, String
+
+from triage.search.kinds import Kind
+from triage.search.query import Query, Segment
+from triage.store.db import UTCDateTime
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    team: str | None = None  # "" for tickets no team owns yet
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None  # exclusive
+    language: str | None = None  # the ticket's contact's language (ISO code), as the queue filters
+    kinds: tuple[str, ...] = ()  # only these kinds of document; all when empty
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which tickets the actor may find: None for all, else only this team's (staff)."""
+
+    team_only: str | None = None
+    staff: bool = False
+
+
+@dataclass(frozen=True)
+class Hit:
+    kind: str
+    id: int
+    at: datetime | None
+    reference: str | None  # the ticket, or None for mail stored without one
+    ticket_subject: str | None
+    status: str | None
+    team: str | None
+    title: str | None  # the message's subject, the ticket's subject; None for a note
+    who: str | None  # the message's sender, the note's author
+    snippet: tuple[Segment, ...] = field(default=())
+
+
+# Per kind: the document's table alias is d, its ticket t (joined), the contact c (only when the
+# language filter asks); its time, title and author.
+_SHAPE: dict[str, dict[str, str]] = {
+    "ticket": {"join": "JOIN tickets t ON t.id = d.id", "at": "d.created_at", "title": "d.subject",
+               "who": "NULL"},
+    "message": {"join": "LEFT JOIN tickets t ON t.id = d.ticket_id", "at": "d.received_at", "title": "d.subject",
+                "who": "coalesce(d.from_name, d.from_addr)"},
+    "note": {"join": "JOIN tickets t ON t.id = d.ticket_id", "at": "d.at", "title": "NULL", "who": "d.actor"},
+}
+
+
+def shape(kind: Kind) -> dict[str, str]:
+    return _SHAPE[kind.name]
+
+
+def columns(kind: Kind) -> str:
+    s = shape(kind)
+    return (f"d.id AS id, {s['at']} AS at, t.reference AS reference, t.subject AS ticket_subject, "
+            f"t.status AS status, t.team AS team, {s['title']} AS title, {s['who']} AS who")
+
+
+def joins(kind: Kind, filters: SearchFilters) -> str:
+    contact = " LEFT JOIN contacts c ON c.id = t.contact_id" if filters.language else ""
+    return f" {shape(kind)['join']}{contact}"
+
+
+def conditions(kind: Kind, filters: SearchFilters, scope: Scope) -> tuple[list[str], dict[str, Any]]:
+    """The WHERE conditions (SQL with bound parameters only) for the filters and the actor's scope."""
+    where, params = [], {}  # type: tuple[list[str], dict[str, Any]]
+    if kind.where:
+        where.append(kind.where.format(row="d"))
+    if scope.staff:  # staff find their team's tickets only; mail without a ticket is not theirs
+        where.append("t.team = :scope_team" if scope.team_only else "1 = 0")
+        params["scope_team"] = scope.team_only
+    if filters.team is not None:
+        where.append("t.team = :team" if filters.team else "t.team IS NULL")
+        params["team"] = filters.team
+    if filters.status:
+        where.append("t.status = :status")
+        params["status"] = filters.status
+    if filters.language:
+        where.append("c.language = :language")
+        params["language"] = filters.language
+    if filters.since:
+        where.append(f"{shape(kind)['at']} >= :since")
+        params["since"] = filters.since
+    if filters.until:
+        where.append(f"{shape(kind)['at']} < :until")
+        params["until"] = filters.until
+    return where, params
+
+
+def run(session: Session, sql: str, params: dict[str, Any], kind: Kind) -> list[Hit]:
+    statement = text(sql).bindparams(
+        *(bindparam(name, type_=UTCDateTime()) for name in ("since", "until") if name in params),
+    ).columns(id=Integer(), at=UTCDateTime(), reference=String(), ticket_subject=String(), status=String(),
+              team=String(), title=String(), who=String())
+    return [Hit(kind.name, row.id, row.at, row.reference, row.ticket_subject, row.status, row.team, row.title,
+                row.who) for row in session.execute(statement, params)]
+
+
+class Backend(Protocol):
+    """One engine's full-text search over one kind of document, newest first. `search` finds the
+    hits (without snippets); `snippets` cuts the snippets of the few that are shown, as
+    {id: text with MARK_OPEN/MARK_CLOSE around matches}: making one reads the whole document."""
+
+    def search(self, session: Session, kind: Kind, query: Query, filters: SearchFilters, scope: Scope,
+               limit: int) -> list[Hit]: ...
+
+    def snippets(self, session: Session, kind: Kind, query: Query, filters: SearchFilters,
+                 ids: list[int]) -> dict[int, str]: ...
+
+    def bare(self, session: Session, kind: Kind, query: Query, limit: int) -> list[int]:
+        """The bare index query (ids, newest first): the benchmark's baseline."""
+        ...
+
+
+__all__ = ["Backend", "Hit", "Scope", "SearchFilters", "columns", "conditions", "joins", "run", "shape"]
