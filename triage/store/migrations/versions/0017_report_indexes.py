@@ -1,0 +1,35 @@
+"""Indexes for the reports: a person's mail per ticket in time order (partial, covering: the first
+response of each ticket is one index seek) and tickets by (merged away, arrival) covering team and
+contact (the volume and first-response readings do not touch the table).
+
+Revision ID: 0017
+Revises: 0014
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0017'
+down_revision = '0014'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.create_index('ix_outbox_answers', ['ticket_id', 'created_at', 'status', 'auto_submitted'],
+                              unique=False, postgresql_where=sa.text('auto_submitted IS NULL'),
+                              sqlite_where=sa.text('auto_submitted IS NULL'))
+    with op.batch_alter_table('tickets', schema=None) as batch_op:
+        batch_op.create_index('ix_tickets_reports', ['merged_into_id', 'created_at', 'team', 'contact_id'],
+                              unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('tickets', schema=None) as batch_op:
+        batch_op.drop_index('ix_tickets_reports')
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_answers')
