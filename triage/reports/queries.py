@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Integer, Subquery, cast, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Float, Integer, Subquery, and_, cast, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from triage.config import Settings
@@ -121,17 +121,23 @@ def month_of(session: Session, column: Any) -> ColumnElement[str]:
 
 def _response_seconds(session: Session, filters: ReportFilters) -> Subquery:
     """(month of arrival, team, seconds to the first response or None) per ticket arrived in the
-    period (see the module's docstring for what counts as a response). The first response is a
-    correlated MIN that the partial index ix_outbox_answers answers with one index seek a ticket."""
-    first = (select(func.min(Outbox.created_at))
-             .where(Outbox.ticket_id == Ticket.id, Outbox.created_at >= Ticket.created_at,
-                    Outbox.auto_submitted.is_(None), Outbox.status != OutboxStatus.failed)
-             .correlate(Ticket).scalar_subquery())
-    return (select(month_of(session, Ticket.created_at).label("month"),
-                   func.coalesce(Ticket.team, maths.UNROUTED).label("team"),
+    period (see the module's docstring for what counts as a response), read through the partial
+    index ix_outbox_answers. SQLite runs a correlated MIN (one index seek a ticket) fastest;
+    PostgreSQL a merge join grouped by ticket (half the time of its correlated sub-plan)."""
+    answer = and_(Outbox.ticket_id == Ticket.id, Outbox.created_at >= Ticket.created_at,
+                  Outbox.auto_submitted.is_(None), Outbox.status != OutboxStatus.failed)
+    tickets = and_(Ticket.merged_into_id.is_(None), *_period(Ticket.created_at, filters), *_team(filters))
+    team = func.coalesce(Ticket.team, maths.UNROUTED).label("team")
+    if session.get_bind().dialect.name == "postgresql":
+        month = func.date_trunc("month", func.timezone("UTC", Ticket.created_at)).label("month")
+        return (select(month, team, seconds_between(session, Ticket.created_at, func.min(Outbox.created_at))
+                       .label("seconds"))
+                .select_from(Ticket).outerjoin(Outbox, answer).where(tickets).group_by(Ticket.id)
+                .subquery("responses"))
+    first = select(func.min(Outbox.created_at)).where(answer).correlate(Ticket).scalar_subquery()
+    return (select(month_of(session, Ticket.created_at).label("month"), team,
                    seconds_between(session, Ticket.created_at, first).label("seconds"))
-            .where(Ticket.merged_into_id.is_(None), *_period(Ticket.created_at, filters), *_team(filters))
-            .subquery("responses"))
+            .where(tickets).subquery("responses"))
 
 
 def response_figures(session: Session, filters: ReportFilters) -> list[maths.ResponseFigure]:
@@ -150,7 +156,7 @@ def response_figures(session: Session, filters: ReportFilters) -> list[maths.Res
         finally:
             result.close()
         return maths.first_response(rows)
-    query = (select(r.c.month, r.c.team, func.count(), func.count(r.c.seconds),
+    query = (select(func.to_char(r.c.month, "YYYY-MM"), r.c.team, func.count(), func.count(r.c.seconds),
                     func.percentile_cont(0.5).within_group(r.c.seconds),
                     func.percentile_cont(0.9).within_group(r.c.seconds))
              .group_by(func.grouping_sets(tuple_(r.c.month, r.c.team), tuple_(r.c.month))))
