@@ -156,13 +156,13 @@ def response_figures(session: Session, filters: ReportFilters) -> list[maths.Res
         finally:
             result.close()
         return maths.first_response(rows)
-    query = (select(func.to_char(r.c.month, "YYYY-MM"), r.c.team, func.count(), func.count(r.c.seconds),
-                    func.percentile_cont(0.5).within_group(r.c.seconds),
-                    func.percentile_cont(0.9).within_group(r.c.seconds))
-             .group_by(func.grouping_sets(tuple_(r.c.month, r.c.team), tuple_(r.c.month))))
+    grouped = (select(func.to_char(r.c.month, "YYYY-MM"), r.c.team, func.count(), func.count(r.c.seconds),
+                      func.percentile_cont(0.5).within_group(r.c.seconds),
+                      func.percentile_cont(0.9).within_group(r.c.seconds))
+               .group_by(func.grouping_sets(tuple_(r.c.month, r.c.team), tuple_(r.c.month))))
     figures = [maths.response_figure(m, team or "*", int(n), int(answered),
                                      None if median is None else float(median), None if p90 is None else float(p90))
-               for m, team, n, answered, median, p90 in session.execute(query)]
+               for m, team, n, answered, median, p90 in session.execute(grouped)]
     return sorted(figures, key=lambda f: (f.month, f.team))
 
 
