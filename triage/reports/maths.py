@@ -16,6 +16,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from itertools import chain, groupby
+from operator import itemgetter
+from typing import cast
 
 from triage.digest.weeks import week_of
 
@@ -70,22 +73,25 @@ def response_figure(month: str, team: str, tickets: int, answered: int, median_s
 
 
 def first_response(rows: Iterable[tuple[str, str | None, float | None]]) -> list[ResponseFigure]:
-    """(month the ticket arrived, team, seconds to its first response or None), ordered by month
-    and then seconds (None last) -> median and 90th percentile in hours per team and month, and for
-    all teams together (team '*'), months in order. The order lets each group's values arrive
-    sorted, so no group is sorted here (a month of one team is a subsequence of the month)."""
-    seconds_of: dict[tuple[str, str], list[float]] = defaultdict(list)
-    tickets: dict[tuple[str, str], int] = defaultdict(int)
-    for month_, team, seconds in rows:
-        for key in ((month_, team or UNROUTED), (month_, "*")):
-            tickets[key] += 1
-            if seconds is not None:
-                seconds_of[key].append(max(0.0, float(seconds)))
-    return [
-        response_figure(m, team, n, len(seconds_of[(m, team)]), ranked_percentile(seconds_of[(m, team)], 50),
-                        ranked_percentile(seconds_of[(m, team)], 90))
-        for (m, team), n in sorted(tickets.items())
-    ]
+    """(month the ticket arrived, team, seconds to its first response or None), ordered by month,
+    team and seconds (None last) -> median and 90th percentile in hours per team and month, and for
+    all teams together (team '*'), months in order. The order lets each team's values arrive sorted
+    (two look-ups each); a month's are its teams' sorted runs, which one merge sort joins."""
+    figures: list[ResponseFigure] = []
+    for m, month_rows in groupby(rows, key=itemgetter(0)):
+        tickets = 0
+        runs: list[list[float]] = []
+        for team, team_rows in groupby(month_rows, key=itemgetter(1)):
+            values = [seconds for _, _, seconds in team_rows]
+            answered = cast("list[float]", values[: len(values) - values.count(None)])
+            tickets += len(values)
+            runs.append(answered)
+            figures.append(response_figure(m, team or UNROUTED, len(values), len(answered),
+                                           ranked_percentile(answered, 50), ranked_percentile(answered, 90)))
+        everyone = sorted(chain.from_iterable(runs))
+        figures.append(response_figure(m, "*", tickets, len(everyone), ranked_percentile(everyone, 50),
+                                       ranked_percentile(everyone, 90)))
+    return sorted(figures, key=lambda f: (f.month, f.team))
 
 
 def _hours(value: float | None, per_hour: float = 1.0) -> float | None:

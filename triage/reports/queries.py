@@ -145,11 +145,11 @@ def response_figures(session: Session, filters: ReportFilters) -> list[maths.Res
     for all teams ('*'). PostgreSQL computes them (`percentile_cont` over GROUPING SETS: a few dozen
     rows come back); SQLite has no percentile aggregate, and its window functions cost three times
     a sort, so it returns one narrow row per ticket (month, team, seconds) already sorted, and
-    `maths.first_response` reads the two ranks of each group without sorting (ORDER BY month,
-    seconds: each team's values arrive sorted too)."""
+    `maths.first_response` reads the two ranks of each group without sorting them."""
     r = _response_seconds(session, filters)
     if session.get_bind().dialect.name != "postgresql":
-        query = select(r.c.month, r.c.team, r.c.seconds).order_by(r.c.month, r.c.seconds.nulls_last())
+        query = (select(r.c.month, r.c.team, r.c.seconds)
+                 .order_by(r.c.month, r.c.team, r.c.seconds.nulls_last()))
         result = session.connection().execute(query)
         try:  # the DBAPI's own tuples: a Row object each would cost half as much again as the query
             rows = result.cursor.fetchall()

@@ -1,6 +1,7 @@
 """Indexes for the reports: a person's mail per ticket in time order (partial, covering: the first
-response of each ticket is one index seek) and tickets by (merged away, arrival) covering team and
-contact (the volume and first-response readings do not touch the table).
+response of each ticket is one index seek), tickets by (merged away, arrival) covering team and
+contact, inbound mail by arrival and kind, suggestions by day: the reports' readings do not touch
+the tables (a message's row holds its body).
 
 Revision ID: 0017
 Revises: 0014
@@ -26,9 +27,17 @@ def upgrade() -> None:
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.create_index('ix_tickets_reports', ['merged_into_id', 'created_at', 'team', 'contact_id'],
                               unique=False)
+    with op.batch_alter_table('messages', schema=None) as batch_op:
+        batch_op.create_index('ix_messages_reports', ['direction', 'received_at', 'kind', 'ticket_id'], unique=False)
+    with op.batch_alter_table('suggestions', schema=None) as batch_op:
+        batch_op.create_index('ix_suggestions_reports', ['created_at', 'team', 'ticket_id'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('suggestions', schema=None) as batch_op:
+        batch_op.drop_index('ix_suggestions_reports')
+    with op.batch_alter_table('messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_messages_reports')
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.drop_index('ix_tickets_reports')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
