@@ -261,6 +261,8 @@ Index("ix_tickets_reports", Ticket.merged_into_id, Ticket.created_at, Ticket.tea
 # reads every message's row (bodies included) and every suggestion's evidence.
 Index("ix_messages_reports", Message.direction, Message.received_at, Message.kind, Message.ticket_id)
 Index("ix_suggestions_reports", Suggestion.created_at, Suggestion.team, Suggestion.ticket_id)
+# The corrections (suggested team against team chosen) group in this index's order: no sort.
+Index("ix_decisions_pairs", Decision.suggested_team, Decision.team, Decision.decided_at)
 
 __all__: list[Any] = [
     "Attachment",
