@@ -20,7 +20,7 @@ from triage.desk.actors import Actor
 from triage.desk.contact_merge import merge_contacts, unmerge_contact
 from triage.desk.contacts import ContactEdit, edit_contact
 from triage.desk.errors import Invalid
-from triage.search.service import rebuild, search
+from triage.search.service import SearchFilters, rebuild, search
 from triage.store.contact_models import ContactLabel
 from triage.store.models import Contact, ContactAddress
 from triage.store.web_models import Role
@@ -32,13 +32,8 @@ def contact_id(app: App, address: str) -> int:
 
 
 def people(app: App, words: str, actor: Actor = LIAISON, **filters: object) -> set[int]:
-    return {hit.id for hit in search(app, actor, words, _filters(kinds=("contact",), **filters)).hits}
-
-
-def _filters(**values: object):  # type: ignore[no-untyped-def]
-    from triage.search.service import SearchFilters
-
-    return SearchFilters(**values)  # type: ignore[arg-type]
+    chosen = SearchFilters(kinds=("contact",), **filters)  # type: ignore[arg-type]
+    return {hit.id for hit in search(app, actor, words, chosen).hits}
 
 
 def ada(app: App) -> tuple[str, int]:

@@ -179,12 +179,12 @@ def _sqlite_copy_ddl(kind: Kind) -> list[str]:
         name, key = f"{fts}_{child.table}", child.key
         changed = " OR ".join(f"old.{column} IS NOT new.{column}" for column in child.watched)
         statements += [
-            f"CREATE TRIGGER {name}_insert AFTER INSERT ON {child.table} BEGIN "
-            f"{_reindex_sqlite(kind, f'new.{key}')} END",
-            f"CREATE TRIGGER {name}_delete AFTER DELETE ON {child.table} BEGIN "
-            f"{_reindex_sqlite(kind, f'old.{key}')} END",
-            f"CREATE TRIGGER {name}_update AFTER UPDATE OF {', '.join(child.watched)} ON {child.table} "
-            f"WHEN {changed} BEGIN {_reindex_sqlite(kind, f'old.{key}')} {_reindex_sqlite(kind, f'new.{key}')} END",
+            (f"CREATE TRIGGER {name}_insert AFTER INSERT ON {child.table} BEGIN "
+            f"{_reindex_sqlite(kind, f'new.{key}')} END"),
+            (f"CREATE TRIGGER {name}_delete AFTER DELETE ON {child.table} BEGIN "
+            f"{_reindex_sqlite(kind, f'old.{key}')} END"),
+            (f"CREATE TRIGGER {name}_update AFTER UPDATE OF {', '.join(child.watched)} ON {child.table} "
+            f"WHEN {changed} BEGIN {_reindex_sqlite(kind, f'old.{key}')} {_reindex_sqlite(kind, f'new.{key}')} END"),
         ]
     return statements
 
