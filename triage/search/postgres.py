@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import BindParameter, bindparam, text
 from sqlalchemy.orm import Session
 
 from triage.search.backend import Hit, Scope, SearchFilters, columns, conditions, joins, run
@@ -40,7 +40,8 @@ class PostgresSearch:
     def snippets(self, session: Session, wanted: dict[Kind, list[int]], query: Query,
                  filters: SearchFilters) -> dict[tuple[str, int], str]:
         """The snippets of every kind's shown rows in one statement (a UNION ALL, one per kind)."""
-        parts, binds = [], []
+        parts: list[str] = []
+        binds: list[BindParameter[Any]] = []
         values: dict[str, Any] = {"query": query.websearch(), "headline": HEADLINE, "language": filters.language}
         for n, (kind, ids) in enumerate(wanted.items()):
             parts.append(f"SELECT {n}, d.id, ts_headline(triage_search_config(CAST(:language AS text)), "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import TextClause, bindparam, text
+from sqlalchemy import BindParameter, TextClause, bindparam, text
 from sqlalchemy.orm import Session
 
 from triage.search.backend import Hit, Scope, SearchFilters, columns, conditions, joins, run, shape
@@ -71,7 +71,7 @@ class SQLiteSearch:
         kind): one round trip and one parse of the query instead of one per kind."""
         parts, values = [], {"query": query.fts5(), "mark_open": MARK_OPEN, "mark_close": MARK_CLOSE,
                              "ellipsis": ELLIPSIS}  # type: tuple[list[str], dict[str, Any]]
-        binds = []
+        binds: list[BindParameter[Any]] = []
         for n, (kind, ids) in enumerate(wanted.items()):
             fts = kind.fts
             # The range lets FTS5 seek to the shown rows instead of walking every match of a common word.
