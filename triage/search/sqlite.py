@@ -27,7 +27,7 @@ from triage.store.db import UTCDateTime
 SNIPPET_TOKENS = 16
 # Kinds whose time column has an index (store/models.py), so that the ids of a date window cost
 # a range scan of that index: the others keep the plain walk.
-WINDOWED = frozenset({"message"})
+WINDOWED = frozenset({"message", "ticket"})
 _DATE = UTCDateTime()
 
 
