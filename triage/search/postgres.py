@@ -12,9 +12,11 @@ from typing import Any
 from sqlalchemy import BindParameter, bindparam, text
 from sqlalchemy.orm import Session
 
-from triage.search.backend import Hit, Scope, SearchFilters, columns, conditions, joins, run
+from triage.search.backend import Hit, Scope, SearchFilters, columns, conditions, joins, run, shape
 from triage.search.kinds import PG_FIELD_CHARS, VECTOR, Kind
 from triage.search.query import ELLIPSIS, MARK_CLOSE, MARK_OPEN, Query
+from triage.search.sqlite import WINDOWED
+from triage.store.db import UTCDateTime
 
 HEADLINE = (f'StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, MaxWords=24, MinWords=10, MaxFragments=2, '
             f'FragmentDelimiter=" {ELLIPSIS} "')
@@ -28,10 +30,32 @@ def _body(kind: Kind) -> str:
         if field.name != "from_addr") + ")"
 
 
+def _window(session: Session, kind: Kind, filters: SearchFilters) -> tuple[int, int] | None | bool:
+    """(least, greatest) id of the kind's rows in the date filter's window (False: none; None: no
+    date filter, or no index on the kind's time). With it the planner's favourite plan for a LIMIT,
+    the primary key walked backwards, starts inside the window: without it a common word with a
+    30-day window in the middle walked every newer match first (0.5 s at 200,000 messages)."""
+    if kind.name not in WINDOWED or not (filters.since or filters.until):
+        return None
+    at = shape(kind)["at"]
+    where = [f"{at} >= :since"] * bool(filters.since) + [f"{at} < :until"] * bool(filters.until)
+    params = {name: value for name, value in (("since", filters.since), ("until", filters.until)) if value}
+    statement = text(f"SELECT min(d.id), max(d.id) FROM {kind.table} d WHERE {' AND '.join(where)}").bindparams(
+        *(bindparam(name, type_=UTCDateTime()) for name in params))
+    low, high = session.execute(statement, params).one()
+    return False if low is None else (low, high)
+
+
 class PostgresSearch:
     def search(self, session: Session, kind: Kind, query: Query, filters: SearchFilters, scope: Scope,
                limit: int) -> list[Hit]:
+        window = _window(session, kind, filters)
+        if window is False:
+            return []
         where, params = conditions(kind, filters, scope)
+        if isinstance(window, tuple):
+            where.append("d.id BETWEEN :window_low AND :window_high")
+            params.update(window_low=window[0], window_high=window[1])
         sql = (f"SELECT {columns(kind)} FROM {kind.table} d{joins(kind, filters)} "
                f"WHERE d.{VECTOR} @@ {TSQUERY}{''.join(' AND ' + c for c in where)} ORDER BY d.id DESC LIMIT :limit")
         return run(session, sql, {**params, "query": query.websearch(), "limit": limit,
