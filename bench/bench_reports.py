@@ -44,14 +44,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Engine, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
 
-from bench.bench_web import chunks, figures, logged_in, ms, timings
+from bench.bench_web import chunks, figures, insert_contacts, logged_in, ms, timings
 from triage.bootstrap import bootstrap
 from triage.config import load_settings
 from triage.desk.actors import cli_actor
 from triage.desk.reports import filters_for, report
 from triage.logging import configure_logging
 from triage.reports import charts
-from triage.store.models import Blob, Contact, Decision, Message, Suggestion, Ticket
+from triage.store.models import Blob, Decision, Message, Suggestion, Ticket
 from triage.store.outbox_models import Outbox
 from triage.store.schedule_models import TicketClock
 
@@ -135,7 +135,7 @@ def fill(engine: Engine, tickets: int) -> None:
 
     with engine.begin() as conn:
         for batch in chunks(contact_rows()):
-            conn.execute(insert(Contact), batch)
+            insert_contacts(conn, batch)
         for batch in chunks(ticket_rows()):
             conn.execute(insert(Ticket), batch)
         pairs = mail_rows()

@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_ingest import build_mbox, run_child
+from bench_web import insert_contacts
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 
@@ -57,7 +58,7 @@ from triage.search.kinds import KINDS, triggers
 from triage.search.query import parse
 from triage.search.service import SearchFilters, backend_for, search
 from triage.store.db import make_engine
-from triage.store.models import Blob, Contact, Event, Message, Ticket
+from triage.store.models import Blob, Event, Message, Ticket
 from triage.store.schema import ensure_schema
 from triage.store.web_models import Role
 
@@ -149,7 +150,7 @@ def fill(app: App, messages: int, seed: int = 7) -> None:
     engine = app.engine
     with engine.begin() as conn:
         for batch in chunks(contact_rows()):
-            conn.execute(insert(Contact), batch)
+            insert_contacts(conn, batch)
         for batch in chunks(ticket_rows()):
             conn.execute(insert(Ticket), batch)
     done = 0

@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy import Connection, Engine, create_engine, insert, text
 from sqlalchemy.engine import make_url
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -54,7 +54,7 @@ from triage.bootstrap import App, bootstrap
 from triage.config import load_settings
 from triage.desk.accounts import add_user
 from triage.logging import configure_logging
-from triage.store.models import Blob, Contact, Event, Message, Suggestion, Ticket
+from triage.store.models import Blob, Contact, ContactAddress, Event, Message, Suggestion, Ticket
 from triage.web.app import create_app, page
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +70,15 @@ QUESTION = ("Hello, I am writing on behalf of our local chapter about the event 
 REPLY = ("Thank you for writing. I have passed your question to the team that looks after this; they will "
          "answer you within a few days. Kind regards, the Community Liaison desk.\n")
 QUOTED = "".join(f"> {line}\n" for line in (QUESTION * 2).splitlines())
+
+
+def insert_contacts(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Contact rows given with an "address": the person into `contacts`, the address (primary) into
+    `contact_addresses`, as ingest stores them."""
+    conn.execute(insert(Contact), [{k: v for k, v in row.items() if k != "address"} | {"uid": uuid.uuid4().hex}
+                                   for row in rows])
+    conn.execute(insert(ContactAddress), [{"contact_id": row["id"], "address": row["address"], "is_primary": True,
+                                           "added_at": row["first_seen"], "source": "mail"} for row in rows])
 
 
 def chunks(rows: Iterator[dict[str, Any]], size: int = CHUNK) -> Iterator[list[dict[str, Any]]]:
@@ -154,7 +163,7 @@ def fill(engine: Engine, tickets: int, waiting: int) -> None:
 
     with engine.begin() as conn:
         for batch in chunks(contact_rows()):
-            conn.execute(insert(Contact), batch)
+            insert_contacts(conn, batch)
         for batch in chunks(ticket_rows()):
             conn.execute(insert(Ticket), batch)
         pairs = blob_and_message_rows()
@@ -182,8 +191,8 @@ QUEUE_SQL = text(
     "WHERE t.team IS NULL AND t.status <> 'resolved' ORDER BY t.id LIMIT :n"
 )
 TICKET_SQL = (
-    text("SELECT t.*, c.address, c.name, c.language FROM tickets t LEFT JOIN contacts c ON c.id = t.contact_id "
-         "WHERE t.reference = :ref"),
+    text("SELECT t.*, a.address, c.name, c.language FROM tickets t LEFT JOIN contacts c ON c.id = t.contact_id "
+         "LEFT JOIN contact_addresses a ON a.contact_id = c.id AND a.is_primary WHERE t.reference = :ref"),
     text("SELECT m.id, m.direction, m.from_addr, m.from_name, m.to_addrs, m.cc_addrs, m.subject, m.date, "
          "m.new_text, m.quoted_text, m.signature, m.body_html, m.kind, m.thread_reason, m.defects "
          "FROM messages m WHERE m.ticket_id = :id ORDER BY m.id"),
@@ -194,9 +203,9 @@ TICKET_SQL = (
          "WHERE t.contact_id = :contact AND t.id <> :id ORDER BY t.id DESC LIMIT 20"),
 )
 LIST_SQL = text(
-    "SELECT t.id, t.reference, t.subject, t.status, t.team, t.flag, t.updated_at, c.address, "
+    "SELECT t.id, t.reference, t.subject, t.status, t.team, t.flag, t.updated_at, a.address, "
     "(SELECT count(*) FROM messages m WHERE m.ticket_id = t.id) AS messages FROM tickets t "
-    "LEFT JOIN contacts c ON c.id = t.contact_id WHERE t.status = :status AND t.team = :team "
+    "LEFT JOIN contact_addresses a ON a.contact_id = t.contact_id AND a.is_primary WHERE t.status = :status AND t.team = :team "
     "ORDER BY t.id DESC LIMIT :n"
 )
 

@@ -10,7 +10,7 @@ from itertools import count
 from sqlalchemy import insert
 
 from triage.bootstrap import App
-from triage.store.models import Blob, Contact, Decision, Message, Suggestion, Ticket
+from triage.store.models import Blob, Contact, ContactAddress, Decision, Message, Suggestion, Ticket
 from triage.store.outbox_models import Outbox
 
 NOW = datetime(2026, 12, 10, 12, 0, tzinfo=UTC)  # a Thursday; every November ticket is long due
@@ -23,8 +23,11 @@ def at(day: int, hour: int = 9, month: int = 11) -> datetime:
 
 def add_contact(app: App, address: str, language: str | None) -> int:
     with app.sessions() as s, s.begin():
-        return int(s.execute(insert(Contact).values(address=address, language=language, first_seen=at(1),
-                                                     last_seen=at(1)).returning(Contact.id)).scalar_one())
+        contact = Contact(language=language, first_seen=at(1), last_seen=at(1))
+        contact.addresses.append(ContactAddress(address=address, is_primary=True))
+        s.add(contact)
+        s.flush()
+        return contact.id
 
 
 def add_ticket(app: App, *, team: str | None, created: datetime, contact: int | None, status: str = "open",

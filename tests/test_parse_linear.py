@@ -53,13 +53,15 @@ def _deadline(seconds: float) -> Iterator[None]:
     def overrun(signum: int, frame: FrameType | None) -> None:
         raise _Overrun
 
-    previous = signal.signal(signal.SIGALRM, overrun)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # A CPU-time timer (user and system time of this process), like the measurement itself: on a
+    # loaded machine a call waits for a core, which must not count as an overrun.
+    previous = signal.signal(signal.SIGPROF, overrun)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 def _round(call: Callable[[], object], deadline: float) -> float:

@@ -169,3 +169,31 @@ def test_cli_stats_plot_csv_json(db_url: str, tmp_path: Path, model_dir: Path, m
     assert figures["reports"]["waiting_on_volunteer"]["rows"][0][:2] == ["legal", 1]
     bad = runner.invoke(cli, ["stats", "--since", "yesterday"], env=env)
     assert bad.exit_code == 2 and "not a date" in bad.stderr
+
+
+def test_first_response_percentiles_are_computed_alike_on_both_engines(app: App) -> None:
+    """The first-response percentiles come from SQL (percentile_cont on PostgreSQL, a sorted
+    reading on SQLite): four legal replies after 1, 2, 3 and 10 h give a median of 2.5 h and a 90th
+    percentile of 3 + 0.7 x 7 = 7.9 h; with a fundraising reply after 4 h and an unanswered ticket,
+    all teams together have 1, 2, 3, 4, 10 h: median 3 h, 90th 4 + 0.6 x 6 = 7.6 h. A ticket in
+    December and the team filter make their own groups."""
+    from tests.report_desk import add_mail_out, at
+
+    for team, hours in (("legal", 1), ("legal", 10), ("legal", 3), ("legal", 2), ("fundraising", 4),
+                        ("fundraising", None)):
+        ticket = add_ticket(app, team=team, created=at(3), contact=None)
+        if hours is not None:
+            add_mail_out(app, ticket, at(3, 9 + hours))
+    december = add_ticket(app, team="legal", created=at(1, month=12), contact=None)
+    add_mail_out(app, december, at(1, 15, month=12))
+    r = report(app, LIAISON, filters_for(LIAISON), now=NOW)
+    assert r.first_response == [
+        ResponseFigure("2026-11", "*", 5, 1, 3.0, 7.6),
+        ResponseFigure("2026-11", "fundraising", 1, 1, 4.0, 4.0),
+        ResponseFigure("2026-11", "legal", 4, 0, 2.5, 7.9),
+        ResponseFigure("2026-12", "*", 1, 0, 6.0, 6.0),
+        ResponseFigure("2026-12", "legal", 1, 0, 6.0, 6.0),
+    ]
+    legal = report(app, LIAISON, filters_for(LIAISON, until=date(2026, 11, 30), team="legal"), now=NOW)
+    assert legal.first_response == [ResponseFigure("2026-11", "*", 4, 0, 2.5, 7.9),
+                                    ResponseFigure("2026-11", "legal", 4, 0, 2.5, 7.9)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,20 @@ def test_retrain_promotes_only_a_model_at_least_as_good(app: App, clock: Clock, 
     assert result.promoted and (tmp_path / "m").is_dir()
     assert router.model is not None and router.model.predict(
         [__import__("classifiers").Example("Quokka census form 99", "quokka census form")])[0].ranked[0][0] == "events"
+
+
+def test_stats_weeks_are_iso_weeks_on_both_engines(app: App, router: Router) -> None:
+    """`triage stats` labels weeks as ISO weeks of the UTC day, like the reports, on SQLite too (it
+    printed strftime's '%Y-%W' there): 30 Dec 2024 is in 2025-W01, 1 Jan 2027 in 2026-W53."""
+    from tests.report_desk import add_routing, add_ticket
+
+    for created in (datetime(2024, 12, 30, 9, tzinfo=UTC), datetime(2027, 1, 1, 9, tzinfo=UTC),
+                    datetime(2027, 1, 3, 9, tzinfo=UTC)):
+        ticket = add_ticket(app, team="legal", created=created, contact=None)
+        add_routing(app, ticket, created, "legal", "legal" if created.day != 3 else "events")
+    with app.sessions() as session:
+        figures = router.stats(session)
+    assert figures["by_week"] == [
+        {"week": "2025-W01", "decisions": 1, "agreed": 1, "agreement": 1.0},
+        {"week": "2026-W53", "decisions": 2, "agreed": 1, "agreement": 0.5},
+    ]

@@ -152,7 +152,7 @@ def test_filters_team_status_dates_and_language(app: App) -> None:
     assert {r for _, r in found(app, "budget", since=start, kinds=kinds)} == {new}
     assert {r for _, r in found(app, "budget", until=start, kinds=kinds)} == {old}
     assert {r for _, r in found(app, "budget", language="de", kinds=kinds)} == {new}
-    for bad in ({"status": "gone"}, {"language": "german!"}, {"kinds": ["contact"]},
+    for bad in ({"status": "gone"}, {"language": "german!"}, {"kinds": ["person"]},
                 {"since": start, "until": start}):
         with pytest.raises(Invalid):
             found(app, "budget", **bad)

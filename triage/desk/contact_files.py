@@ -185,9 +185,9 @@ def duplicate_contacts(app: App, actor: Actor) -> list[DuplicateView]:
         signatures: dict[int, list[str]] = {}
         for contact_id, signature in session.execute(
                 select(Ticket.contact_id, Message.signature).join(Message, Message.ticket_id == Ticket.id)
-                .where(Message.direction == Direction.inbound, Message.signature.contains("@"),
-                       Ticket.contact_id.in_(list(contacts)))):
-            if contact_id is not None:
+                .where(Message.direction == Direction.inbound, Message.signature.contains("@"))):
+            # filtered here, not by an IN list of every contact id (SQLite caps bound parameters)
+            if contact_id in contacts:
                 signatures.setdefault(contact_id, []).append(signature)
         facts = [ContactFacts(c.id, c.name, tuple(a.address for a in c.addresses), tuple(signatures.get(c.id, ())))
                  for c in contacts.values()]

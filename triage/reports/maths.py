@@ -5,18 +5,20 @@ engines bucket the same way; weeks and months are made here from them: a week is
 ('2026-W45', Monday to Sunday), a month 'YYYY-MM'.
 
 Percentiles are interpolated linearly between the closest ranks (numpy's default
-method, PostgreSQL's `percentile_cont`): for 1 h, 2 h and
+method, PostgreSQL's `percentile_cont`, which computes them there): for 1 h, 2 h and
 10 h the median is 2 h and the 90th percentile 2 + 0.8 x (10 - 2) = 8.4 h.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-
-import numpy
+from itertools import chain, groupby
+from operator import itemgetter
+from typing import cast
 
 from triage.digest.weeks import week_of
 
@@ -37,10 +39,18 @@ def month(day: str) -> str:
 
 def percentile(values: Iterable[float], q: float) -> float | None:
     """The q-th percentile (0-100) by linear interpolation between closest ranks; None for no values."""
-    data = list(values)
-    if not data:
+    return ranked_percentile(sorted(values), q)
+
+
+def ranked_percentile(ordered: Sequence[float], q: float) -> float | None:
+    """`percentile` of values already in ascending order (a query's ORDER BY sorted them): two
+    look-ups, no sort. The rank is q/100 x (n - 1), as numpy's and PostgreSQL's linear method."""
+    if not ordered:
         return None
-    return float(numpy.percentile(data, q, method="linear"))
+    rank = q / 100 * (len(ordered) - 1)
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,27 +65,37 @@ class ResponseFigure:
     p90_hours: float | None
 
 
-def first_response(rows: Iterable[tuple[str | None, str, float | None]]) -> list[ResponseFigure]:
-    """(team, day the ticket arrived, seconds to its first response or None) -> median and 90th
-    percentile in hours per team and month, and for all teams together (team '*'), months in order."""
-    hours: dict[tuple[str, str], list[float]] = defaultdict(list)
-    waiting: dict[tuple[str, str], int] = defaultdict(int)
-    for team, day, seconds in rows:
-        for key in ((month(day), team or UNROUTED), (month(day), "*")):
-            if seconds is None:
-                waiting[key] += 1
-                hours.setdefault(key, [])
-            else:
-                hours[key].append(max(0.0, float(seconds)) / 3600)
-    return [
-        ResponseFigure(m, team, len(values), waiting.get((m, team), 0),
-                       _hours(percentile(values, 50)), _hours(percentile(values, 90)))
-        for (m, team), values in sorted(hours.items())
-    ]
+def response_figure(month: str, team: str, tickets: int, answered: int, median_seconds: float | None,
+                    p90_seconds: float | None) -> ResponseFigure:
+    """One month and team's figure from counts and percentiles in seconds (what SQL computed)."""
+    return ResponseFigure(month, team, answered, tickets - answered, _hours(median_seconds, 3600),
+                          _hours(p90_seconds, 3600))
 
 
-def _hours(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
+def first_response(rows: Iterable[tuple[str, str | None, float | None]]) -> list[ResponseFigure]:
+    """(month the ticket arrived, team, seconds to its first response or None), ordered by month,
+    team and seconds (None last) -> median and 90th percentile in hours per team and month, and for
+    all teams together (team '*'), months in order. The order lets each team's values arrive sorted
+    (two look-ups each); a month's are its teams' sorted runs, which one merge sort joins."""
+    figures: list[ResponseFigure] = []
+    for m, month_rows in groupby(rows, key=itemgetter(0)):
+        tickets = 0
+        runs: list[list[float]] = []
+        for team, team_rows in groupby(month_rows, key=itemgetter(1)):
+            values = [seconds for _, _, seconds in team_rows]
+            answered = cast("list[float]", values[: len(values) - values.count(None)])
+            tickets += len(values)
+            runs.append(answered)
+            figures.append(response_figure(m, team or UNROUTED, len(values), len(answered),
+                                           ranked_percentile(answered, 50), ranked_percentile(answered, 90)))
+        everyone = sorted(chain.from_iterable(runs))
+        figures.append(response_figure(m, "*", tickets, len(everyone), ranked_percentile(everyone, 50),
+                                       ranked_percentile(everyone, 90)))
+    return sorted(figures, key=lambda f: (f.month, f.team))
+
+
+def _hours(value: float | None, per_hour: float = 1.0) -> float | None:
+    return None if value is None else round(value / per_hour, 2)
 
 
 def volume(rows: Iterable[tuple[str, str | None, str | None, int]]) -> dict[str, list[tuple[str, str, int]]]:
@@ -155,4 +175,5 @@ def confusion_matrix(rows: Iterable[tuple[str | None, str, int]]) -> tuple[list[
 
 
 __all__ = ["NONE", "UNKNOWN", "UNROUTED", "ResponseFigure", "RoutingWeek", "by_week", "confusion",
-           "confusion_matrix", "first_response", "iso_week", "month", "percentile", "routing_weeks", "volume"]
+           "confusion_matrix", "first_response", "iso_week", "month", "percentile", "ranked_percentile", "response_figure",
+           "routing_weeks", "volume"]

@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from classifiers import Classifier, Example
 from triage.failures import describe
 from triage.outbox.failures import storable
+from triage.reports.maths import iso_week
+from triage.reports.queries import day_of
 from triage.routing.errors import AlreadyRouted, RoutingError, UnknownTicket
 from triage.store.db import utcnow
 from triage.store.models import Decision, Direction, Event, Message, Suggestion, Ticket, TicketStatus
@@ -282,14 +284,14 @@ class Router:
 
     def stats(self, session: Session) -> dict[str, Any]:
         """Agreement between suggestions and decisions, by week, and the model's coverage."""
-        week = func.strftime("%Y-%W", Decision.decided_at) if session.get_bind().dialect.name == "sqlite" \
-            else func.to_char(Decision.decided_at, 'IYYY-"W"IW')
-        by_week = [
-            {"week": w, "decisions": n, "agreed": int(a or 0), "agreement": round(int(a or 0) / n, 3) if n else None}
-            for w, n, a in session.execute(
-                select(week, func.count(), func.sum(cast(Decision.agreed, Integer))).group_by(week).order_by(week)
-            )
-        ]
+        day = day_of(session, Decision.decided_at)
+        weeks: dict[str, list[int]] = {}
+        for d, n, a in session.execute(select(day, func.count(), func.sum(cast(Decision.agreed, Integer))).group_by(day)):
+            row = weeks.setdefault(iso_week(d), [0, 0])  # the ISO week of the UTC day, as the reports
+            row[0] += int(n)
+            row[1] += int(a or 0)
+        by_week = [{"week": w, "decisions": n, "agreed": a, "agreement": round(a / n, 3) if n else None}
+                   for w, (n, a) in sorted(weeks.items())]
         total = session.scalar(select(func.count()).select_from(Suggestion)) or 0
         named = session.scalar(select(func.count()).select_from(Suggestion).where(Suggestion.team.is_not(None))) or 0
         decided = session.scalar(select(func.count()).select_from(Decision)) or 0

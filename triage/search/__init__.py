@@ -1,4 +1,4 @@
-"""Full-text search over the desk: tickets, messages and internal notes (contacts later).
+"""Full-text search over the desk: tickets, messages, internal notes and contacts.
 
 `kinds` says what is searchable and builds the index's DDL for each engine (SQLite FTS5 tables with
 triggers, PostgreSQL tsvector columns with triggers and GIN indexes), `query` turns hostile user

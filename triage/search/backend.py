@@ -28,6 +28,7 @@ class SearchFilters:
     until: datetime | None = None  # exclusive
     language: str | None = None  # the ticket's contact's language (ISO code), as the queue filters
     kinds: tuple[str, ...] = ()  # only these kinds of document; all when empty
+    tag: str | None = None  # only contacts with this label (tickets, messages, notes: their contact's)
 
 
 @dataclass(frozen=True)
@@ -48,18 +49,31 @@ class Hit:
     status: str | None
     team: str | None
     title: str | None  # the message's subject, the ticket's subject; None for a note
-    who: str | None  # the message's sender, the note's author
+    who: str | None  # the message's sender, the note's author, the contact's primary address
     snippet: tuple[Segment, ...] = field(default=())
+
+    @property
+    def url(self) -> str | None:
+        """Where the hit is read: a contact's page, else its ticket's (None for mail without one)."""
+        if self.kind == "contact":
+            return f"/contacts/{self.id}"
+        return f"/tickets/{self.reference}" if self.reference else None
 
 
 # Per kind: the document's table alias is d, its ticket t (joined), the contact c (only when the
-# language filter asks); its time, title and author.
+# language filter asks); its time, title and author, and (`contact`) the SQL naming its person.
+# A contact has no ticket: it stands for itself (c is d), and the ticket filters ask whether the
+# person has such a ticket (`tickets`).
 _SHAPE: dict[str, dict[str, str]] = {
     "ticket": {"join": "JOIN tickets t ON t.id = d.id", "at": "d.created_at", "title": "d.subject",
-               "who": "NULL"},
+               "who": "NULL", "contact": "t.contact_id"},
     "message": {"join": "LEFT JOIN tickets t ON t.id = d.ticket_id", "at": "d.received_at", "title": "d.subject",
-                "who": "coalesce(d.from_name, d.from_addr)"},
-    "note": {"join": "JOIN tickets t ON t.id = d.ticket_id", "at": "d.at", "title": "NULL", "who": "d.actor"},
+                "who": "coalesce(d.from_name, d.from_addr)", "contact": "t.contact_id"},
+    "note": {"join": "JOIN tickets t ON t.id = d.ticket_id", "at": "d.at", "title": "NULL", "who": "d.actor",
+             "contact": "t.contact_id"},
+    "contact": {"join": "", "at": "d.last_seen", "title": "d.name",
+                "who": "(SELECT a.address FROM contact_addresses a WHERE a.contact_id = d.id AND a.is_primary)",
+                "contact": "d.id", "tickets": "SELECT 1 FROM tickets t WHERE t.contact_id = d.id"},
 }
 
 
@@ -69,32 +83,47 @@ def shape(kind: Kind) -> dict[str, str]:
 
 def columns(kind: Kind) -> str:
     s = shape(kind)
+    if "tickets" in s:
+        return (f"d.id AS id, {s['at']} AS at, NULL AS reference, NULL AS ticket_subject, NULL AS status, "
+                f"NULL AS team, {s['title']} AS title, {s['who']} AS who")
     return (f"d.id AS id, {s['at']} AS at, t.reference AS reference, t.subject AS ticket_subject, "
             f"t.status AS status, t.team AS team, {s['title']} AS title, {s['who']} AS who")
 
 
 def joins(kind: Kind, filters: SearchFilters) -> str:
-    contact = " LEFT JOIN contacts c ON c.id = t.contact_id" if filters.language else ""
-    return f" {shape(kind)['join']}{contact}"
+    s = shape(kind)
+    contact = " LEFT JOIN contacts c ON c.id = t.contact_id" if filters.language and "tickets" not in s else ""
+    return f" {s['join']}{contact}"
 
 
 def conditions(kind: Kind, filters: SearchFilters, scope: Scope) -> tuple[list[str], dict[str, Any]]:
     """The WHERE conditions (SQL with bound parameters only) for the filters and the actor's scope."""
-    where, params = [], {}  # type: tuple[list[str], dict[str, Any]]
+    where, ticket, params = [], [], {}  # type: tuple[list[str], list[str], dict[str, Any]]
+    s = shape(kind)
     if kind.where:
         where.append(kind.where.format(row="d"))
-    if scope.staff:  # staff find their team's tickets only; mail without a ticket is not theirs
-        where.append("t.team = :scope_team" if scope.team_only else "1 = 0")
+    # staff find their team's tickets only (mail without a ticket is not theirs), and the contacts
+    # with a ticket of their team (as triage.desk.contacts.readable_filter)
+    if scope.staff:
+        (ticket if scope.team_only else where).append("t.team = :scope_team" if scope.team_only else "1 = 0")
         params["scope_team"] = scope.team_only
     if filters.team is not None:
-        where.append("t.team = :team" if filters.team else "t.team IS NULL")
+        ticket.append("t.team = :team" if filters.team else "t.team IS NULL")
         params["team"] = filters.team
     if filters.status:
-        where.append("t.status = :status")
+        ticket.append("t.status = :status")
         params["status"] = filters.status
+    if "tickets" in s:  # a contact matches the ticket conditions when one of its tickets does
+        where += [f"EXISTS ({s['tickets']} AND {' AND '.join(ticket)})"] if ticket else []
+    else:
+        where += ticket
     if filters.language:
-        where.append("c.language = :language")
+        where.append(("d" if "tickets" in s else "c") + ".language = :language")
         params["language"] = filters.language
+    if filters.tag:
+        where.append(f"EXISTS (SELECT 1 FROM contact_labels l WHERE l.contact_id = {s['contact']} "
+                     "AND l.value = :tag)")
+        params["tag"] = filters.tag
     if filters.since:
         where.append(f"{shape(kind)['at']} >= :since")
         params["since"] = filters.since

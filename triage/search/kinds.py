@@ -9,10 +9,15 @@ UPDATE / DELETE triggers; on PostgreSQL each source table has a `search_vector` 
 by a BEFORE INSERT OR UPDATE trigger (a generated column cannot read the contact's language from
 another table) and a GIN index on it.
 
-Adding a kind (contacts) is one more `Kind` here (its text may come from other tables through
-subqueries over `{row}`; then give it an FTS5 table with its own content, since an external-content
-'delete' needs the exact old text, and triggers on those tables that re-index the parent row), its
-shape in `backend._SHAPE`, and a migration that calls `create(conn, (KIND,), functions=False)`.
+A kind whose text comes from other tables too (CONTACT: the name and notes of `contacts`, the
+addresses in `contact_addresses`, the labels in `contact_labels`) names those tables as `children`.
+On SQLite it gets an FTS5 table that stores its own copy of the text (an external-content 'delete'
+needs the exact old text, which a child's change has already overwritten) and every trigger, on the
+parent or a child, re-indexes the parent row: delete its entry by rowid, insert it anew. On
+PostgreSQL a child's trigger recomputes the parent's `search_vector`.
+
+Adding a kind is one more `Kind` here, its shape in `backend._SHAPE`, and a migration that calls
+`create(conn, (KIND,), functions=False)`.
 A migration passes the kinds it creates explicitly, so that a later change of a kind needs its own
 migration (`drop`, then `create`) rather than changing what an old one built. A later migration that
 rebuilds an indexed table in Alembic's batch mode runs inside `suspended`.
@@ -43,11 +48,23 @@ PG_STATISTICS = 1000
 
 @dataclass(frozen=True)
 class Field:
-    """One indexed text: its name in the index, and its SQL over a row named `{row}`."""
+    """One indexed text: its name in the index, and its SQL over a row named `{row}` (on
+    PostgreSQL `headline` is the text snippets are cut from, when it differs from the indexed one)."""
 
     name: str
     sqlite: str
     postgresql: str
+    headline: str | None = None
+
+
+@dataclass(frozen=True)
+class Child:
+    """A table whose rows hold part of a kind's text: `key` is the column naming the parent row,
+    `watched` the columns whose change re-indexes it."""
+
+    table: str
+    key: str
+    watched: tuple[str, ...]
 
 
 def column(name: str) -> Field:
@@ -65,6 +82,7 @@ class Kind:
     watched: tuple[str, ...]
     where: str | None = None
     pg_language: str = "NULL"  # SQL over {row}: the ISO code the row's text is written in, if known
+    children: tuple[Child, ...] = ()  # other tables the text comes from (then SQLite stores a copy)
 
     @property
     def fts(self) -> str:
@@ -93,7 +111,35 @@ NOTE = Kind(
     "note", "events", (Field("text", "json_extract({row}.detail, '$.text')", "({row}.detail ->> 'text')"),),
     ("action", "detail"), where="{row}.action = 'note'",
 )
-KINDS: tuple[Kind, ...] = (TICKET, MESSAGE, NOTE)
+
+
+def _aggregate(table: str, value: str, dialect: str) -> str:
+    """`value` (SQL over the child row `a`) of every row of `table` that belongs to the contact
+    `{row}`, as one text in id order (so that a re-index gives the same text)."""
+    if dialect == "sqlite":
+        return (f"(SELECT group_concat(x.v, ' ') FROM (SELECT {value} AS v FROM {table} a "
+                f"WHERE a.contact_id = {{row}}.id ORDER BY a.id) x)")
+    return f"(SELECT string_agg({value}, ' ' ORDER BY a.id) FROM {table} a WHERE a.contact_id = {{row}}.id)"
+
+
+# A person: their name, every address (an address's parts are words on PostgreSQL too, as for a
+# message's sender), their labels (languages, projects, roles, tags) and the liaison's notes. A
+# contact merged into another is not indexed: it is found as the survivor, which holds its addresses.
+CONTACT = Kind(
+    "contact", "contacts",
+    (column("name"),
+     Field("addresses", _aggregate("contact_addresses", "a.address", "sqlite"),
+           _aggregate("contact_addresses", "a.address || ' ' || translate(a.address, '@.', '  ')", "postgresql"),
+           headline=_aggregate("contact_addresses", "a.address", "postgresql")),
+     Field("labels", _aggregate("contact_labels", "a.value", "sqlite"),
+           _aggregate("contact_labels", "a.value", "postgresql")),
+     column("notes")),
+    ("name", "notes", "language", "merged_into_id"), where="{row}.merged_into_id IS NULL",
+    pg_language="{row}.language",
+    children=(Child("contact_addresses", "contact_id", ("address", "contact_id")),
+              Child("contact_labels", "contact_id", ("value", "contact_id"))),
+)
+KINDS: tuple[Kind, ...] = (TICKET, MESSAGE, NOTE, CONTACT)
 
 
 def _fields(kind: Kind, dialect: str, row: str) -> list[str]:
@@ -110,7 +156,42 @@ def _changed(kind: Kind, pattern: str) -> str:
     return "(" + " OR ".join(pattern.format(name) for name in kind.watched) + ")"
 
 
+def _reindex_sqlite(kind: Kind, key: str) -> str:
+    """Trigger statements that index the parent row `key` again from what is stored now."""
+    names = ", ".join(field.name for field in kind.fields)
+    return (f"DELETE FROM {kind.fts} WHERE rowid = {key}; "
+            f"INSERT INTO {kind.fts}(rowid, {names}) SELECT d.id, {', '.join(_fields(kind, 'sqlite', 'd'))} "
+            f"FROM {kind.table} d WHERE d.id = {key}{_where(kind, 'd', 'AND')};")
+
+
+def _sqlite_copy_ddl(kind: Kind) -> list[str]:
+    """A kind with children: an FTS5 table with its own content, re-indexed row by row."""
+    names, fts, source = ", ".join(field.name for field in kind.fields), kind.fts, kind.table
+    statements = [
+        f"CREATE VIRTUAL TABLE {fts} USING fts5({names}, tokenize='unicode61 remove_diacritics 2')",
+        f"CREATE TRIGGER {fts}_insert AFTER INSERT ON {source} BEGIN {_reindex_sqlite(kind, 'new.id')} END",
+        f"CREATE TRIGGER {fts}_delete AFTER DELETE ON {source} BEGIN DELETE FROM {fts} WHERE rowid = old.id; END",
+        (f"CREATE TRIGGER {fts}_update AFTER UPDATE OF {', '.join(kind.watched)} ON {source} "
+         f"WHEN {_changed(kind, 'old.{0} IS NOT new.{0}')} BEGIN DELETE FROM {fts} WHERE rowid = old.id; "
+         f"{_reindex_sqlite(kind, 'new.id')} END"),
+    ]
+    for child in kind.children:
+        name, key = f"{fts}_{child.table}", child.key
+        changed = " OR ".join(f"old.{column} IS NOT new.{column}" for column in child.watched)
+        statements += [
+            (f"CREATE TRIGGER {name}_insert AFTER INSERT ON {child.table} BEGIN "
+            f"{_reindex_sqlite(kind, f'new.{key}')} END"),
+            (f"CREATE TRIGGER {name}_delete AFTER DELETE ON {child.table} BEGIN "
+            f"{_reindex_sqlite(kind, f'old.{key}')} END"),
+            (f"CREATE TRIGGER {name}_update AFTER UPDATE OF {', '.join(child.watched)} ON {child.table} "
+            f"WHEN {changed} BEGIN {_reindex_sqlite(kind, f'old.{key}')} {_reindex_sqlite(kind, f'new.{key}')} END"),
+        ]
+    return statements
+
+
 def sqlite_ddl(kind: Kind) -> list[str]:
+    if kind.children:
+        return _sqlite_copy_ddl(kind)
     names = ", ".join(field.name for field in kind.fields)
     new, old = ", ".join(_fields(kind, "sqlite", "new")), ", ".join(_fields(kind, "sqlite", "old"))
     fts, source = kind.fts, kind.table
@@ -135,7 +216,7 @@ def sqlite_ddl(kind: Kind) -> list[str]:
 
 
 def sqlite_drop(kind: Kind) -> list[str]:
-    return [*(f"DROP TRIGGER IF EXISTS {kind.fts}_{event}" for event in ("insert", "delete", "update")),
+    return [*(f"DROP TRIGGER IF EXISTS {name}" for name, _table in triggers((kind,), "sqlite")),
             f"DROP TABLE IF EXISTS {kind.fts}", f"DROP VIEW IF EXISTS {kind.content}"]
 
 
@@ -175,11 +256,29 @@ def pg_ddl(kind: Kind) -> list[str]:
         # Rare words must look rare to the planner (else it walks the newest rows hoping to meet
         # 20 matches soon): keep statistics of many more lexemes than the default 100.
         f"ALTER TABLE {table} ALTER COLUMN {VECTOR} SET STATISTICS {PG_STATISTICS}",
+        *(statement for child in kind.children for statement in _pg_child_ddl(kind, child)),
+    ]
+
+
+def _pg_child_ddl(kind: Kind, child: Child) -> list[str]:
+    """A child row's change recomputes its parent's vector (both parents when it moved); setting
+    only the vector does not fire the parent's own trigger, which watches the text columns."""
+    function = f"{kind.fts}_{child.table}"
+    update = f"UPDATE {kind.table} p SET {VECTOR} = {pg_vector(kind, 'p')} WHERE p.id = {{0}}.{child.key}"
+    return [
+        (f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+         f"IF TG_OP <> 'INSERT' THEN {update.format('OLD')}; END IF; "
+         f"IF TG_OP <> 'DELETE' THEN {update.format('NEW')}; END IF; RETURN NULL; END $$"),
+        (f"CREATE TRIGGER {function} AFTER INSERT OR DELETE OR UPDATE OF {', '.join(child.watched)} "
+         f"ON {child.table} FOR EACH ROW EXECUTE FUNCTION {function}()"),
     ]
 
 
 def pg_drop(kind: Kind) -> list[str]:
-    return [f"DROP TRIGGER IF EXISTS {kind.fts}_vector ON {kind.table}",
+    return [*(statement for child in kind.children for statement in (
+                f"DROP TRIGGER IF EXISTS {kind.fts}_{child.table} ON {child.table}",
+                f"DROP FUNCTION IF EXISTS {kind.fts}_{child.table}()")),
+            f"DROP TRIGGER IF EXISTS {kind.fts}_vector ON {kind.table}",
             f"DROP TRIGGER IF EXISTS {kind.fts}_vector_update ON {kind.table}",
             f"DROP FUNCTION IF EXISTS {kind.fts}_vector()",
             f"DROP INDEX IF EXISTS ix_{kind.fts}",
@@ -199,6 +298,8 @@ def fill_statements(kind: Kind, dialect: str) -> str:
 def clear_statement(kind: Kind, dialect: str) -> str:
     if dialect == "postgresql":
         return f"UPDATE {kind.table} SET {VECTOR} = NULL WHERE {VECTOR} IS NOT NULL"
+    if kind.children:  # 'delete-all' is for external content only
+        return f"DELETE FROM {kind.fts}"
     return f"INSERT INTO {kind.fts}({kind.fts}) VALUES ('delete-all')"
 
 
@@ -239,9 +340,14 @@ def purge_deleted(conn: Connection, kinds: Sequence[Kind] = KINDS) -> None:
 
 def triggers(kinds: Iterable[Kind], dialect: str) -> list[tuple[str, str]]:
     """(name, table) of the triggers that keep `kinds` indexed (the benchmark drops them to compare)."""
+    kinds = tuple(kinds)
+    events = ("insert", "delete", "update")
     if dialect == "postgresql":
-        return [(f"{kind.fts}_vector{event}", kind.table) for kind in kinds for event in ("", "_update")]
-    return [(f"{kind.fts}_{event}", kind.table) for kind in kinds for event in ("insert", "delete", "update")]
+        return [*((f"{kind.fts}_vector{event}", kind.table) for kind in kinds for event in ("", "_update")),
+                *((f"{kind.fts}_{child.table}", child.table) for kind in kinds for child in kind.children)]
+    return [*((f"{kind.fts}_{event}", kind.table) for kind in kinds for event in events),
+            *((f"{kind.fts}_{child.table}_{event}", child.table) for kind in kinds for child in kind.children
+              for event in events)]
 
 
 def is_search_object(name: str | None, type_: str, _parents: object = None) -> bool:

@@ -26,7 +26,7 @@ TSQUERY = "websearch_to_tsquery(triage_search_config(CAST(:language AS text)), :
 def _body(kind: Kind) -> str:
     """The text the snippet is cut from: the kind's fields, each cut like the index cuts it."""
     return "concat_ws(' | ', " + ", ".join(
-        f"left({field.postgresql.format(row='d')}, {PG_FIELD_CHARS})" for field in kind.fields
+        f"left({(field.headline or field.postgresql).format(row='d')}, {PG_FIELD_CHARS})" for field in kind.fields
         if field.name != "from_addr") + ")"
 
 

@@ -1,8 +1,9 @@
 """The search use cases: `search` (what the CLI and the workbench call) and `rebuild`.
 
 One read transaction per search; each kind of document is searched newest first up to the limit
-and the hits merged by time, so a page of 20 costs at most 20 rows per kind. Staff find only their
-team's tickets (and no mail stored without a ticket); viewers and the liaison find everything.
+and the hits merged by time (a contact's time is when they last wrote), so a page of 20 costs at
+most 20 rows per kind. Staff find only their team's tickets (and no mail stored without a ticket)
+and the contacts with a ticket of their team; viewers and the liaison find everything.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ MAX_LIMIT = 200
 REBUILD_BATCH = 5_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LANGUAGE_HINT = "a language is an ISO code such as en or de"
+MAX_TAG_CHARS = 200  # as contact_labels.value
+TAG_HINT = "a tag is one label of a contact, as the contact's page shows it"
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ def check_filters(filters: SearchFilters) -> SearchFilters:
     unknown = set(filters.kinds) - {kind.name for kind in KINDS}
     if unknown:
         raise Invalid(f"unknown kind {min(unknown)[:20]!r}", "one of: " + ", ".join(k.name for k in KINDS))
+    if filters.tag is not None and not 1 <= len(filters.tag) <= MAX_TAG_CHARS:
+        raise Invalid("the tag is empty or too long", TAG_HINT)
     if filters.since and filters.until and filters.since >= filters.until:
         raise Invalid("the date range is empty", "give a start before the end")
     return filters
@@ -78,7 +83,10 @@ def search(app: App, actor: Actor, text_: str, filters: SearchFilters | None = N
            limit: int = DEFAULT_LIMIT) -> SearchResult:
     """The documents `actor` may see that match `text_`, newest first; Invalid for a bad query."""
     query = parse(text_)
-    filters = check_filters(filters or SearchFilters())
+    filters = filters or SearchFilters()
+    if filters.tag is not None:  # as /contacts?tag= (labels are stored stripped)
+        filters = replace(filters, tag=filters.tag.strip())
+    filters = check_filters(filters)
     if not 1 <= limit <= MAX_LIMIT:
         raise Invalid(f"the limit must be between 1 and {MAX_LIMIT}", "ask for fewer results")
     scope = scope_of(actor)
@@ -115,7 +123,7 @@ def rebuild_size(app: App) -> int:
 
 
 def rebuild(app: App, *, step: Callable[[int], object] = lambda n: None) -> dict[str, int]:
-    """Index every ticket, message and note again (returns how many of each), in one transaction (searches see the old index
+    """Index every ticket, message, note and contact again (returns how many of each), in one transaction (searches see the old index
     until it commits); `step(n)` is told of each batch of n row ids done. The triggers keep the
     index in step by themselves: this is for repair, or after the language of contacts changed."""
     with app.sessions.begin() as session:

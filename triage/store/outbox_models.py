@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import Enum, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import Enum, ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from triage.store.db import Base, address, intpk, jsonlist, utc
@@ -39,6 +39,11 @@ class Outbox(Base):
     __table_args__ = (
         Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_outbox_created_at", "created_at"),  # the rate limits read the last hour across addresses
+        # A person's mail per ticket in time order, covering: a report's first response (MIN
+        # created_at per ticket) and "answered by a person" are one index seek a ticket. Partial
+        # on a literal (`auto_submitted IS NULL`) the queries repeat, so both engines can use it.
+        Index("ix_outbox_answers", "ticket_id", "created_at", "status", "auto_submitted",
+              postgresql_where=text("auto_submitted IS NULL"), sqlite_where=text("auto_submitted IS NULL")),
     )
 
     id: Mapped[intpk]

@@ -6,7 +6,7 @@ nothing in them can run as script, whatever a label says; the SVG response carri
 (no script, no loads) for anyone who opens it directly. One page view asks for the report once
 and then for five charts: the report is kept for a minute per set of filters, so the charts and
 the CSV downloads reuse the page's reading instead of reading again (at 100,000 tickets a reading
-takes about a second here: bench/bench_reports.py). The page says the time its figures are from.
+takes 0.7 to 2 s on this shared machine: bench/bench_reports.py). The page says the time its figures are from.
 """
 
 from __future__ import annotations

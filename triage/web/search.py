@@ -1,5 +1,5 @@
-"""/search: full-text search over the tickets, messages and notes the user may see, with filters;
-every hit links to its ticket, with a snippet whose matched words are <mark>ed by the template
+"""/search: full-text search over the tickets, messages, notes and contacts the user may see, with
+filters; every hit links to its ticket (a contact to its page), with a snippet whose matched words are <mark>ed by the template
 (the snippet is text: its segments are escaped one by one, never marked safe)."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def search_page(request: Request) -> Response:
     text = (params.get("q") or "").strip()
     team = params.get("team") or None
     kind = params.get("kind") or None
-    form = {name: params.get(name) or "" for name in ("q", "team", "status", "since", "until", "language", "kind")}
+    form = {name: params.get(name) or "" for name in ("q", "team", "status", "since", "until", "language", "kind", "tag")}
     context: dict[str, Any] = {"form": form, "result": None, "error": None, "kinds": KIND_NAMES,
                "teams": {key: t.name for key, t in sorted(app.wiring.teams.items())},  # no model loaded
                "statuses": ["new", "open", "waiting", "resolved"]}
@@ -49,7 +49,7 @@ def search_page(request: Request) -> Response:
                                     since=_day(params.get("since"), "the start"),
                                     until=_day(params.get("until"), "the end", after=True),
                                     language=(params.get("language") or "").strip().lower() or None,
-                                    kinds=(kind,) if kind else ())
+                                    kinds=(kind,) if kind else (), tag=(params.get("tag") or "").strip() or None)
             context["result"] = search(app, actor, text, filters)
         except Invalid as error:
             context["error"], status = error, error.status

@@ -3,7 +3,7 @@ their ranges with the full-text GIN bitmap instead of walking a common word's ma
 and SQLite reads the id range of a date window from them to bound its FTS5 walk (triage.search.sqlite).
 
 Revision ID: 0019
-Revises: 0016
+Revises: 0018
 Create Date: 2026-12-04
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = '0019'
-down_revision = '0016'
+down_revision = '0018'
 branch_labels = None
 depends_on = None
 
