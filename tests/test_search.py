@@ -158,6 +158,38 @@ def test_filters_team_status_dates_and_language(app: App) -> None:
             found(app, "budget", **bad)
 
 
+def test_a_date_window_finds_exactly_its_rows_when_ids_do_not_follow_time(app: App) -> None:
+    """SQLite bounds its FTS walk by the window's least and greatest id: a message stored later but
+    received earlier (an old mail imported) is in or out by its time, not its id; an empty window
+    finds nothing; every shown hit of every kind has its snippet (one statement for all kinds)."""
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    days = {"<w1@v.example>": 5, "<w2@v.example>": 60, "<w3@v.example>": 10, "<w4@v.example>": -40,
+            "<w5@v.example>": 20}
+    refs = {mid: store(app, mid, body=f"zeppelin hangar {n}\n", sender=f"s{n}@w.example")
+            for n, mid in enumerate(days)}
+    with app.sessions.begin() as session:
+        for mid, day in days.items():
+            session.execute(update(Message).where(Message.message_id == mid)
+                            .values(received_at=start + timedelta(days=day)))
+    window = {"since": start, "until": start + timedelta(days=30), "kinds": ["message"]}
+    hits = search(app, LIAISON, "zeppelin", SearchFilters(**window)).hits  # type: ignore[arg-type]
+    assert [hit.reference for hit in hits] == [refs["<w5@v.example>"], refs["<w3@v.example>"],
+                                               refs["<w1@v.example>"]]
+    assert all(("zeppelin", True) in hit.snippet for hit in hits)
+    [newest] = search(app, LIAISON, "zeppelin", SearchFilters(**window), limit=1).hits  # type: ignore[arg-type]
+    assert newest.reference == refs["<w5@v.example>"]
+    assert {r for _, r in found(app, "zeppelin", since=start + timedelta(days=30), kinds=["message"])} == {
+        refs["<w2@v.example>"]}
+    assert {r for _, r in found(app, "zeppelin", until=start, kinds=["message"])} == {refs["<w4@v.example>"]}
+    assert found(app, "zeppelin", since=start + timedelta(days=100), kinds=["message"]) == set()
+    assert found(app, "zeppelin", since=start + timedelta(days=11), until=start + timedelta(days=19),
+                 kinds=["message"]) == set()
+    add_note(app, LIAISON, refs["<w1@v.example>"], "zeppelin note")
+    mixed = search(app, LIAISON, "zeppelin").hits
+    assert {hit.kind for hit in mixed} == {"message", "note"}
+    assert all(("zeppelin", True) in hit.snippet for hit in mixed)
+
+
 def test_known_language_is_stemmed_on_postgresql(app: App) -> None:
     """A ticket whose contact's language is known is indexed in it too: on PostgreSQL a search in
     that language finds other forms of a word; every engine still finds the exact word."""

@@ -138,20 +138,21 @@ def run(session: Session, sql: str, params: dict[str, Any], kind: Kind) -> list[
         *(bindparam(name, type_=UTCDateTime()) for name in ("since", "until") if name in params),
     ).columns(id=Integer(), at=UTCDateTime(), reference=String(), ticket_subject=String(), status=String(),
               team=String(), title=String(), who=String())
-    return [Hit(kind.name, row.id, row.at, row.reference, row.ticket_subject, row.status, row.team, row.title,
-                row.who) for row in session.execute(statement, params)]
+    name = kind.name  # the columns are in Hit's order
+    return [Hit(name, *row) for row in session.execute(statement, params)]
 
 
 class Backend(Protocol):
     """One engine's full-text search over one kind of document, newest first. `search` finds the
-    hits (without snippets); `snippets` cuts the snippets of the few that are shown, as
-    {id: text with MARK_OPEN/MARK_CLOSE around matches}: making one reads the whole document."""
+    hits (without snippets); `snippets` cuts the snippets of the few that are shown, of every kind
+    in one statement, as {(kind name, id): text with MARK_OPEN/MARK_CLOSE around matches}: making
+    one reads the whole document."""
 
     def search(self, session: Session, kind: Kind, query: Query, filters: SearchFilters, scope: Scope,
                limit: int) -> list[Hit]: ...
 
-    def snippets(self, session: Session, kind: Kind, query: Query, filters: SearchFilters,
-                 ids: list[int]) -> dict[int, str]: ...
+    def snippets(self, session: Session, wanted: dict[Kind, list[int]], query: Query,
+                 filters: SearchFilters) -> dict[tuple[str, int], str]: ...
 
     def bare(self, session: Session, kind: Kind, query: Query, limit: int) -> list[int]:
         """The bare index query (ids, newest first): the benchmark's baseline."""

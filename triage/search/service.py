@@ -96,12 +96,9 @@ def search(app: App, actor: Actor, text_: str, filters: SearchFilters | None = N
         hits = [hit for kind in kinds for hit in backend.search(session, kind, query, filters, scope, limit)]
         hits.sort(key=lambda hit: (hit.at or EPOCH, hit.kind, hit.id), reverse=True)
         hits = hits[:limit]
-        for kind in kinds:
-            ids = [hit.id for hit in hits if hit.kind == kind.name]
-            if ids:
-                found = backend.snippets(session, kind, query, filters, ids)
-                hits = [replace(hit, snippet=segments(found.get(hit.id))) if hit.kind == kind.name else hit
-                        for hit in hits]
+        wanted = {kind: ids for kind in kinds if (ids := [hit.id for hit in hits if hit.kind == kind.name])}
+        found = backend.snippets(session, wanted, query, filters) if wanted else {}
+        hits = [replace(hit, snippet=segments(found.get((hit.kind, hit.id)))) for hit in hits]
     return SearchResult(query, filters, hits, limit)
 
 

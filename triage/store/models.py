@@ -320,6 +320,10 @@ class Decision(Base):
 
 
 Index("ix_tickets_status_team", Ticket.status, Ticket.team)
+# Search's date filter (triage.search): PostgreSQL ANDs a range of these with the full-text GIN bitmap,
+# SQLite reads from it the id range of a window to bound its FTS5 walk.
+Index("ix_messages_received_at", Message.received_at)
+Index("ix_tickets_created_at", Ticket.created_at)
 # Partial: only the few tickets whose reminder clock is stale are in it.
 Index("ix_tickets_clock_stale", Ticket.id, postgresql_where=Ticket.clock_stale_at.is_not(None),
       sqlite_where=Ticket.clock_stale_at.is_not(None))
