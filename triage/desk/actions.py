@@ -29,7 +29,8 @@ from sqlalchemy.orm import Session
 
 from triage.desk.actors import Actor, require_router, require_visible, require_writer
 from triage.desk.errors import Conflict, Invalid
-from triage.outbox.compose import ComposeError, to_bytes
+from triage.outbox.compose import ComposeError
+from triage.outbox.preview import Preview, preview_of
 from triage.outbox.queue import OutboxError, Queued, Skipped, build_reply, enqueue_handoff, enqueue_reply
 from triage.outbox.render import TEMPLATE_LANGUAGE, TemplateError
 from triage.outbox.wiring import Wiring
@@ -67,20 +68,6 @@ class MailTemplate:
     name: str
     languages: tuple[str, ...]
     needs_body: bool
-
-
-@dataclass(frozen=True)
-class Preview:
-    """The mail as it would be sent: `source` is its exact RFC 5322 text; `headers` and `text`
-    are the same mail decoded for reading. Only Date and Message-ID differ from the mail sent."""
-
-    template: str
-    language: str
-    to: tuple[str, ...]
-    subject: str
-    headers: tuple[tuple[str, str], ...]
-    text: str
-    source: str
 
 
 @dataclass(frozen=True)
@@ -238,16 +225,7 @@ def preview_reply(app: App, actor: Actor, reference: str, template: str, body: s
         ticket = _ticket(session, actor, reference)
         _not_merged(session, ticket)
         used, message = _build(session, wiring, ticket, template, body, language or None, now or utcnow())
-    plain = message.get_body(("plain",))
-    return Preview(
-        template=template, language=used,
-        to=tuple(a.addr_spec for header in ("To", "Cc") if message[header] for a in message[header].addresses),
-        subject=str(message["Subject"]),
-        headers=tuple((name, str(value)) for name, value in message.items()
-                      if not name.lower().startswith(("content-", "mime-"))),
-        text=plain.get_content() if isinstance(plain, EmailMessage) else "",
-        source=to_bytes(message).decode("ascii", "replace"),
-    )
+    return preview_of(message, template=template, language=used)
 
 
 def _since(session: Session, ticket_ids: list[int], seen_message_id: int | None,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from triage.desk.actors import Actor
 from triage.desk.errors import Invalid, NotFound
 from triage.desk.mail_roles import require_mail_operator
-from triage.digest.run import Outcome, Preview, build_mail, preview_of, run_digests, sent_weeks, team_zone
+from triage.digest.run import Outcome, Preview, build_mail, digest_preview, run_digests, sent_weeks, team_zone
 from triage.digest.weeks import Week, WeekError, last_complete_week, parse_week
 from triage.store.db import utcnow
 from triage.store.outbox_models import Outbox
@@ -90,7 +90,7 @@ def overview(app: App, actor: Actor, *, now: datetime | None = None) -> list[dic
                 "sent": len(digests),
                 "preview_week": str(week),
                 "preview_sent": any(d.week == str(week) for d in digests),
-                "preview": preview_of(message), "summary": facts,
+                "preview": digest_preview(message), "summary": facts,
             })
     return rows
 

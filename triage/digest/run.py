@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session
 from triage.digest.content import digest_content, summary
 from triage.digest.topics import stop_words
 from triage.digest.weeks import Week, due_week, local_week, send_time
-from triage.outbox.compose import Party, ThreadInfo, compose, to_bytes
+from triage.outbox.compose import Party, ThreadInfo, compose
 from triage.outbox.failures import record_failed_mail
+from triage.outbox.preview import Preview, preview_of
 from triage.outbox.queue import enqueue
 from triage.outbox.wiring import Wiring
 from triage.schedule.policy import Policies
@@ -48,20 +49,6 @@ log = structlog.get_logger(__name__)
 ACTOR = "system:digest"
 TEMPLATE = "digest"
 D = core_table(Digest)
-
-
-@dataclass(frozen=True)
-class Preview:
-    """The mail as it would be sent: `source` is its exact RFC 5322 text; `headers` and `text`
-    the same mail decoded for reading. Only Date and Message-ID differ from the mail queued."""
-
-    template: str
-    language: str
-    to: tuple[str, ...]
-    subject: str
-    headers: tuple[tuple[str, str], ...]
-    text: str
-    source: str
 
 
 @dataclass
@@ -114,16 +101,8 @@ def build_mail(session: Session, wiring: Wiring, team: Team, week: Week, *, now:
     return message, summary(content)
 
 
-def preview_of(message: EmailMessage) -> Preview:
-    plain = message.get_body(("plain",))
-    return Preview(
-        template=TEMPLATE, language="en",
-        to=tuple(a.addr_spec for a in message["To"].addresses), subject=str(message["Subject"]),
-        headers=tuple((name, str(value)) for name, value in message.items()
-                      if not name.lower().startswith(("content-", "mime-"))),
-        text=plain.get_content() if isinstance(plain, EmailMessage) else "",
-        source=to_bytes(message).decode("ascii", "replace"),
-    )
+def digest_preview(message: EmailMessage) -> Preview:
+    return preview_of(message, template=TEMPLATE, language="en")
 
 
 def sent_weeks(session: Session, team: str) -> list[Digest]:
@@ -201,7 +180,7 @@ def _one(sessions: Callable[[], Session], wiring: Wiring, team: Team, *, now: da
             message, facts = build_mail(session, wiring, team, target, now=now, queued_at=clock())
             done = session.scalar(select(Digest.id).where(Digest.team == team.key, Digest.week == str(target)))
         return Outcome(team.key, "already-sent" if done else "would-send", str(target), team.address,
-                       summary=facts, preview=preview_of(message))
+                       summary=facts, preview=digest_preview(message))
     if target.bounds(tz)[1] > now:
         return Outcome(team.key, "week-not-over", str(target), team.address)
     with reads() as session:  # the common case in the worker, read without SQLite's write lock
@@ -213,5 +192,5 @@ def _one(sessions: Callable[[], Session], wiring: Wiring, team: Team, *, now: da
     return outcome
 
 
-__all__ = ["ACTOR", "TEMPLATE", "Outcome", "Preview", "build_mail", "preview_of", "run_digests", "sent_weeks",
+__all__ = ["ACTOR", "TEMPLATE", "Outcome", "Preview", "build_mail", "digest_preview", "run_digests", "sent_weeks",
            "team_zone"]
