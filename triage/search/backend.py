@@ -96,6 +96,21 @@ def joins(kind: Kind, filters: SearchFilters) -> str:
     return f" {s['join']}{contact}"
 
 
+# The kinds whose time column is indexed (migration 0019): a date filter becomes id bounds.
+WINDOWED = frozenset({"message", "ticket"})
+
+
+def window_conditions(kind: Kind, filters: SearchFilters) -> tuple[str, dict[str, Any]] | None:
+    """The date filter as a WHERE over the kind's time column (for the id bounds each engine looks
+    up), or None when there is no date filter or the kind's time column has no index."""
+    if kind.name not in WINDOWED or not (filters.since or filters.until):
+        return None
+    at = shape(kind)["at"]
+    params = {name: value for name, value in (("since", filters.since), ("until", filters.until)) if value}
+    where = [f"{at} >= :since"] * ("since" in params) + [f"{at} < :until"] * ("until" in params)
+    return " AND ".join(where), params
+
+
 def conditions(kind: Kind, filters: SearchFilters, scope: Scope) -> tuple[list[str], dict[str, Any]]:
     """The WHERE conditions (SQL with bound parameters only) for the filters and the actor's scope."""
     where, ticket, params = [], [], {}  # type: tuple[list[str], list[str], dict[str, Any]]
@@ -159,4 +174,7 @@ class Backend(Protocol):
         ...
 
 
-__all__ = ["Backend", "Hit", "Scope", "SearchFilters", "columns", "conditions", "joins", "run", "shape"]
+__all__ = [
+    "WINDOWED", "Backend", "Hit", "Scope", "SearchFilters", "columns", "conditions", "joins", "run", "shape",
+    "window_conditions",
+]

@@ -12,10 +12,18 @@ from typing import Any
 from sqlalchemy import BindParameter, bindparam, text
 from sqlalchemy.orm import Session
 
-from triage.search.backend import Hit, Scope, SearchFilters, columns, conditions, joins, run, shape
+from triage.search.backend import (
+    Hit,
+    Scope,
+    SearchFilters,
+    columns,
+    conditions,
+    joins,
+    run,
+    window_conditions,
+)
 from triage.search.kinds import PG_FIELD_CHARS, VECTOR, Kind
 from triage.search.query import ELLIPSIS, MARK_CLOSE, MARK_OPEN, Query
-from triage.search.sqlite import WINDOWED
 from triage.store.db import UTCDateTime
 
 HEADLINE = (f'StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, MaxWords=24, MinWords=10, MaxFragments=2, '
@@ -35,14 +43,13 @@ def _window(session: Session, kind: Kind, filters: SearchFilters) -> tuple[int, 
     date filter, or no index on the kind's time). With it the planner's favourite plan for a LIMIT,
     the primary key walked backwards, starts inside the window: without it a common word with a
     30-day window in the middle walked every newer match first (0.5 s at 200,000 messages)."""
-    if kind.name not in WINDOWED or not (filters.since or filters.until):
+    window = window_conditions(kind, filters)
+    if window is None:
         return None
-    at = shape(kind)["at"]
-    where = [f"{at} >= :since"] * bool(filters.since) + [f"{at} < :until"] * bool(filters.until)
-    params = {name: value for name, value in (("since", filters.since), ("until", filters.until)) if value}
+    where, params = window
     # `+ 0`: else the planner answers min() and max() by walking the primary key from each end up
     # to the window, the very walk the bounds are there to avoid; with it, a range of the time index.
-    statement = text(f"SELECT min(d.id + 0), max(d.id + 0) FROM {kind.table} d WHERE {' AND '.join(where)}").bindparams(
+    statement = text(f"SELECT min(d.id + 0), max(d.id + 0) FROM {kind.table} d WHERE {where}").bindparams(
         *(bindparam(name, type_=UTCDateTime()) for name in params))
     low, high = session.execute(statement, params).one()
     return False if low is None else (low, high)

@@ -19,15 +19,20 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from triage.search.backend import Hit, Scope, SearchFilters, columns, conditions, joins, shape
+from triage.search.backend import (
+    Hit,
+    Scope,
+    SearchFilters,
+    columns,
+    conditions,
+    joins,
+    window_conditions,
+)
 from triage.search.kinds import Kind
 from triage.search.query import ELLIPSIS, MARK_CLOSE, MARK_OPEN, Query
 from triage.store.db import UTCDateTime
 
 SNIPPET_TOKENS = 16
-# Kinds whose time column has an index (store/models.py), so that the ids of a date window cost
-# a range scan of that index: the others keep the plain walk.
-WINDOWED = frozenset({"message", "ticket"})
 _DATE = UTCDateTime()
 
 
@@ -54,18 +59,11 @@ def _in(name: str, ids: list[int], values: dict[str, Any]) -> str:
 def _window(session: Session, kind: Kind, filters: SearchFilters) -> tuple[int, int] | None | bool:
     """(least, greatest) id of the kind's rows in the date filter's window; False when no row is in
     it; None when there is no date filter or the kind's time column has no index."""
-    if kind.name not in WINDOWED or not (filters.since or filters.until):
+    window = window_conditions(kind, filters)
+    if window is None:
         return None
-    at = shape(kind)["at"]
-    where, params = [], {}  # type: tuple[list[str], dict[str, Any]]
-    if filters.since:
-        where.append(f"{at} >= :since")
-        params["since"] = filters.since
-    if filters.until:
-        where.append(f"{at} < :until")
-        params["until"] = filters.until
-    [(low, high)] = _rows(session, f"SELECT min(d.id), max(d.id) FROM {kind.table} d WHERE {' AND '.join(where)}",
-                          params)
+    where, params = window
+    [(low, high)] = _rows(session, f"SELECT min(d.id), max(d.id) FROM {kind.table} d WHERE {where}", params)
     return False if low is None else (low, high)
 
 
