@@ -483,6 +483,16 @@ class PrivacySettings(_Section):
     batch_size: int = Field(200, gt=0, le=5000, description="Tickets erased per transaction by a retention run.")
 
 
+class WorkerSettings(_Section):
+    """How several workers share one PostgreSQL database (one worker only on SQLite)."""
+
+    lease_seconds: float = Field(
+        30.0, ge=2, le=3600,
+        description="A worker's claim on a mailbox folder or a periodic job lapses this long after its last "
+                    "renewal; another worker takes over within this time when the holder dies or freezes.",
+    )
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     mail: MailSettings = MailSettings()
@@ -497,6 +507,7 @@ class Settings(_Section):
     digest: DigestSettings = DigestSettings()
     web: WebSettings = WebSettings()
     privacy: PrivacySettings = PrivacySettings()
+    worker: WorkerSettings = WorkerSettings()
 
     @property
     def imap_all(self) -> list[ImapSettings]:
