@@ -1,4 +1,4 @@
-"""deploy/nginx/triage.conf as shipped, in front of two real `triage web` processes on one
+"""deploy/nginx/triage.conf and upstream.conf as shipped, in front of two real `triage web` processes on one
 PostgreSQL schema, with a throwaway self-signed certificate: a login over https gets a Secure
 cookie (the proxy's X-Forwarded-Proto believed from loopback), pages and a CSRF-checked POST
 work whichever process nginx picks, and plain http is sent to https. Skips where Debian's nginx
@@ -24,7 +24,7 @@ from tests.test_web_stateless import CSRF_FIELD, PASSWORD, Workbench, two_workbe
 
 pytestmark = pytest.mark.postgres
 
-SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "triage.conf"
+SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "nginx"
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
 OPENSSL = shutil.which("openssl")
 
@@ -35,19 +35,23 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def site_config(shipped: str, upstreams: list[str], http_port: int, https_port: int, cert: Path, key: Path) -> str:
-    """The shipped server blocks with this test's ports, processes and certificate; nothing else changed."""
-    text = re.sub(r"\n    server 127\.0\.0\.1:\d+ [^\n]*", "", shipped)
-    servers = "".join(f"\n    server {address.removeprefix('http://')} max_fails=3 fail_timeout=10s;"
-                      for address in upstreams)
-    text = text.replace("upstream triage_web {", "upstream triage_web {" + servers, 1)
-    text = re.sub(r"\n    listen \[::\][^\n]*", "", text)
+def site_config(shipped: str, http_port: int, https_port: int, cert: Path, key: Path) -> str:
+    """The shipped server blocks with this test's ports and certificate; nothing else changed."""
+    text = re.sub(r"\n    listen \[::\][^\n]*", "", shipped)
     text = text.replace("listen 80;", f"listen 127.0.0.1:{http_port};")
     text = re.sub(r"listen 443 ssl http2;[^\n]*", f"listen 127.0.0.1:{https_port} ssl http2;", text)
     text = re.sub(r"ssl_certificate +\S+;", f"ssl_certificate {cert};", text)
     text = re.sub(r"ssl_certificate_key +\S+;", f"ssl_certificate_key {key};", text)
     assert text.count(f"127.0.0.1:{https_port}") == 1 and str(key) in text, text
     return text
+
+
+def upstream_config(shipped: str, upstreams: list[str]) -> str:
+    """The shipped upstream block with this test's two web processes for its servers."""
+    servers = "".join(f"\n    server {address.removeprefix('http://')} max_fails=3 fail_timeout=10s;"
+                      for address in upstreams)
+    text = re.sub(r"\n    server [^\n]*", "", shipped)
+    return text.replace("upstream triage_web {", "upstream triage_web {" + servers, 1)
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 10) -> None:
@@ -78,13 +82,15 @@ def proxy(two_workbenches: tuple[str, str, str], tmp_path: Path) -> Iterator[tup
                    check=True, capture_output=True, timeout=30)
     http_port, https_port = _free_port(), _free_port()
     (folder / "triage.conf").write_text(
-        site_config(SHIPPED.read_text(encoding="utf-8"), [a_url, b_url], http_port, https_port, cert, key),
+        site_config((SHIPPED / "triage.conf").read_text(encoding="utf-8"), http_port, https_port, cert, key),
         encoding="utf-8")
+    (folder / "upstream.conf").write_text(
+        upstream_config((SHIPPED / "upstream.conf").read_text(encoding="utf-8"), [a_url, b_url]), encoding="utf-8")
     (folder / "nginx.conf").write_text(
         ("user root;\n" if os.geteuid() == 0 else "")  # its workers write temp files in root's tmp_path
         + f"pid {folder}/nginx.pid;\nerror_log {folder}/logs/error.log warn;\nevents {{}}\n"
         f"http {{\n  access_log off;\n  client_body_temp_path {folder}/body;\n  proxy_temp_path {folder}/proxy;\n"
-        f"  include {folder}/triage.conf;\n}}\n", encoding="utf-8")
+        f"  include {folder}/upstream.conf;\n  include {folder}/triage.conf;\n}}\n", encoding="utf-8")
     test = subprocess.run([NGINX, "-t", "-p", str(folder), "-c", str(folder / "nginx.conf")],
                           check=False, capture_output=True, text=True, timeout=30)
     assert test.returncode == 0, test.stderr
