@@ -77,3 +77,12 @@ def test_parse_workers_auto_is_one_per_core_on_a_multicore_machine(
     monkeypatch.setattr("os.cpu_count", lambda: cores)
     settings = load_settings(environ={"TRIAGE_CONFIG": "", "TRIAGE_IMAP_PARSE_WORKERS": value})
     assert settings.imap.parse_worker_count() == expected
+
+
+def test_the_proxy_addresses_are_addresses_or_networks() -> None:
+    """web.forwarded_allow_ips: what uvicorn trusts X-Forwarded-* from; a typo must not pass silently."""
+    trusted = load_settings(environ={"TRIAGE_WEB_FORWARDED_ALLOW_IPS": "10.0.0.5, 172.18.0.0/16, ::1"})
+    assert trusted.web.forwarded_allow_ips == "10.0.0.5, 172.18.0.0/16, ::1"
+    assert load_settings(environ={}).web.forwarded_allow_ips == "127.0.0.1"
+    with pytest.raises(ConfigError, match="proxy.example"):
+        load_settings(environ={"TRIAGE_WEB_FORWARDED_ALLOW_IPS": "127.0.0.1,proxy.example"})

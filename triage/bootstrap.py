@@ -44,6 +44,11 @@ class App:
     _teams_checked: float = field(default_factory=time.monotonic, repr=False)
     _teams_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     teams_recheck_seconds: float = TEAMS_RECHECK_SECONDS
+    # False in `triage web`: the workbench shows and approves the suggestions the worker's model
+    # stored. A model loaded (or trained from seed) by each web process would be that process's
+    # own, never replaced when the worker retrains, and approve-confident would store its stale
+    # suggestions over the worker's; on another machine it would also need a writable model_path.
+    suggests: bool = True
 
     @property
     def wiring(self) -> Wiring:
@@ -86,7 +91,8 @@ class App:
         return Ingestor(self.sessions, self.settings.mail, outbox=lambda: self.wiring, **options)
 
     def router(self) -> Router:
-        """The routing use cases with the model in use, loaded once (trained from seed data if allowed).
+        """The routing use cases with the model in use, loaded once (trained from seed data if allowed);
+        without a model where this process does not suggest (`suggests`).
 
         Imported here, not at the top: the classifier pulls in scikit-learn, which commands that
         do not route should not pay for.
@@ -98,7 +104,7 @@ class App:
             from triage.routing.model_store import current_model
 
             teams = load_teams(resolve(self.settings.routing.teams_file))
-            model = current_model(self.settings.routing)
+            model = current_model(self.settings.routing) if self.suggests else None
             self._router = Router(self.sessions, model, teams, on_routed=self.handoff)
         assert isinstance(self._router, Router)
         return self._router

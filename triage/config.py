@@ -469,6 +469,25 @@ class WebSettings(_Section):
         20, ge=1, description="Failed logins from one client address within login_window_minutes before it is throttled."
     )
     login_window_minutes: float = Field(15.0, gt=0, description="The window the login throttle counts failures in.")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="The TLS proxy's addresses or networks, comma-separated (e.g. 10.0.0.5, 172.18.0.0/16): only a "
+                    "request from these is believed about X-Forwarded-Proto (https, so Secure cookies) and "
+                    "X-Forwarded-For (the client address the login throttle counts). '*' trusts anyone who can reach "
+                    "the port.",
+    )
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, value: str) -> str:
+        for item in (part.strip() for part in value.split(",")):
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (such as 10.0.0.5 or 10.0.0.0/24)") from None
+        return value
 
 
 class PrivacySettings(_Section):

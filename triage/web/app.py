@@ -17,6 +17,8 @@ from typing import Any
 
 import jinja2
 import structlog
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
@@ -29,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 from triage.bootstrap import App
 from triage.desk.accounts import Login, session_for
 from triage.desk.errors import DeskError, Invalid
+from triage.failures import describe
 from triage.outbox.render import default_templates_dir
 from triage.web.security import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, SecurityHeaders, tokens_match
 
@@ -138,6 +141,30 @@ def page(handler: Handler) -> Callable[[Request], Any]:
     return endpoint
 
 
+RETRY_SECONDS = 5
+
+
+async def database_unavailable(request: Request, exc: Exception) -> Response:
+    """The database is down, restarting or locked: 503 and a line in the log, not a traceback. The
+    process stays up; the engine's pre-ping replaces dead connections on the next request."""
+    log.warning("web.database_unavailable", path=request.url.path, error=describe(exc))
+    return PlainTextResponse("the database is unreachable or busy: try again in a moment", status_code=503,
+                             headers={"Retry-After": str(RETRY_SECONDS)})
+
+
+def _ready(app: App) -> bool:
+    with app.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    return True
+
+
+async def readyz(request: Request) -> Response:
+    """Ready when the database answers (for a proxy's or orchestrator's health check); /healthz
+    only says the process serves."""
+    await run_in_threadpool(_ready, desk(request))
+    return PlainTextResponse("ready")
+
+
 def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     """The workbench over an App built by `bootstrap()`; the caller closes the App."""
     from triage.web import actions as action_pages
@@ -156,6 +183,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
     routes: list[BaseRoute] = [
         Route("/", lambda request: RedirectResponse("/queue", status_code=303)),
         Route("/healthz", lambda request: PlainTextResponse("ok")),
+        Route("/readyz", readyz),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         *login_pages.routes,
         *queue_pages.routes,
@@ -170,7 +198,7 @@ def create_app(app: App, *, extra_routes: list[BaseRoute] | None = None) -> Star
         *contact_pages.routes,
         *(extra_routes or []),
     ]
-    web = Starlette(routes=routes)
+    web = Starlette(routes=routes, exception_handlers={OperationalError: database_unavailable})
     web.state.desk = app
     web.state.templates = page_templates()
     web.add_middleware(SecurityHeaders)

@@ -31,6 +31,7 @@ def web(ctx: Context, host: str | None, port: int | None) -> None:
     if warning := exposure_warning(host):
         echo(f"triage: {warning}", err=True)
     with ctx.app() as app:
+        app.suggests = False  # the worker suggests; every web process shows the same stored suggestions
         sock = bind(host, settings.port if port is None else port)
         server = make_server(app, sock)
         echo(f"workbench at {address(sock)}  (Ctrl-C stops it)")

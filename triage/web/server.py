@@ -39,8 +39,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def make_server(app: App, sock: socket.socket) -> uvicorn.Server:
+    """uvicorn over the workbench; X-Forwarded-Proto and -For are believed only from web.forwarded_allow_ips."""
     config = uvicorn.Config(create_app(app), log_level="warning", access_log=False, lifespan="off",
-                            proxy_headers=True, forwarded_allow_ips="127.0.0.1", server_header=False)
+                            proxy_headers=True, forwarded_allow_ips=app.settings.web.forwarded_allow_ips,
+                            server_header=False)
     server = uvicorn.Server(config)
     server._triage_socket = sock  # type: ignore[attr-defined]
     return server
