@@ -30,7 +30,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from triage.store.models import RoutingModel
 log = structlog.get_logger(__name__)
 
 KEEP_VERSIONS = 3  # the model in use and the two before it, to go back to by hand
+PRUNE_GRACE_SECONDS = 60.0  # a replaced model's folder outlives its replacement by this much, at least
 STALE_INCOMING_SECONDS = 3600.0  # a dot-folder this old is a crashed writer's; removed when pruning
 PROMOTION_LOCK = 0x726F_7574_696E_67  # "routing": one number every triage process agrees on
 PRIVATE_FOLDER = 0o700
@@ -203,16 +204,21 @@ class ModelStore:
             raise
 
     def prune(self) -> None:
-        """Remove the folders of promotions older than the last KEEP_VERSIONS (never the one the link
-        names), and dot-folders a crashed writer left. A folder no promotion names is left alone."""
+        """Remove the folders of promotions older than the last KEEP_VERSIONS, once replaced for
+        PRUNE_GRACE_SECONDS (a process that has just read a record may be loading its folder), never
+        the one the link names; and dot-folders a crashed writer left. A folder no promotion names
+        is left alone."""
         with self._sessions() as session:
-            old = set(session.scalars(select(RoutingModel.folder).order_by(RoutingModel.id.desc())
-                                      .offset(KEEP_VERSIONS)))
-        linked = os.readlink(self.path) if self.path.is_symlink() else None
+            rows = session.execute(select(RoutingModel.folder, RoutingModel.promoted_at)
+                                   .order_by(RoutingModel.id.desc())).all()
+        settled = self._clock() - timedelta(seconds=PRUNE_GRACE_SECONDS)
+        # rows[i] was replaced when rows[i - 1] was promoted
+        old = {rows[i].folder for i in range(KEEP_VERSIONS, len(rows)) if rows[i - 1].promoted_at < settled}
+        linked = Path(os.readlink(self.path)).name if self.path.is_symlink() else None
         cutoff = time.time() - STALE_INCOMING_SECONDS
         for entry in self.versions.iterdir() if self.versions.is_dir() else ():
             stale = entry.name.startswith(".") and entry.lstat().st_mtime < cutoff
-            if (entry.name in old or stale) and (linked is None or Path(linked).name != entry.name):
+            if (entry.name in old or stale) and entry.name != linked:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
