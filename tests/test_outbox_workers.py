@@ -124,3 +124,34 @@ def test_two_workers_recovering_at_once_resolve_each_dead_claim_once(db: tuple[S
         assert row.status is expected[event.action] and row.claimed_by is None, (row.id, row.status, event.action)
         assert (row.smtp_phase is SmtpPhase.data_end) == (event.action != "mail-recovered")
     assert all(w.recover().touched == 0 for w in workers)  # nothing is left to take back
+
+
+def test_a_sender_whose_claim_was_taken_back_stops_before_the_final_dot(
+    db: tuple[Settings, Sessions], smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sender A stalls past the lease with the whole message on the wire but its final dot; sender
+    B, on another host, takes the claim back meanwhile (injected at that moment). A then finds the
+    claim gone: it drops the connection without the dot (the server discards the message; no QUIT
+    read as message data, no wait for a reply that never comes) and records nothing; B's retry is
+    the one delivery."""
+    settings, sessions = db
+    [message_id] = queue_mails(sessions(), 1)
+    later = utcnow() + timedelta(seconds=2 * settings.outbox.lease_seconds)
+    a = OutboxSender(sessions(), settings, worker="host-a:1:a")
+    b = OutboxSender(sessions(), settings, worker="host-b:1:b", clock=lambda: later)
+    mark_data_end = a._mark_data_end
+
+    def stalled_past_the_lease(row_id: int) -> None:
+        assert b.recover().recovered == 1
+        mark_data_end(row_id)
+
+    monkeypatch.setattr(a, "_mark_data_end", stalled_past_the_lease)
+    started = time.monotonic()
+    report = a.send_due()
+    assert time.monotonic() - started < settings.smtp.timeout_seconds / 2
+    assert report.touched == 0 and smtp_sink.messages == []
+    with sessions()() as session:
+        row = session.scalars(select(Outbox)).one()
+        assert row.status is OutboxStatus.pending and row.claimed_by is None and row.smtp_phase is None
+    assert b.send_due().sent == 1
+    assert smtp_sink.message_ids() == [message_id]
