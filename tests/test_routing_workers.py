@@ -200,7 +200,8 @@ def test_old_versions_are_pruned_and_the_last_ones_kept(app: App, tmp_path: Path
 def test_a_plain_model_folder_is_adopted_by_the_first_promotion(app: App, tmp_path: Path,
                                                                 trained: dict[str, Path]) -> None:
     """`model_path` written before versions (a plain folder) is loaded as it is, then moved into
-    the versions and recorded as the model the first promotion replaces; the path becomes the link."""
+    the versions and recorded as the model the first promotion replaces; the path becomes the link.
+    A plain folder put back later is moved into the versions too, before the link replaces it."""
     settings = routing_settings(tmp_path)
     fresh(trained, "a").save(settings.model_path)
     store = ModelStore(settings, app.sessions)
@@ -214,6 +215,11 @@ def test_a_plain_model_folder_is_adopted_by_the_first_promotion(app: App, tmp_pa
     assert [(r.version, r.replaces) for r in rows] == [(model.version, 0), (promoted.version, rows[0].id)]
     assert rows[0].promoted_by.startswith("adopted from ")
     assert load_model(str(store.versions / rows[0].folder)).version == model.version
+    Path(settings.model_path).unlink()
+    fresh(trained, "a").save(settings.model_path)  # a plain folder put back by hand over the link
+    assert store.promote(fresh(trained, "a"), replaces=promoted, scores={}) is not None
+    assert Path(settings.model_path).is_symlink() and load_model(settings.model_path).version == model.version
+    assert len([p for p in store.versions.iterdir() if "-adopted-" in p.name]) == 2  # kept, never overwritten
 
 
 def test_retrain_discards_its_candidate_when_another_promotion_came_first(

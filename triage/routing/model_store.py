@@ -142,9 +142,11 @@ class ModelStore:
                     log.info("routing.promotion_lost", candidate=model.version, measured_against=_version(replaces),
                              in_use=_version(head))
                     return None
-                if head is None and _plain_folder(self.path):
-                    head = self._adopt_plain_folder(session)
-                    adopted = self.versions / head.folder
+                if _plain_folder(self.path):
+                    version, moved = self._move_plain_folder()
+                    adopted = self.versions / moved
+                    if head is None:  # the model in use until now: recorded as the one this replaces
+                        head = self._record_adopted(session, version, moved)
                 row = RoutingModel(version=model.version, folder=folder, replaces=_record_id(head),
                                    promoted_at=self._clock(), promoted_by=self.promoted_by, scores=dict(scores))
                 session.add(row)
@@ -173,19 +175,24 @@ class ModelStore:
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PROMOTION_LOCK})
         return latest_record(session)
 
-    def _adopt_plain_folder(self, session: Session) -> ModelRecord:
-        """The model of a `model_path` written before versions becomes the first recorded one."""
+    def _move_plain_folder(self) -> tuple[str, str]:
+        """Move a plain folder at `model_path` (written before versions, or put back by hand) into
+        the versions, where the link can replace it: (its version, its folder). A folder no
+        promotion names is never pruned."""
         try:
             version = load_model(str(self.path)).version
         except ModelFileError:
             version = "unreadable"
         folder = f"{version}-adopted-{secrets.token_hex(3)}"
         os.rename(self.path, self.versions / folder)
+        log.info("routing.model_adopted", version=version, folder=folder)
+        return version, folder
+
+    def _record_adopted(self, session: Session, version: str, folder: str) -> ModelRecord:
         row = RoutingModel(version=version, folder=folder, replaces=0, promoted_at=self._clock(),
                            promoted_by=f"adopted from {self.path}", scores={})
         session.add(row)
         session.flush()
-        log.info("routing.model_adopted", version=version, folder=folder)
         return ModelRecord(row.id, version, folder)
 
     def _put_back(self, adopted: Path | None) -> None:
