@@ -92,8 +92,11 @@ def _refuse_if_pickle(path: Path) -> None:
 
 
 def read_artefact(path: str | Path) -> Artefact:
-    """Read a model folder, refusing anything that could run code."""
+    """Read a model folder, refusing anything that could run code. A link to a folder is followed
+    once, first: both files come from the one folder it named then, even if it is swapped meanwhile."""
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
     if not path.exists():
         raise ModelFileError(f"no model at {path}; {_RETRAIN_HINT}")
     if path.is_file():

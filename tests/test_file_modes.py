@@ -47,7 +47,8 @@ def test_database_wal_and_shm_are_private_while_in_use(tmp_path: Path, open_umas
 
 def test_a_real_run_leaves_nothing_readable_by_others(tmp_path: Path, open_umask: None) -> None:
     """`triage ingest` from a shell with umask 022 creates the database 0600 and the first routing
-    model (trained from the seed data) as a 0700 folder of 0600 files, its new parent folder too."""
+    model (trained from the seed data) as a 0700 folder of 0600 files, its new parent folders too (the
+    versions' folder, which `data/model` links into)."""
     env = {**os.environ, "TRIAGE_CONFIG": "", "TRIAGE_DATABASE_URL": "sqlite:///triage.db",
            "TRIAGE_ROUTING_TEAMS_FILE": str(ROOT / "data" / "teams.toml"),
            "TRIAGE_ROUTING_SEED_DATA": str(ROOT / "data" / "seed" / "seed.csv")}
@@ -56,7 +57,7 @@ def test_a_real_run_leaves_nothing_readable_by_others(tmp_path: Path, open_umask
     assert done.returncode == 0, done.stderr
     model = tmp_path / "data" / "model"
     assert (model / "model.json").is_file(), done.stderr
-    created = [tmp_path / "triage.db", tmp_path / "data", model, *model.iterdir()]
+    created = [tmp_path / "triage.db", tmp_path / "data", model.with_name("model.versions"), model, *model.iterdir()]
     assert {str(p.relative_to(tmp_path)): oct(mode(p)) for p in created} == {
         str(p.relative_to(tmp_path)): "0o700" if p.is_dir() else "0o600" for p in created}
 

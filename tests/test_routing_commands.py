@@ -74,6 +74,17 @@ def test_train_writes_a_model_and_reports_coverage(model: Path, tmp_path: Path, 
     assert "target 0.80" in result.stdout or "none reaches" in result.stdout
 
 
+def test_train_refuses_to_write_through_the_link_to_a_promoted_model(model: Path, tmp_path: Path, invoke) -> None:  # type: ignore[no-untyped-def]
+    """`model_path` links to a promoted version, never changed in place: `train --out` there is
+    refused (exit 2, the reason on stderr) and the version's files are untouched."""
+    link = tmp_path / "linked"
+    link.symlink_to(model, target_is_directory=True)
+    before = (model / "model.json").read_bytes()
+    result = invoke(train, "--data", str(tmp_path / "train.csv"), "--out", str(link))
+    assert result.exit_code == 2 and "never changed in place" in result.stderr
+    assert (model / "model.json").read_bytes() == before
+
+
 def test_evaluate_json_has_the_report_keys(model: Path, tmp_path: Path, invoke) -> None:  # type: ignore[no-untyped-def]
     """`evaluate --json` prints accuracy, macro-F1, per-team figures, coverage, confusion and the model card."""
     held_out = write_csv(tmp_path / "test.csv", rows(4, seed=5))

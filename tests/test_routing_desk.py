@@ -115,7 +115,7 @@ def test_decisions_are_examples_and_stats_measure_agreement(app: App, clock: Clo
     assert sum(week["decisions"] for week in figures["by_week"]) == 2
 
 
-def test_first_model_is_trained_from_seed_data(tmp_path: Path) -> None:
+def test_first_model_is_trained_from_seed_data(app: App, tmp_path: Path) -> None:
     """A fresh install with no model trains one from the seed data, and then loads it."""
     from triage.config import load_settings
 
@@ -123,9 +123,9 @@ def test_first_model_is_trained_from_seed_data(tmp_path: Path) -> None:
         "TRIAGE_ROUTING_MODEL_PATH": str(tmp_path / "model"),
         "TRIAGE_ROUTING_SEED_DATA": str(DATA / "seed" / "seed.csv"),
     })
-    model = current_model(settings.routing)
+    model = current_model(settings.routing, app.sessions)
     assert model is not None and (tmp_path / "model").is_dir()
-    again = current_model(settings.routing)
+    again = current_model(settings.routing, app.sessions)
     assert again is not None and again.version == model.version
 
 

@@ -91,8 +91,9 @@ class App:
         return Ingestor(self.sessions, self.settings.mail, outbox=lambda: self.wiring, **options)
 
     def router(self) -> Router:
-        """The routing use cases with the model in use, loaded once (trained from seed data if allowed);
-        without a model where this process does not suggest (`suggests`).
+        """The routing use cases with the model in use, loaded once (trained from seed data if allowed),
+        then followed: a model another process promoted is loaded within a few seconds (`Router.refresh_model`).
+        Without a model where this process does not suggest (`suggests`: the web processes).
 
         Imported here, not at the top: the classifier pulls in scikit-learn, which commands that
         do not route should not pay for.
@@ -101,12 +102,18 @@ class App:
 
         self._follow_teams_file()  # an edited teams file: its teams before this request is checked against them
         if self._router is None:
-            from triage.routing.model_store import current_model
+            from triage.routing.model_store import ModelStore
 
             teams = load_teams(resolve(self.settings.routing.teams_file))
-            model = current_model(self.settings.routing) if self.suggests else None
-            self._router = Router(self.sessions, model, teams, on_routed=self.handoff)
+            if self.suggests:
+                models = ModelStore(self.settings.routing, self.sessions)
+                model, record = models.current()
+                self._router = Router(self.sessions, model, teams, on_routed=self.handoff, models=models,
+                                      record=record)
+            else:
+                self._router = Router(self.sessions, None, teams, on_routed=self.handoff)
         assert isinstance(self._router, Router)
+        self._router.refresh_model()
         return self._router
 
     def handoff(self, session: Session, ticket: Ticket, team: str, actor: str, now: datetime) -> object:

@@ -7,7 +7,9 @@ its bytes never change. Each delivery moves the row through states committed to 
 database *before* the step they announce:
 
 1. **claim** (commit): `pending -> sending`, `smtp_phase = claimed`, `claimed_by = host:pid:token`,
-   attempts + 1. Only one worker wins the conditional UPDATE.
+   attempts + 1. Only one worker wins the conditional UPDATE. Several senders on one PostgreSQL
+   pick the next due row with `FOR UPDATE SKIP LOCKED`, so each takes a different row instead of
+   all racing for the same one (SQLite serialises its writers, so there one claim waits for the other).
 2. MAIL, RCPT, DATA, then the whole message except the terminating `.` line.
 3. **data_end** (commit): `smtp_phase = data_end`. Only now is the final dot written.
 4. The server's reply to the dot (commit): `sent` with the reply text, queue id and server
@@ -31,7 +33,12 @@ connection drops after the dot without a reply. Such a row is never resent blind
 
 A worker recognises a dead claim at once when the claimant ran on the same host and its
 process is gone (or is this process's earlier incarnation with the same pid); a claim from
-another host is taken back after `outbox.lease_seconds`.
+another host is taken back after `outbox.lease_seconds`. Recovery locks the rows it takes back
+(skipping those another recovering worker holds), and a row in doubt is first claimed by the
+worker that resolves it, so two workers never resolve one row twice, nor differently. Every write
+after the claim is conditional on the claim still being this worker's: a worker that lost its
+claim (taken back after the lease) stops before the final dot, and never overwrites what the
+worker that took it over recorded.
 
 Optionally (`outbox.sent_folder`) a copy of each sent mail is appended to an IMAP folder after
 the `sent` commit; a crash between the two loses that copy, never the mail.
@@ -50,7 +57,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
 import structlog
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Select, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -106,6 +113,7 @@ class PassReport:
     failed: int = 0
     uncertain: int = 0
     recovered: int = 0
+    contended: int = 0  # claims another sender won between our pick and our UPDATE (not work done)
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -138,6 +146,21 @@ def refusal(decision: LiaisonDecision, status: OutboxStatus, *, built: bool) -> 
     if not built:
         return "never built: it has no bytes to send; its error says what to fix"
     return None
+
+
+class ClaimLost(Exception):
+    """Another worker took this worker's claim on a row back (after `outbox.lease_seconds`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """A row this worker claimed, with what it takes to send it."""
+
+    row_id: int
+    envelope_from: str
+    recipients: list[str]
+    raw: bytes
+    attempts: int
 
 
 CopyFinder = Callable[[str], bool | None]  # Message-ID -> found (True/False) or None if it cannot tell
@@ -177,21 +200,20 @@ class OutboxSender:
         """Recover dead claims, then deliver what is due (at most `limit`). Raises SmtpUnavailable."""
         report = PassReport()
         self.recover(report)
-        due = self._due_ids(limit)
-        if not due:
+        if not self._anything_due():
             return report
-        session = self.transport.open()
+        session = self.transport.open()  # before any claim: a server that is down leaves every row pending
         sent_raw: list[tuple[int, bytes]] = []
         try:
-            for row_id in due:
+            for _ in range(limit):
                 if stop is not None and stop.is_set():
                     break
-                result = self._deliver_one(session, row_id, report)
-                if result is None:
-                    continue
-                delivered, raw = result
+                claimed = self._claim_next(report)
+                if claimed is None:
+                    break
+                delivered = self._deliver_one(session, claimed, report)
                 if delivered.kind == "accepted":
-                    sent_raw.append((row_id, raw))
+                    sent_raw.append((claimed.row_id, claimed.raw))
                 if delivered.kind in ("in-doubt",) or delivered.stage == "connection":
                     break  # the session is unusable; the rest waits for the next pass
         finally:
@@ -200,51 +222,70 @@ class OutboxSender:
             self._record_copies(sent_raw)
         return report
 
-    def _due_ids(self, limit: int) -> list[int]:
-        with self._sessions() as session:
-            return list(session.scalars(
-                select(Outbox.id).where(Outbox.status == OutboxStatus.pending, Outbox.next_attempt_at <= self._clock())
-                .order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
-            ))
-
-    def _claim(self, row_id: int) -> tuple[str, list[str], bytes, str, int] | None:
-        now = self._clock()
-        with self._sessions.begin() as session:
-            won = cast("CursorResult[Any]", session.execute(
-                update(Outbox)
-                .where(Outbox.id == row_id, Outbox.status == OutboxStatus.pending, Outbox.next_attempt_at <= now,
+    def _due(self, now: datetime) -> Select[int]:
+        return (select(Outbox.id)
+                .where(Outbox.status == OutboxStatus.pending, Outbox.next_attempt_at <= now,
                        Outbox.raw.is_not(None))  # a mail never built has nothing to send
-                .values(status=OutboxStatus.sending, smtp_phase=SmtpPhase.claimed, claimed_by=self.worker,
-                        claimed_at=now, attempts=Outbox.attempts + 1, updated_at=now)
-            )).rowcount
-            if won != 1:
-                return None  # another worker took it, or it is no longer due
-            row = session.get_one(Outbox, row_id)
-            assert row.raw is not None
-            return row.envelope_from, list(row.recipients), row.raw, row.message_id, row.attempts
+                .order_by(Outbox.next_attempt_at, Outbox.id))
+
+    def _anything_due(self) -> bool:
+        with self._sessions() as session:
+            return session.scalar(self._due(self._clock()).limit(1)) is not None
+
+    def _claim_next(self, report: PassReport) -> _Claim | None:
+        """Claim the next due row, committed before any byte goes to the server. On PostgreSQL the
+        pick skips rows another sender is claiming at this moment, so N senders take N different
+        rows; the conditional UPDATE stays the guarantee (one winner per row) on every engine."""
+        while True:
+            now = self._clock()
+            with self._sessions.begin() as session:
+                row_id = session.scalar(self._due(now).limit(1).with_for_update(skip_locked=True))
+                if row_id is None:
+                    return None
+                won = cast("CursorResult[Any]", session.execute(
+                    update(Outbox)
+                    .where(Outbox.id == row_id, Outbox.status == OutboxStatus.pending, Outbox.next_attempt_at <= now)
+                    .values(status=OutboxStatus.sending, smtp_phase=SmtpPhase.claimed, claimed_by=self.worker,
+                            claimed_at=now, attempts=Outbox.attempts + 1, updated_at=now)
+                )).rowcount
+                if won == 1:
+                    row = session.get_one(Outbox, row_id)
+                    assert row.raw is not None
+                    return _Claim(row_id, row.envelope_from, list(row.recipients), row.raw, row.attempts)
+            report.contended += 1  # taken meanwhile by a sender the lock did not hold back (SQLite has none)
 
     def _mark_data_end(self, row_id: int) -> None:
         with self._sessions.begin() as session:
-            session.execute(
-                update(Outbox).where(Outbox.id == row_id, Outbox.claimed_by == self.worker)
+            marked = cast("CursorResult[Any]", session.execute(
+                update(Outbox).where(Outbox.id == row_id, Outbox.status == OutboxStatus.sending,
+                                     Outbox.claimed_by == self.worker)
                 .values(smtp_phase=SmtpPhase.data_end, updated_at=self._clock())
-            )
+            )).rowcount
+        if marked != 1:
+            raise ClaimLost(row_id)  # taken back by another worker: the final dot must not be written
 
-    def _deliver_one(self, smtp: SmtpSession, row_id: int, report: PassReport) -> tuple[Delivery, bytes] | None:
-        claimed = self._claim(row_id)
-        if claimed is None:
-            return None
-        envelope_from, recipients, raw, _message_id, attempts = claimed
+    def _deliver_one(self, smtp: SmtpSession, claim: _Claim, report: PassReport) -> Delivery:
+        row_id = claim.row_id
         try:
-            delivery = smtp.transact(envelope_from, recipients, raw, lambda: self._mark_data_end(row_id))
+            delivery = smtp.transact(claim.envelope_from, claim.recipients, claim.raw,
+                                     lambda: self._mark_data_end(row_id))
+        except ClaimLost:
+            log.warning("outbox.claim_lost", outbox=row_id, stage="before the final dot", sent=False)
+            return Delivery("temporary", None, "the claim was taken over before the final dot", "connection")
         except (OSError, smtplib.SMTPException, SQLAlchemyError) as exc:  # before the final dot: not accepted
             delivery = Delivery("temporary", None, f"{type(exc).__name__}: {exc}", "connection")
         except Exception as exc:  # noqa: BLE001 - smtplib choked on this mail's own data before the final
             # dot in a way `transact` does not foresee: it never will be sendable; the session is still good
             # (the next transaction starts with RSET) and the queue goes on without it.
             delivery = Delivery("permanent", None, f"refused before sending: {type(exc).__name__}: {exc}", "local")
-        self._settle(row_id, delivery, attempts, smtp.server, report)
-        return delivery, raw
+        self._settle(row_id, delivery, claim.attempts, smtp.server, report)
+        return delivery
+
+    def _own_row(self, session: Session, row_id: int) -> Outbox | None:
+        """The row, locked, if it is still `sending` under this worker's claim; None if another
+        worker took it over (after the lease) and so owns what is recorded about it now."""
+        return session.scalar(select(Outbox).where(Outbox.id == row_id, Outbox.status == OutboxStatus.sending,
+                                                   Outbox.claimed_by == self.worker).with_for_update())
 
     # -- outcomes --------------------------------------------------------------------------
 
@@ -255,7 +296,10 @@ class OutboxSender:
         now = self._clock()
         smtp = self.settings.smtp
         with self._sessions.begin() as session:
-            row = session.get_one(Outbox, row_id)
+            row = self._own_row(session, row_id)
+            if row is None:
+                log.warning("outbox.claim_lost", outbox=row_id, stage="after the reply", reply=delivery.describe())
+                return
             row.claimed_by, row.updated_at, row.smtp_server = None, now, server
             row.refused = [f"{a}: {r}" for a, r in delivery.refused.items()]
             if delivery.kind == "accepted":
@@ -281,7 +325,9 @@ class OutboxSender:
         log.info("outbox." + action.removeprefix("mail-"), outbox=row_id, reply=delivery.describe())
 
     def _resolve_in_doubt(self, row_id: int, why: str, report: PassReport, *, server: str | None) -> None:
-        """The server may have accepted it: confirm from its own copy if we can, else flag it `uncertain`."""
+        """The server may have accepted it: confirm from its own copy if we can, else flag it `uncertain`.
+        The row is under this worker's claim (its own delivery, or taken over by `recover`); the
+        outcome is recorded only if it still is."""
         with self._sessions() as session:
             message_id = session.get_one(Outbox, row_id).message_id
         found: bool | None = None
@@ -292,7 +338,10 @@ class OutboxSender:
                 log.warning("outbox.confirm_failed", outbox=row_id, error=f"{type(exc).__name__}: {exc}")
         now = self._clock()
         with self._sessions.begin() as session:
-            row = session.get_one(Outbox, row_id)
+            row = self._own_row(session, row_id)
+            if row is None:
+                log.warning("outbox.claim_lost", outbox=row_id, stage="resolving a mail in doubt", found=found)
+                return
             row.claimed_by, row.updated_at = None, now
             if server:
                 row.smtp_server = server
@@ -317,16 +366,24 @@ class OutboxSender:
     # -- recovery --------------------------------------------------------------------------
 
     def recover(self, report: PassReport | None = None) -> PassReport:
-        """Take back rows whose worker died: before the final dot, retry now; after it, resolve the doubt."""
+        """Take back rows whose worker died: before the final dot, retry now; after it, resolve the doubt.
+
+        The rows are locked while judged (another worker recovering at the same moment skips them,
+        and sees the outcome on its next pass). A row in doubt is claimed by this worker before its
+        doubt is resolved: the lookup in the server's copy takes a while, and meanwhile the row is
+        a live worker's, left alone by every other; if this worker dies during it, the next takes
+        it over the same way."""
         report = report if report is not None else PassReport()
         now = self._clock()
         lease = timedelta(seconds=self.settings.outbox.lease_seconds)
         in_doubt: list[int] = []
         with self._sessions.begin() as session:
-            for row in session.scalars(select(Outbox).where(Outbox.status == OutboxStatus.sending)):
+            sending = select(Outbox).where(Outbox.status == OutboxStatus.sending).order_by(Outbox.id)
+            for row in session.scalars(sending.with_for_update(skip_locked=True)):
                 if not claim_is_dead(row.claimed_by, row.claimed_at, me=self.worker, now=now, lease=lease):
                     continue
                 if row.smtp_phase == SmtpPhase.data_end:
+                    row.claimed_by, row.claimed_at, row.updated_at = self.worker, now, now
                     in_doubt.append(row.id)
                     continue
                 row.status, row.next_attempt_at, row.updated_at = OutboxStatus.pending, now, now
@@ -397,4 +454,4 @@ def _line(row: Outbox) -> dict[str, Any]:
             "attempts": row.attempts, "last_error": row.last_error}
 
 
-__all__ = ["Decision", "LiaisonDecision", "OutboxSender", "PassReport", "claim_is_dead", "refusal", "worker_identity"]
+__all__ = ["ClaimLost", "Decision", "LiaisonDecision", "OutboxSender", "PassReport", "claim_is_dead", "refusal", "worker_identity"]

@@ -123,6 +123,7 @@ class SmtpSession:
         self._client = client
         self.server = server
         self._dirty = False
+        self._in_data = False  # the message is on the wire without its final dot
         if client.sock is not None:
             # The final dot goes out in a write of its own, after a commit: without NODELAY, Nagle holds
             # it back until the payload is acknowledged (a delayed ACK: ~40 ms of widened window per mail).
@@ -169,8 +170,10 @@ class SmtpSession:
         if code != 354:
             return Delivery(_kind(code), code, _text(reply), "DATA", refused=refused)
         payload = wire_data(raw)
+        self._in_data = True
         client.send(payload)  # everything but the terminating dot: the server cannot accept it yet
         before_final_dot()
+        self._in_data = False
         try:
             client.send(b".\r\n")
             code, reply = client.getreply()
@@ -186,6 +189,11 @@ class SmtpSession:
         return Delivery("accepted", code, text, "end of DATA", match.group(1) if match else None, refused)
 
     def close(self) -> None:
+        """QUIT, or just drop the connection when a transaction stopped before its final dot: the
+        server would read a QUIT as more of the message, and it discards a message never ended."""
+        if self._in_data:
+            self._client.close()
+            return
         try:
             self._client.quit()
         except (OSError, smtplib.SMTPException):

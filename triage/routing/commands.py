@@ -80,6 +80,10 @@ def _read_data(path: str) -> TrainingSet:
 @_user_errors
 def train(data_path: str, out: str, target_precision: float) -> None:
     """Train a routing model on labelled mail and save it to OUT."""
+    if Path(out).is_symlink():
+        raise ClassifierError(
+            f"{out} links to a promoted model version, which is never changed in place (workers hold it "
+            "by its version); write to another folder (`triage retrain` promotes from the liaison's decisions)")
     data = _read_data(data_path)
     router = LinearRouter(target_precision=target_precision, progress=_progress())
     router.fit(data.examples)

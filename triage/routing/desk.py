@@ -9,10 +9,12 @@ for the next training run.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import Integer, and_, case, cast, func, insert, select, update
@@ -31,7 +33,13 @@ from triage.store.models import Decision, Direction, Event, Message, Suggestion,
 from triage.teams import Team, TeamsFileError
 from triage.teams import load_teams as read_teams
 
+if TYPE_CHECKING:
+    from triage.routing.model_store import ModelRecord, ModelStore
+
 log = structlog.get_logger(__name__)
+
+MODEL_RECHECK_SECONDS = 5.0  # how stale a process's model may be after another one promoted a new one
+SUGGEST_BATCH = 50  # tickets claimed, predicted and stored per transaction: their rows are locked meanwhile
 
 
 def load_teams(path: str | Path) -> dict[str, Team]:
@@ -69,7 +77,11 @@ def _first_inbound(session: Session, ticket_ids: Sequence[int]) -> dict[int, Mes
 
 
 class Router:
-    """The routing use cases over one database and one loaded model (which may be absent)."""
+    """The routing use cases over one database and one loaded model (which may be absent).
+
+    With a `ModelStore`, the router follows the model in use: before a suggestion pass (and when
+    the app hands it out) it asks the database, at most every `model_recheck_seconds`, which model
+    was promoted last, and loads it if it is not the one held."""
 
     def __init__(
         self,
@@ -79,42 +91,121 @@ class Router:
         *,
         clock: Callable[[], datetime] = utcnow,
         on_routed: Callable[[Session, Ticket, str, str, datetime], object] | None = None,
+        models: ModelStore | None = None,
+        record: ModelRecord | None = None,
     ) -> None:
         self._sessions = sessions
-        self.model = model
+        self._held: tuple[Classifier | None, ModelRecord | None] = (model, record)  # swapped as one
         self.teams = teams
         self._clock = clock
         self._on_routed = on_routed
+        self._models = models
+        self.model_recheck_seconds = MODEL_RECHECK_SECONDS
+        self._model_checked = time.monotonic()
+        self._reloading = threading.Lock()
 
     @property
     def sessions(self) -> sessionmaker[Session]:
         return self._sessions
 
     @property
+    def models(self) -> ModelStore | None:
+        return self._models
+
+    @property
+    def model(self) -> Classifier | None:
+        return self._held[0]
+
+    @model.setter
+    def model(self, model: Classifier | None) -> None:
+        self._held = (model, None)
+
+    @property
+    def held(self) -> tuple[Classifier | None, ModelRecord | None]:
+        """The model held and its promotion record (None: not a recorded one), read together."""
+        return self._held
+
+    def use(self, model: Classifier, record: ModelRecord) -> None:
+        """Hold `model`, promoted as `record` (by this process's retraining)."""
+        self._held = (model, record)
+
+    @property
     def model_version(self) -> str | None:
         return getattr(self.model, "version", None) if self.model is not None else None
+
+    def refresh_model(self, *, now: bool = False) -> bool:
+        """Load the model promoted last if it is not the one held; True if it was loaded. Asks the
+        database at most every `model_recheck_seconds` (unless `now`); one thread at a time asks,
+        the others go on with the model held. A model that cannot be loaded is logged and the
+        one held is kept (asked again after the period)."""
+        if self._models is None:
+            return False
+        if not now and time.monotonic() - self._model_checked < self.model_recheck_seconds:
+            return False
+        if not self._reloading.acquire(blocking=now):
+            return False
+        try:
+            self._model_checked = time.monotonic()
+            latest = self._models.recorded()
+            held = self._held[1]
+            if latest is None or (held is not None and held.id == latest.id):
+                return False
+            try:
+                model = self._models.load(latest)
+            except Exception as exc:  # noqa: BLE001 - a model gone or damaged on this host: keep the one held
+                log.error("routing.model_reload_failed", version=latest.version, folder=latest.folder,
+                          error=describe(exc))
+                return False
+            previous = self.model_version
+            self._held = (model, latest)
+            log.info("routing.model_reloaded", version=latest.version, previous=previous)
+            return True
+        finally:
+            self._reloading.release()
 
     # -- suggest -----------------------------------------------------------------------------
 
     def suggest_pending(self, *, limit: int = 500) -> int:
         """Suggest a team for open tickets that have no decision and no suggestion from this model.
 
-        The model is taken once for the pass: the retrain runner may replace `self.model` from its
-        own thread meanwhile, and each suggestion must be stored under the version that made it."""
+        The model is taken once for the pass: the retrain runner may replace the model held from
+        its own thread meanwhile, and each suggestion must be stored under the version that made it.
+
+        Tickets are claimed in batches: on PostgreSQL each batch locks its tickets' rows and skips
+        those another pass holds (`FOR NO KEY UPDATE SKIP LOCKED`), so routing workers running
+        together predict different tickets; SQLite runs one writer at a time. The unique key
+        (ticket, model version) is the backstop: a suggestion already stored is not stored again,
+        nor logged again."""
+        self.refresh_model()
         model = self.model
         if model is None:
             return 0
         version = str(getattr(model, "version", None))
+        stored, claimed, after = 0, 0, 0
+        while claimed < limit:
+            batch = min(SUGGEST_BATCH, limit - claimed)
+            tickets, made, after = self._suggest_batch(model, version, batch, after)
+            stored, claimed = stored + made, claimed + tickets
+            if tickets < batch:
+                break
+        if stored:
+            log.info("routing.suggested", tickets=stored, model=version)
+        return stored
+
+    def _suggest_batch(self, model: Classifier, version: str, size: int, after: int) -> tuple[int, int, int]:
+        """Claim up to `size` waiting tickets above id `after`, suggest, store: (claimed, stored, last id)."""
         with self._sessions.begin() as session:
             pending = list(session.scalars(
                 select(Ticket.id)
                 .outerjoin(Suggestion, and_(Suggestion.ticket_id == Ticket.id, Suggestion.model_version == version))
-                .where(Ticket.team.is_(None), Ticket.status != TicketStatus.resolved, Suggestion.id.is_(None))
+                .where(Ticket.team.is_(None), Ticket.status != TicketStatus.resolved, Suggestion.id.is_(None),
+                       Ticket.id > after)
                 .order_by(Ticket.id)
-                .limit(limit)
+                .limit(size)
+                .with_for_update(of=Ticket, key_share=True, skip_locked=True)
             ))
             if not pending:
-                return 0
+                return 0, 0, after
             messages = _first_inbound(session, pending)
             ids = [t for t in pending if t in messages]
             examples = [example_from_message(messages[t]) for t in ids]
@@ -130,19 +221,20 @@ class Router:
                     "evidence": [[feature, round(float(w), 4)] for feature, w in evidence],
                     "created_at": now,
                 })
+            stored: set[int] = set()
             if rows:
                 dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-                session.execute(
-                    dialect.insert(Suggestion).on_conflict_do_nothing(index_elements=["ticket_id", "model_version"]),
+                stored = set(session.scalars(
+                    dialect.insert(Suggestion).on_conflict_do_nothing(index_elements=["ticket_id", "model_version"])
+                    .returning(Suggestion.ticket_id),
                     rows,
-                )
-                session.execute(
-                    insert(Event),
-                    [{"ticket_id": r["ticket_id"], "at": now, "actor": f"model:{version}", "action": "suggested",
-                      "detail": {"team": r["team"], "confidence": round(float(r["confidence"]), 3)}} for r in rows],
-                )
-        log.info("routing.suggested", tickets=len(rows), model=version)
-        return len(rows)
+                ))
+            events = [{"ticket_id": r["ticket_id"], "at": now, "actor": f"model:{version}", "action": "suggested",
+                       "detail": {"team": r["team"], "confidence": round(float(r["confidence"]), 3)}}
+                      for r in rows if r["ticket_id"] in stored]
+            if events:
+                session.execute(insert(Event), events)
+            return len(pending), len(stored), pending[-1]
 
     # -- decide ------------------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 Both models are scored on the same held-out decisions (the most recent fifth, by decision
 time): the candidate trains on the seed data plus the older decisions, and replaces the
-model in use only if its accuracy on the held-out decisions is at least the current one's.
+model in use only if its accuracy on the held-out decisions is at least the current one's,
+and only if the model it was measured against is still the one in use: another worker's
+promotion in between wins, and this candidate is discarded (`ModelStore.promote`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy import func, select
 from classifiers import Classifier, Example, default_classifier
 from triage.config import RoutingSettings
 from triage.routing.desk import Router
-from triage.routing.model_store import promote
+from triage.routing.model_store import ModelStore
 from triage.routing.training_data import load_examples
 from triage.store.models import Decision
 
@@ -51,6 +53,8 @@ def accuracy(model: Classifier | None, examples: list[Example]) -> float:
 
 
 def retrain(router: Router, settings: RoutingSettings, *, force: bool = False) -> RetrainResult:
+    router.refresh_model(now=True)  # measured against the latest model, not one another worker replaced
+    current, measured_against = router.held
     with router.sessions() as session:
         examples = router.examples_from_decisions(session)
         decided = int(session.scalar(select(func.count()).select_from(Decision)) or 0)
@@ -65,14 +69,23 @@ def retrain(router: Router, settings: RoutingSettings, *, force: bool = False) -
     base = load_examples(seed).examples if seed.exists() else []
     candidate = default_classifier(target_precision=settings.target_precision)
     candidate.fit([*base, *train_part])
-    current_score = accuracy(router.model, held_out)
+    current_score = accuracy(current, held_out)
     candidate_score = accuracy(candidate, held_out)
-    promoted = candidate_score >= current_score
-    if promoted:
-        promote(candidate, Path(settings.model_path))
-        router.model = candidate
-    reason = (f"candidate {candidate_score:.3f} {'>=' if promoted else '<'} current {current_score:.3f} "
+    better = candidate_score >= current_score
+    reason = (f"candidate {candidate_score:.3f} {'>=' if better else '<'} current {current_score:.3f} "
               f"on {len(held_out)} held-out decisions")
+    promoted = False
+    if better:
+        models = router.models or ModelStore(settings, router.sessions)
+        record = models.promote(candidate, replaces=measured_against, scores={
+            "decisions": decided, "held_out": len(held_out), "current_accuracy": round(current_score, 4),
+            "candidate_accuracy": round(candidate_score, 4),
+        })
+        if record is None:
+            reason += "; but another promotion replaced the current model meanwhile: this candidate is discarded"
+        else:
+            router.use(candidate, record)
+            promoted = True
     log.info("routing.retrained", promoted=promoted, reason=reason)
     return RetrainResult(promoted, reason, decided, len(held_out), round(current_score, 4),
                          round(candidate_score, 4), candidate.version)

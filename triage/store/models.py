@@ -319,6 +319,24 @@ class Decision(Base):
     decided_at: Mapped[utc] = mapped_column(index=True)
 
 
+class RoutingModel(Base):
+    """A promotion of a routing model: the latest row is the model in use, everywhere.
+
+    `folder` is its artefact under `<routing.model_path>.versions/`. `replaces` is the row it
+    replaced (0 for the first), unique: of two promotions measured against the same model, one
+    is recorded, whatever the lock around promotion does (triage.routing.model_store)."""
+
+    __tablename__ = "routing_models"
+
+    id: Mapped[intpk]
+    version: Mapped[str] = mapped_column(String(100))
+    folder: Mapped[str] = mapped_column(String(200), unique=True)
+    replaces: Mapped[int] = mapped_column(unique=True)
+    promoted_at: Mapped[utc]
+    promoted_by: Mapped[str] = mapped_column(String(200))
+    scores: Mapped[jsondict]
+
+
 Index("ix_tickets_status_team", Ticket.status, Ticket.team)
 # Search's date filter (triage.search): PostgreSQL ANDs a range of these with the full-text GIN bitmap,
 # SQLite reads from it the id range of a window to bound its FTS5 walk.
@@ -354,6 +372,7 @@ __all__: list[Any] = [
     "ImapLedgerEntry",
     "Message",
     "Quarantine",
+    "RoutingModel",
     "Suggestion",
     "Ticket",
     "TicketStatus",
