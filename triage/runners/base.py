@@ -4,12 +4,16 @@ own one step.
 SIGTERM or SIGINT sets `stop_event`: the step in progress finishes (its batch is committed),
 then the runner closes its connections and returns. A step that fails is retried after a
 capped exponential backoff with jitter, so a server that is down is not hammered.
+
+Each runner keeps when its last step succeeded and how many have failed in a row since: the
+worker's /metrics reports both, so a runner that retries forever is seen, not only one that died.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 
 import structlog
@@ -38,6 +42,8 @@ class Runner:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self._jitter = jitter
+        self.last_success_at: float | None = None  # Unix time at the end of the last step that succeeded
+        self.consecutive_failures = 0
 
     def step(self) -> int:
         """Do one unit of work and return how much was done (0: nothing to do)."""
@@ -57,21 +63,22 @@ class Runner:
 
     def run(self, *, once: bool = False) -> None:
         log.info("runner.start", runner=self.name, once=once)
-        failures = 0
         try:
             while not self.stop_event.is_set():
                 try:
                     done = self.step()
                 except Exception as exc:
+                    self.consecutive_failures += 1
                     if once:
                         raise
-                    failures += 1
+                    failures = self.consecutive_failures
                     delay = self.retry_delay(exc, failures)
                     log.error("runner.step_failed", runner=self.name, error=describe(exc),
                               failures=failures, retry_in=round(delay, 1))
                     self.stop_event.wait(delay)
                     continue
-                failures = 0
+                self.consecutive_failures = 0
+                self.last_success_at = time.time()
                 if once:
                     break
                 self.wait(done)
