@@ -34,11 +34,7 @@ from triage.failures import show_traceback, stopped_by
 from triage.logging import bind_worker, configure_logging, worker_name
 from triage.observe.metrics import expect_mailbox
 from triage.runners.base import Runner
-from triage.runners.digest import digest_runners
-from triage.runners.outbound import outbound_runners
 from triage.runners.poll import PollRunner
-from triage.runners.remind import remind_runners
-from triage.runners.retention import retention_runners
 from triage.runners.spool import SPOOL_ACCOUNT, SpoolRunner
 from triage.runners.supervisor import Supervisor, run_until_signalled
 from triage.store.schema import SchemaError
@@ -75,11 +71,18 @@ def poll_role(app: App) -> RoleRunners:
 
 
 def send_role(app: App) -> RoleRunners:
+    from triage.runners.outbound import outbound_runners
+
     return RoleRunners("send", outbound_runners(app),
                        "smtp.host is not set (TRIAGE_SMTP_HOST): mail is queued in the outbox, not sent")
 
 
 def remind_role(app: App) -> RoleRunners:
+    # imported when the role is chosen: the digests' topics need scipy, a second of start-up a poller need not pay
+    from triage.runners.digest import digest_runners
+    from triage.runners.remind import remind_runners
+    from triage.runners.retention import retention_runners
+
     runners = remind_runners(app) + digest_runners(app) + retention_runners(app)
     return RoleRunners("remind", runners, "reminders.enabled and digest.enabled are false and "
                                           "privacy.retention_months is 0")

@@ -44,8 +44,13 @@ class HealthChecks:
 def health_app(checks: HealthChecks, registry: CollectorRegistry) -> WsgiApp:
     """The three endpoints as one WSGI app; anything else is 404."""
     metrics = make_wsgi_app(registry)
+    context = structlog.contextvars.get_contextvars()  # the worker's id: each request runs in a new thread
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        with structlog.contextvars.bound_contextvars(**context):
+            return respond(environ, start_response)
+
+    def respond(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
             return metrics(environ, start_response)  # type: ignore[no-any-return]

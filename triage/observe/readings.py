@@ -30,6 +30,7 @@ from triage.store.schedule_models import TicketClock
 from triage.store.schema import head_revision
 
 VERSION_TABLE = "alembic_version"
+SQLITE_CHECK_EVERY = 100  # virtual machine instructions between two looks at the clock (a few microseconds)
 MODEL_CARD = "model.json"  # classifiers.artefact.META_FILE, read without importing scikit-learn
 
 
@@ -57,12 +58,12 @@ class DeskProbe:
         with self.engine.connect() as connection:
             if connection.dialect.name == "postgresql":
                 with connection.begin():
-                    connection.execute(text(f"SET LOCAL statement_timeout = {int(self.timeout * 1000)}"))
+                    connection.execute(text(f"SET LOCAL statement_timeout = {max(1, int(self.timeout * 1000))}"))
                     yield connection
                 return
             raw: Any = connection.connection.driver_connection
             deadline = time.monotonic() + self.timeout
-            raw.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+            raw.set_progress_handler(lambda: time.monotonic() > deadline, SQLITE_CHECK_EVERY)
             try:
                 with connection.begin():
                     yield connection
