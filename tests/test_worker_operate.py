@@ -349,3 +349,20 @@ def test_liveness_names_a_runner_whose_thread_died(tmp_path: Path) -> None:
     assert [(c["runner"], c["worker"]) for c in crashed] == [(f"spool:{spool}", crashed[0]["worker"])]
     assert crashed[0]["worker"].endswith(f":{worker.proc.pid}")  # host:pid when worker.id is not set
 
+
+
+def test_the_poller_hook_binds_mailbox_and_lease_generation(capsys: pytest.CaptureFixture[str]) -> None:
+    """`bind_mailbox` (for the poller under a lease) adds mailbox and lease_generation to the lines
+    logged inside it, beside the worker's id, and nothing after."""
+    from triage.config import LogSettings
+    from triage.logging import bind_mailbox, bind_worker, configure_logging
+
+    configure_logging(LogSettings(format="json"))
+    bind_worker("w-hook")
+    log = structlog.get_logger("test")
+    with bind_mailbox("press/INBOX", lease_generation=7):
+        log.info("inside")
+    log.info("after")
+    inside, after = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert (inside["worker"], inside["mailbox"], inside["lease_generation"]) == ("w-hook", "press/INBOX", 7)
+    assert after["worker"] == "w-hook" and "mailbox" not in after and "lease_generation" not in after

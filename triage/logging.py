@@ -76,5 +76,8 @@ def bind_mailbox(mailbox: str, lease_generation: int | None = None) -> Iterator[
     """The lines logged inside the block carry `mailbox` ("account/folder") and the generation of
     the lease under which the work is done, so two workers' lines about one mailbox can be told
     apart after a takeover. The poller wraps a folder pass in it."""
-    with structlog.contextvars.bound_contextvars(mailbox=mailbox, lease_generation=lease_generation):
+    fields: dict[str, Any] = {"mailbox": mailbox}
+    if lease_generation is not None:
+        fields["lease_generation"] = lease_generation
+    with structlog.contextvars.bound_contextvars(**fields):
         yield

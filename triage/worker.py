@@ -257,7 +257,8 @@ A role named here that has nothing configured stops the worker with exit status 
 to set; with all, such a role is skipped (logged), and a worker that would move no mail stops.
 
 \b
-While running it serves, on worker.listen (default 127.0.0.1:9464; --listen overrides):
+While running (not with --once) it serves, on worker.listen (default 127.0.0.1:9464; --listen
+overrides):
   /healthz  200 while every runner's thread runs, else 503 naming the dead runner
   /readyz   200 when the database answers and its schema is current, else 503 and why
   /metrics  Prometheus metrics (see the README's table)
