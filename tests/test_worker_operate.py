@@ -98,6 +98,8 @@ def test_a_role_with_nothing_configured_says_so_and_exits_2(tmp_path: Path, caps
     assert remind.exit_code == 2 and "reminders.enabled" in remind.stderr
     assert CliRunner().invoke(cli, ["worker", "--role", "mail"], env=env).exit_code == 2
     assert CliRunner().invoke(cli, ["worker", "--listen", "nowhere"], env=env).exit_code == 2
+    elsewhere = CliRunner().invoke(cli, ["--config", str(tmp_path / "none.toml"), "worker", "--once"], env=env)
+    assert elsewhere.exit_code == 2 and "none.toml" in elsewhere.stderr  # `triage --config` reaches the worker
     assert main(["--help"]) == 0
     shown = capsys.readouterr().out
     assert all(word in shown for word in ("poll", "send", "remind", "route", "/healthz", "/readyz", "/metrics"))
