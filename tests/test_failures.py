@@ -62,6 +62,7 @@ def desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         "TRIAGE_ROUTING_AUTO_TRAIN": "false", "TRIAGE_ROUTING_MODEL_PATH": str(tmp_path / "model"),
         "TRIAGE_ROUTING_TEAMS_FILE": str(ROOT / "data" / "teams.toml"),
         "TRIAGE_INGEST_SPOOL_MAILDIR": str(tmp_path / "spool"), "TRIAGE_INGEST_POLL_SECONDS": "0.2",
+        "TRIAGE_WORKER_LISTEN": "127.0.0.1:0",  # tests run in parallel: the default port is one per host
     }
     app = bootstrap(load_settings(environ=env))
     app.ingestor().ingest(make_mail(message_id="<first@v.example>"))  # a ticket to show, reply to, approve

@@ -95,7 +95,9 @@ def test_server_restart_mid_poll_reconnects_without_loss(dovecot_server: Dovecot
 def _worker_env(server: Dovecot, db_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
     env.update(imap_env(server, db_url, **extra))
-    env.update({"TRIAGE_CONFIG": "", "TRIAGE_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)})
+    # any free port for the health endpoint: tests run in parallel, and the default port is one per host
+    env.update({"TRIAGE_CONFIG": "", "TRIAGE_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT),
+                "TRIAGE_WORKER_LISTEN": "127.0.0.1:0"})
     return env
 
 

@@ -229,7 +229,8 @@ def test_the_worker_command_refuses_a_second_worker_on_sqlite(tmp_path: Path) ->
         (maildir / sub).mkdir(parents=True)
     env = {**os.environ, "TRIAGE_DATABASE_URL": f"sqlite:///{tmp_path / 'triage.db'}",
            "TRIAGE_INGEST_SPOOL_MAILDIR": str(maildir), "TRIAGE_REMINDERS_ENABLED": "false",
-           "TRIAGE_DIGEST_ENABLED": "false", "TRIAGE_ROUTING_TEAMS_FILE": str(tmp_path / "none.toml")}
+           "TRIAGE_DIGEST_ENABLED": "false", "TRIAGE_ROUTING_TEAMS_FILE": str(tmp_path / "none.toml"),
+           "TRIAGE_WORKER_LISTEN": "127.0.0.1:0"}
     command = [sys.executable, "-m", "triage.worker"]
     first = subprocess.Popen(command, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:

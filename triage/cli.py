@@ -43,6 +43,11 @@ class Context:
         self._settings: Settings | None = None
 
     @property
+    def config_path(self) -> str | None:
+        """--config as given (None: $TRIAGE_CONFIG or ./triage.toml), for subcommands that load it themselves."""
+        return self._config
+
+    @property
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self._config)
@@ -92,6 +97,7 @@ class TriageGroup(click.Group):
         "merge": "triage.desk.commands:merge_command",
         "contact": "triage.desk.contact_commands:contact",
         "search": "triage.search.commands:search_command",
+        "worker": "triage.worker:worker_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

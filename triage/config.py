@@ -510,6 +510,35 @@ class WorkerSettings(_Section):
         description="A worker's claim on a mailbox folder or a periodic job lapses this long after its last "
                     "renewal; another worker takes over within this time when the holder dies or freezes.",
     )
+    id: str = Field(
+        "", max_length=200,
+        description="This worker's name in its log lines (the `worker` field) and metrics. Empty: host:pid.",
+    )
+    listen: str = Field(
+        "127.0.0.1:9464",
+        description="host:port where the worker serves /healthz, /readyz and Prometheus /metrics "
+                    "([::1]:9464 for IPv6; port 0: any free port, logged). Empty: not served.",
+    )
+    scrape_timeout_seconds: float = Field(
+        2.0, gt=0, le=60,
+        description="How long /metrics and /readyz wait for the database before reporting it as failing.",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value:
+            listen_address(value)
+        return value
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """("host", port) from "host:port" or "[v6]:port"; ValueError naming the expected form."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9464, [::1]:9464, 0.0.0.0:9464)")
+    return host, int(port)
 
 
 class Settings(_Section):

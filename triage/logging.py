@@ -1,10 +1,18 @@
-"""Structured logs on stderr. Events carry ids, hashes and counts; never passwords or mail bodies."""
+"""Structured logs on stderr. Events carry ids, hashes and counts; never passwords or mail bodies.
+
+A worker's lines say who wrote them: `bind_worker` puts the `worker` field in the process's context,
+the supervisor gives each runner thread a copy with its `runner`, and a runner that works on one
+mailbox under a lease adds `mailbox` and `lease_generation` with `bind_mailbox` for that work.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -45,3 +53,31 @@ def configure_logging(settings: LogSettings) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def worker_name(configured: str = "") -> str:
+    """The worker's name in logs and metrics: `worker.id` when set, else host:pid."""
+    return configured or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def bind_worker(name: str) -> None:
+    """Every later line of this thread, and of the threads started from a copy of its context (the
+    supervisor's runners), carries `worker=name`."""
+    structlog.contextvars.bind_contextvars(worker=name)
+
+
+def bind_runner(name: str) -> None:
+    """Every later line of this thread carries `runner=name` (called first thing in a runner's thread)."""
+    structlog.contextvars.bind_contextvars(runner=name)
+
+
+@contextmanager
+def bind_mailbox(mailbox: str, lease_generation: int | None = None) -> Iterator[None]:
+    """The lines logged inside the block carry `mailbox` ("account/folder") and the generation of
+    the lease under which the work is done, so two workers' lines about one mailbox can be told
+    apart after a takeover. The poller wraps a folder pass in it."""
+    fields: dict[str, Any] = {"mailbox": mailbox}
+    if lease_generation is not None:
+        fields["lease_generation"] = lease_generation
+    with structlog.contextvars.bound_contextvars(**fields):
+        yield

@@ -52,7 +52,7 @@ def coordinate(engine: Engine, sessions: Any, url: str, lease_seconds: float, ru
     leases = Leases(sessions, worker, lease_seconds)
     for runner in runners:
         runner.use_leases(leases)
-    log.info("worker.coordinated", worker=worker, lease_seconds=lease_seconds, leased=[
+    log.info("worker.coordinated", lease_holder=worker, lease_seconds=lease_seconds, leased=[
         r.name for r in runners if r.claim is not None or getattr(r, "claims", None)
     ])
     return Coordination(worker, leases=leases)

@@ -42,6 +42,8 @@ from triage.ingest.oversize import refusal_reason
 from triage.ingest.parse_worker import PARSE_CHUNKS, Blobs, parse_chunk_in_worker, start_parse_pool
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.pipeline import IncomingMail, Ingestor, IngestOutcome, refuse_oversize
+from triage.logging import bind_mailbox
+from triage.observe.metrics import count_ingested
 from triage.store.db import upsert_insert, utcnow
 from triage.store.models import ImapFolderState, ImapLedgerEntry
 
@@ -167,9 +169,7 @@ class FolderPoller:
 
     def poll_folder(self, client: IMAPClient, folder: str) -> FolderPass:
         claim = self._claims.get(folder)
-        with structlog.contextvars.bound_contextvars(
-            mailbox=f"{self.account}/{folder}", lease_generation=None if claim is None else claim.generation,
-        ):
+        with bind_mailbox(f"{self.account}/{folder}", None if claim is None else claim.generation):
             return self._poll_folder(client, folder)
 
     def _poll_folder(self, client: IMAPClient, folder: str) -> FolderPass:
@@ -201,12 +201,21 @@ class FolderPoller:
             if self._stop.is_set():
                 break
             current = following if pool is not None else next(upcoming, None)
+        else:
+            self._read_through(folder)
         log.info(
             "imap.pass", account=self.account, folder=folder, fetched=result.fetched, stored=result.stored,
             duplicate=result.duplicate, quarantined=result.quarantined, refused=result.refused, marked=result.marked,
             mark_errors=len(result.mark_errors),
         )
         return result
+
+    def _read_through(self, folder: str) -> None:
+        """The folder was read to its end: its `last_pass_at`, which every worker's /metrics reports."""
+        with self._sessions.begin() as session:
+            session.execute(update(ImapFolderState)
+                            .where(ImapFolderState.account == self.account, ImapFolderState.folder == folder)
+                            .values(last_pass_at=self._clock()))
 
     # -- where we stand ----------------------------------------------------------------------
 
@@ -345,10 +354,12 @@ class FolderPoller:
 
         for outcome in self._ingestor.ingest_many(incoming, after=write_ledger):
             result.count(outcome.status)
+            count_ingested(self.account, folder, outcome.status)
         for uid, (size, _) in batch.refused.items():  # committed: count and say so
             result.fetched += 1
             result.quarantined += 1
             result.refused += 1
+            count_ingested(self.account, folder, "quarantined")
             log.warning("imap.refused_oversize", account=self.account, folder=folder, uid=uid, size=size,
                         limit=self._max_size)
 

@@ -10,6 +10,9 @@ retraining, a maildir spool) names a lease (`lease_name`); the worker gives it a
 (`triage.coordination`). It steps only while it holds the lease, keeps it renewed while it
 waits between steps, and gives it back when it stops, so another worker takes the job over at
 once on a clean stop, and within a lease period when this one dies.
+
+Each runner keeps when its last step succeeded and how many have failed in a row since: the
+worker's /metrics reports both, so a runner that retries forever is seen, not only one that died.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ class Runner:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self._jitter = jitter
+        self.last_success_at: float | None = None  # Unix time at the end of the last step that succeeded
+        self.consecutive_failures = 0
 
     def use_leases(self, leases: Leases) -> None:
         """Run under `leases` (several workers on one database): claim this runner's lease, if it names one."""
@@ -91,7 +96,6 @@ class Runner:
 
     def run(self, *, once: bool = False) -> None:
         log.info("runner.start", runner=self.name, once=once)
-        failures = 0
         try:
             while not self.stop_event.is_set():
                 try:
@@ -100,19 +104,22 @@ class Runner:
                             log.info("runner.skipped", runner=self.name, reason="another worker holds the lease")
                             break
                         assert self.claim is not None
+                        self.consecutive_failures, self.last_success_at = 0, time.time()  # standing by is healthy
                         self.stop_event.wait(self.claim.every)
                         continue
                     done = self.step()
                 except Exception as exc:
+                    self.consecutive_failures += 1
                     if once:
                         raise
-                    failures += 1
+                    failures = self.consecutive_failures
                     delay = self.retry_delay(exc, failures)
                     log.error("runner.step_failed", runner=self.name, error=describe(exc),
                               failures=failures, retry_in=round(delay, 1))
                     self.stop_event.wait(delay)
                     continue
-                failures = 0
+                self.consecutive_failures = 0
+                self.last_success_at = time.time()
                 if once:
                     break
                 self.wait(done)

@@ -24,11 +24,13 @@ import structlog
 
 from triage.ingest.pipeline import Ingestor
 from triage.ingest.sources import NOT_A_FILE, SYMLINK, Skipped, open_beneath, read_mail_at
+from triage.observe.metrics import count_ingested
 from triage.runners.base import Runner
 
 log = structlog.get_logger(__name__)
 
 SEEN_INFO = ":2,S"  # maildir info suffix of a mail moved to cur/
+SPOOL_ACCOUNT = "spool"  # the `account` label of the spool's mail in the metrics; its folder is the path
 
 
 class SpoolRunner(Runner):
@@ -80,6 +82,8 @@ class SpoolRunner(Runner):
                 status = self._ingestor.refuse(mail.raw, size=mail.size, source=f"spool:{kept}").status
             else:
                 status = self._ingestor.ingest(mail.raw, source=mail.label).status
+            if status != "skipped":
+                count_ingested(SPOOL_ACCOUNT, str(self._maildir), status)
             os.rename(name, f"{name}{SEEN_INFO}", src_dir_fd=new, dst_dir_fd=cur)
             log.debug("spool.moved", file=name, status=status)
             done += 1

@@ -125,7 +125,7 @@ def answered_by_a_person() -> Any:
                           Outbox.status != OutboxStatus.failed)
 
 
-def _due(now: datetime) -> Any:
+def due_clocks(now: datetime) -> Any:
     """Clocks whose next level is due at `now`, of tickets still running and unanswered (the
     statement joins `ticket_clocks` to `tickets`)."""
     return and_(C.c.next_at <= now, T.c.id == C.c.ticket_id, T.c.status.in_(RUNNING), ~answered_by_a_person())
@@ -179,7 +179,7 @@ def run_reminders(
         # than the query. all() fetches at once; named tuples are read faster than rows.
         rows = sorted(map(DueTicket._make, session.execute(
             select(T.c.id, T.c.reference, T.c.team, level, _iso(session, due_at))
-            .select_from(C).join(T, T.c.id == C.c.ticket_id).where(_due(now))
+            .select_from(C).join(T, T.c.id == C.c.ticket_id).where(due_clocks(now))
         ).all()))
         recipients = _recipients(wiring, policies, now, {(row.team, row.level) for row in rows})
         firing: list[tuple[DueTicket, Party]] = []

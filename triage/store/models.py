@@ -259,6 +259,7 @@ class ImapFolderState(Base):
     first_contact_at: Mapped[utc]
     start_policy: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[utc]
+    last_pass_at: Mapped[utc | None]  # the end of the last pass that read the folder through (metrics)
 
 
 class ImapLedgerEntry(Base):
