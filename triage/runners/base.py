@@ -2,8 +2,8 @@
 own one step.
 
 SIGTERM or SIGINT sets `stop_event`: the step in progress finishes (its batch is committed),
-then the runner closes its connections and returns. A step that fails is retried after a
-capped exponential backoff with jitter, so a server that is down is not hammered.
+then the runner closes its connections and returns. A step (or the wait after it) that fails is
+retried after a capped exponential backoff with jitter, so a server that is down is not hammered.
 """
 
 from __future__ import annotations
@@ -62,6 +62,12 @@ class Runner:
             while not self.stop_event.is_set():
                 try:
                     done = self.step()
+                    if once:
+                        break
+                    failures = 0
+                    # Waiting can fail too (a server that restarts under an IMAP IDLE): retried like a step,
+                    # not the end of the runner.
+                    self.wait(done)
                 except Exception as exc:
                     if once:
                         raise
@@ -70,11 +76,6 @@ class Runner:
                     log.error("runner.step_failed", runner=self.name, error=describe(exc),
                               failures=failures, retry_in=round(delay, 1))
                     self.stop_event.wait(delay)
-                    continue
-                failures = 0
-                if once:
-                    break
-                self.wait(done)
         finally:
             self.close()
             log.info("runner.stop", runner=self.name)
