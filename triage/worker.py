@@ -19,6 +19,8 @@ from pathlib import Path
 
 from triage.bootstrap import App, bootstrap, owner_only_files
 from triage.config import ConfigError, load_settings
+from triage.coordination.single_worker import AnotherWorker
+from triage.coordination.workers import coordinate
 from triage.failures import show_traceback, stopped_by
 from triage.logging import configure_logging
 from triage.runners.base import Runner
@@ -102,6 +104,19 @@ def _run(app: App, *, once: bool) -> int:
     runners += remind_runners(app)  # reminders and escalations, through the outbox
     runners += digest_runners(app)  # the weekly digests of the teams that asked for one
     runners += retention_runners(app)  # privacy.retention_months: old resolved tickets emptied
+    try:  # leases on PostgreSQL; on SQLite, refused if a worker already runs
+        coordination = coordinate(app.engine, app.sessions, app.settings.database.url,
+                                  app.settings.worker.lease_seconds, runners)
+    except AnotherWorker as exc:
+        say(str(exc))
+        return 2
+    try:
+        return _run_coordinated(runners, once=once)
+    finally:
+        coordination.release()
+
+
+def _run_coordinated(runners: list[Runner], *, once: bool) -> int:
     if not once:
         return 0 if run_until_signalled(runners) else 1
     status = 0

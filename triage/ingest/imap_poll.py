@@ -8,6 +8,12 @@ Only after the commit is the mail marked on the server (\\Seen, a keyword, a mov
 nothing); a mark that fails is retried on the next pass and never re-imports the mail.
 Nothing is ever deleted.
 
+Under several workers (PostgreSQL) each folder is polled by the holder of its lease
+(`triage.coordination.leases`, named `imap:<account>/<folder>`): every ledger commit fences on
+the lease's generation in its own transaction, and the lease is renewed before each batch and
+before marking. A worker that froze past its lease and woke up finds it changed hands: its
+batch rolls back (LeaseLost) and it marks nothing; the new holder fetches those UIDs again.
+
 Sizes are asked first (see `imap_fetch`): batches are bounded in bytes, and a mail over
 `mail.max_size_bytes` is refused unread. Its header section is quarantined with the reason
 in its batch's transaction, its ledger row says `oversize`, and it is never marked: it stays
@@ -17,7 +23,7 @@ in the mailbox as it was, for the liaison to see, and the ledger moves past it e
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import ImapSettings
+from triage.coordination.leases import Claim, LeaseLost
 from triage.ingest.imap_fetch import BATCH_BYTES, PlannedBatch, fetch_planned, plan_batches, sized_uids
 from triage.ingest.oversize import refusal_reason
 from triage.ingest.parse_worker import PARSE_CHUNKS, Blobs, parse_chunk_in_worker, start_parse_pool
@@ -129,6 +136,7 @@ class FolderPoller:
         stop: threading.Event | None = None,
         parse_pool: ParsePool | None = None,
         batch_bytes: int = BATCH_BYTES,
+        claims: Mapping[str, Claim] | None = None,
     ) -> None:
         self.settings = settings
         self.account = settings.name
@@ -139,13 +147,32 @@ class FolderPoller:
         self._pool = parse_pool
         self._max_size = ingestor.max_size
         self._batch_bytes = batch_bytes
+        self._claims = claims if claims is not None else {}  # shared with the runner, which fills it
 
     # -- one pass ----------------------------------------------------------------------------
 
-    def poll(self, client: IMAPClient) -> list[FolderPass]:
-        return [self.poll_folder(client, folder) for folder in self.settings.folders]
+    def poll(self, client: IMAPClient, folders: Sequence[str] | None = None) -> list[FolderPass]:
+        return [self.poll_folder(client, folder) for folder in (self.settings.folders if folders is None else folders)]
+
+    def _keep(self, folder: str) -> None:
+        """Renew the folder's lease when due; LeaseLost if another worker has it now."""
+        claim = self._claims.get(folder)
+        if claim is not None and not claim.hold():
+            raise LeaseLost(claim.name, None)
+
+    def _fence(self, session: Session, folder: str) -> None:
+        claim = self._claims.get(folder)
+        if claim is not None:
+            claim.fence(session)
 
     def poll_folder(self, client: IMAPClient, folder: str) -> FolderPass:
+        claim = self._claims.get(folder)
+        with structlog.contextvars.bound_contextvars(
+            mailbox=f"{self.account}/{folder}", lease_generation=None if claim is None else claim.generation,
+        ):
+            return self._poll_folder(client, folder)
+
+    def _poll_folder(self, client: IMAPClient, folder: str) -> FolderPass:
         result = FolderPass(self.account, folder)
         selected = client.select_folder(folder)
         uidvalidity = int(selected[b"UIDVALIDITY"])
@@ -167,7 +194,9 @@ class FolderPoller:
         current = next(upcoming, None)
         while current is not None:
             following = next(upcoming, None) if pool is not None else None
+            self._keep(folder)
             self._ingest_batch(folder, uidvalidity, current, result)
+            self._keep(folder)  # a worker that froze during the commit marks nothing
             self._mark(client, folder, uidvalidity, current.to_mark, result)
             if self._stop.is_set():
                 break
@@ -194,6 +223,7 @@ class FolderPoller:
             now = self._clock()
             try:
                 with self._sessions.begin() as session:
+                    self._fence(session, folder)
                     session.add(ImapFolderState(
                         account=self.account, folder=folder, uidvalidity=uidvalidity, last_uid=start_at - 1,
                         first_contact_at=now, start_policy=self.settings.start, updated_at=now,
@@ -215,6 +245,7 @@ class FolderPoller:
         else:
             start_at = self._first_uid(client, policy, uidnext)
         with self._sessions.begin() as session:
+            self._fence(session, folder)
             session.execute(
                 update(ImapFolderState)
                 .where(ImapFolderState.id == state.id, ImapFolderState.uidvalidity == state.uidvalidity)
@@ -299,6 +330,7 @@ class FolderPoller:
         }
 
         def write_ledger(session: Session, outcomes: list[IngestOutcome]) -> None:
+            self._fence(session, folder)  # first: a fenced-off worker's batch rolls back whole
             done: list[tuple[int, IngestOutcome | None, str]] = [
                 (uid, outcome, outcome.status) for uid, outcome in zip(uids, outcomes, strict=True)
             ]
@@ -405,6 +437,7 @@ class FolderPoller:
         """Mark mails whose marking failed after their commit in an earlier pass."""
         if self.settings.mark == "none":
             return
+        self._keep(folder)
         with self._sessions() as session:
             uids = list(session.scalars(
                 select(ImapLedgerEntry.uid).where(

@@ -4,16 +4,24 @@ own one step.
 SIGTERM or SIGINT sets `stop_event`: the step in progress finishes (its batch is committed),
 then the runner closes its connections and returns. A step (or the wait after it) that fails is
 retried after a capped exponential backoff with jitter, so a server that is down is not hammered.
+
+A runner whose work must run on one worker at a time (reminders, digests, retention,
+retraining, a maildir spool) names a lease (`lease_name`); the worker gives it a `Claim`
+(`triage.coordination`). It steps only while it holds the lease, keeps it renewed while it
+waits between steps, and gives it back when it stops, so another worker takes the job over at
+once on a clean stop, and within a lease period when this one dies.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 
 import structlog
 
+from triage.coordination.leases import Claim, Leases
 from triage.failures import describe
 
 log = structlog.get_logger(__name__)
@@ -23,6 +31,8 @@ class Runner:
     """Call `step()` until stopped; `wait()` between steps; `close()` at the end."""
 
     name = "runner"
+    lease_name: str | None = None  # one worker at a time runs this: the lease it needs
+    claim: Claim | None = None  # given by the worker when lease_name is set and leases are in use
 
     def __init__(
         self,
@@ -39,13 +49,37 @@ class Runner:
         self.backoff_max = backoff_max
         self._jitter = jitter
 
+    def use_leases(self, leases: Leases) -> None:
+        """Run under `leases` (several workers on one database): claim this runner's lease, if it names one."""
+        if self.lease_name:
+            self.claim = Claim(leases, self.lease_name)
+
     def step(self) -> int:
         """Do one unit of work and return how much was done (0: nothing to do)."""
         raise NotImplementedError
 
     def wait(self, done: int) -> None:
         if done == 0:
-            self.stop_event.wait(self.interval)
+            self.pause(self.interval)
+
+    def pause(self, seconds: float) -> None:
+        """Wait `seconds` (or until stopped), renewing this runner's lease as it goes."""
+        claim = self.claim
+        if claim is None:
+            self.stop_event.wait(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not self.stop_event.is_set() and (left := deadline - time.monotonic()) > 0:
+            self.stop_event.wait(min(left, claim.every))
+            try:
+                if not claim.hold():
+                    return  # lost: the loop tries to take it again
+            except Exception as exc:  # noqa: BLE001 - the database is away: the next step says so
+                log.warning("runner.lease_renewal_failed", runner=self.name, lease=claim.name, error=describe(exc))
+                return
+
+    def _holds_lease(self) -> bool:
+        return self.claim is None or self.claim.hold()
 
     def retry_delay(self, exc: BaseException, failures: int) -> float:
         """Seconds to wait after the `failures`-th failure in a row: capped exponential, jittered."""
@@ -61,6 +95,13 @@ class Runner:
         try:
             while not self.stop_event.is_set():
                 try:
+                    if not self._holds_lease():  # another worker runs this job now
+                        if once:
+                            log.info("runner.skipped", runner=self.name, reason="another worker holds the lease")
+                            break
+                        assert self.claim is not None
+                        self.stop_event.wait(self.claim.every)
+                        continue
                     done = self.step()
                     if once:
                         break
@@ -77,5 +118,9 @@ class Runner:
                               failures=failures, retry_in=round(delay, 1))
                     self.stop_event.wait(delay)
         finally:
-            self.close()
+            try:
+                self.close()
+            finally:
+                if self.claim is not None:
+                    self.claim.release()
             log.info("runner.stop", runner=self.name)

@@ -15,6 +15,7 @@ from triage.store.db import utcnow
 
 class DigestRunner(Runner):
     name = "digest"
+    lease_name = "job:digest"
 
     def __init__(self, app: App, interval: float, clock: Callable[[], datetime] = utcnow) -> None:
         super().__init__(interval, backoff_base=5.0, backoff_max=max(interval, 60.0))

@@ -13,6 +13,7 @@ from triage.store.db import utcnow
 
 class RemindRunner(Runner):
     name = "remind"
+    lease_name = "job:remind"
 
     def __init__(self, app: App, interval: float, clock: Callable[[], datetime] = utcnow) -> None:
         super().__init__(interval, backoff_base=5.0, backoff_max=max(interval, 60.0))

@@ -14,6 +14,7 @@ from triage.store.db import utcnow
 
 class RetentionRunner(Runner):
     name = "retention"
+    lease_name = "job:retention"
 
     def __init__(self, app: App, interval: float, clock: Callable[[], datetime] = utcnow) -> None:
         super().__init__(interval, backoff_base=5.0, backoff_max=max(interval, 60.0))

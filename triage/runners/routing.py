@@ -25,6 +25,7 @@ class RetrainRunner(Runner):
     """Retrain from decisions every `retrain_hours`; promotion only when at least as good."""
 
     name = "routing:retrain"
+    lease_name = "job:retrain"  # one retraining at a time, whatever the number of workers
 
     def __init__(self, router: Any, settings: RoutingSettings) -> None:
         super().__init__(settings.retrain_hours * 3600)

@@ -37,6 +37,7 @@ class SpoolRunner(Runner):
     def __init__(self, ingestor: Ingestor, maildir: Path, interval: float, batch: int = 500) -> None:
         super().__init__(interval)
         self.name = f"spool:{maildir}"
+        self.lease_name = f"spool:{Path(maildir).resolve()}"  # two workers on one host would race for each file
         self._ingestor = ingestor
         self._maildir = Path(maildir)
         self._batch = batch

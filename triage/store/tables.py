@@ -6,6 +6,7 @@ from __future__ import annotations
 from triage.store import (
     contact_models,
     digest_models,
+    lease_models,
     models,
     outbox_models,
     privacy_models,
@@ -17,5 +18,5 @@ from triage.store.db import Base
 metadata = Base.metadata
 
 __all__ = [
-    "contact_models", "digest_models", "metadata", "models", "outbox_models", "privacy_models", "schedule_models", "web_models",
+    "contact_models", "digest_models", "lease_models", "metadata", "models", "outbox_models", "privacy_models", "schedule_models", "web_models",
 ]
