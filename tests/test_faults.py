@@ -46,7 +46,7 @@ ACCOUNTS = ("alpha", "beta")
 LEASE_SECONDS = 3.0
 SETTLE_SECONDS = 45.0
 LEASE = "imap:alpha/INBOX"
-KILLS = 6
+KILLS = 5
 
 
 @dataclass
@@ -131,7 +131,7 @@ def test_sigkill_of_random_workers_loses_and_doubles_nothing(deployment: Deploym
     flow = d.traffic.deliver_steadily(40, "kill", interval=0.2)
     for _ in range(KILLS):
         # A worker that got as far as its runners (one killed while importing proves little).
-        assert wait_until(lambda: None if _up(d) else "no worker up", 30) is None, d.fleet.log_tails()
+        assert wait_until(lambda: None if _up(d) else "no worker up", 60) is None, d.fleet.log_tails()
         time.sleep(rng.uniform(0.1, 0.8))  # when the fault strikes; nothing is asserted on time
         victim = rng.choice(_up(d) or [rng.randint(1, SLOTS)])
         d.fleet.kill(victim)
@@ -144,46 +144,47 @@ def test_sigkill_of_random_workers_loses_and_doubles_nothing(deployment: Deploym
 
 
 def test_sigstopped_lease_holder_neither_commits_nor_marks_after_it_lost_the_lease(deployment: Deployment) -> None:
-    """The holder of a mailbox's lease frozen past the lease time: another worker takes the mailbox over;
-    thawed, the frozen one commits no ledger row and sets no flag for that mailbox."""
+    """The holder of a mailbox's lease frozen mid-pass past the lease time: another worker takes the mailbox
+    over; thawed at once, with its fetched batches still in hand, the frozen one commits no ledger row and
+    sets no flag for that mailbox (its effects are what the audit triggers and Dovecot's mail_log see)."""
     d = deployment
     d.begin()
-    held = wait_until(lambda: None if _holder(d) else f"no live lease {LEASE} held by a worker", 15)
+    held = wait_until(lambda: None if _holder(d) else f"no live lease {LEASE} held by a worker", 30)
     assert held is None, f"{held} (are leases on this branch?)\n{d.fleet.log_tails()}"
     before = _holder(d)
     assert before is not None
     frozen, generation = before
     d.traffic.deliver(30, "freeze-burst", account="alpha", follow_ups=0)
     start = d.stored("alpha")
-    wait_until(lambda: None if d.stored("alpha") > start else "holder not ingesting yet", 10, every=0.02)
-    d.fleet.freeze(frozen)  # most likely mid-pass: a batch fetched, the next commit or mark to come
+    wait_until(lambda: None if d.stored("alpha") > start else "holder not ingesting yet", 15, every=0.02)
+    d.fleet.freeze(frozen)  # mid-pass: its next batches are fetched or due, their commits and marks to come
     try:
         d.traffic.deliver(10, "frozen", account="alpha", follow_ups=0)
         taken = wait_until(lambda: None if (_holder(d) or (frozen, 0))[0] != frozen else "not taken over",
-                           LEASE_SECONDS * 4 + 5)
+                           LEASE_SECONDS * 4 + 10)
         assert taken is None, f"no other worker took {LEASE} over from the frozen worker {frozen}"
         after = _holder(d)
         assert after is not None and after[1] > generation
-        gap = wait_until(lambda: settle_gaps(d.engine, d.traffic.snapshot()), SETTLE_SECONDS)
-        assert gap is None, f"the others did not take the frozen worker's mail over: {gap}"
         audit_mark = _audit_mark(d.engine)
         flags_mark = d.dovecot.log_size()
         log_mark = d.fleet.log_size(frozen)
     finally:
-        d.fleet.thaw(frozen)
-    # It runs again: its connections and threads resume at once; give it a log line or lease time to act.
-    wait_until(lambda: None if d.fleet.log_size(frozen) > log_mark else "silent", LEASE_SECONDS * 2)
+        d.fleet.thaw(frozen)  # while the new holder works through the same backlog
     d.traffic.deliver(8, "thawed", account="alpha", follow_ups=0)
     d.settle_and_check()
+    # Should the thawed worker take the lease again later (a slow renewal elsewhere), it may write from then on.
+    regained = [e["timestamp"] for e in d.fleet.log_events(frozen, log_mark)
+                if e.get("event") == "lease.acquired" and e.get("lease") == LEASE]
     with d.engine.connect() as conn:
         late = conn.execute(text(
-            "SELECT tbl, op, uid FROM fault_audit WHERE id > :mark AND app = :app AND account = 'alpha'"
-        ), {"mark": audit_mark, "app": f"w{frozen}"}).all()
+            "SELECT tbl, op, uid, at FROM fault_audit WHERE id > :mark AND app = :app AND account = 'alpha' "
+            "AND (CAST(:until AS timestamptz) IS NULL OR at < CAST(:until AS timestamptz))"
+        ), {"mark": audit_mark, "app": f"w{frozen}", "until": regained[0] if regained else None}).all()
     assert late == [], f"the frozen worker {frozen} committed after losing {LEASE}: {late[:10]}"
-    login = d.dovecot.login("alpha", frozen)
-    marks = [line for who, line in d.dovecot.flag_changes(since=flags_mark) if who == login]
-    assert marks == [], f"the frozen worker {frozen} set flags after losing {LEASE}: {marks[:10]}"
-    assert (_holder(d) or (0, 0))[0] != frozen
+    if not regained:
+        login = d.dovecot.login("alpha", frozen)
+        marks = [line for who, line in d.dovecot.flag_changes(since=flags_mark) if who == login]
+        assert marks == [], f"the frozen worker {frozen} set flags after losing {LEASE}: {marks[:10]}"
 
 
 def test_postgresql_restart_mid_run_is_survived_without_a_person(deployment: Deployment) -> None:
