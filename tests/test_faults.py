@@ -39,7 +39,8 @@ from triage.config import load_settings
 from triage.store.models import ImapLedgerEntry
 from triage.store.outbox_models import Outbox
 
-pytestmark = pytest.mark.slow
+# One deployment per module: under xdist, `--dist loadgroup` (.ci/run) keeps these tests on one worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 SLOTS = 3
 ACCOUNTS = ("alpha", "beta")
