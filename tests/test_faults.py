@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -80,6 +81,21 @@ class Deployment:
         problems += [stuck] if stuck else []
         assert not problems, "\n".join(problems[:30])
 
+    def summary(self, name: str) -> None:
+        """One line of what the run went through, for `pytest -s` and the report (nothing asserted)."""
+        with self.engine.connect() as conn:
+            outbox = {str(k): int(n) for k, n in conn.execute(text("SELECT status, count(*) FROM outbox GROUP BY status"))}
+            retried = conn.scalar(text("SELECT count(*) FROM outbox WHERE attempts > 1"))
+            ledger = {str(k): int(n) for k, n in conn.execute(
+                text("SELECT outcome, count(*) FROM imap_ledger GROUP BY outcome"))}
+            leases = {str(k): int(n) for k, n in conn.execute(text("SELECT name, generation FROM leases"))}
+        events: Counter[str] = Counter()
+        for slot in self.fleet.slots:
+            events.update(str(e.get("event")) for e in self.fleet.log_events(slot.index)
+                          if str(e.get("event")).startswith(("lease.", "runner.step_failed", "outbox.uncertain")))
+        print(f"\n[{name}] mails={len(self.traffic.snapshot())} ledger={ledger} outbox={outbox} retried={retried} "
+              f"kills={sum(s.kills for s in self.fleet.slots)} leases={leases} events={dict(events)}")
+
     def stored(self, account: str | None = None) -> int:
         with self.engine.connect() as conn:
             query = select(func.count()).select_from(ImapLedgerEntry)
@@ -140,6 +156,7 @@ def test_sigkill_of_random_workers_loses_and_doubles_nothing(deployment: Deploym
     flow.join()
     d.traffic.deliver(12, "kill-after")
     d.settle_and_check()
+    d.summary("sigkill")
     assert sum(s.kills for s in d.fleet.slots) >= KILLS
     assert d.fleet.deaths() == []
 
@@ -173,6 +190,7 @@ def test_sigstopped_lease_holder_neither_commits_nor_marks_after_it_lost_the_lea
         d.fleet.thaw(frozen)  # while the new holder works through the same backlog
     d.traffic.deliver(8, "thawed", account="alpha", follow_ups=0)
     d.settle_and_check()
+    d.summary("sigstop")
     # Should the thawed worker take the lease again later (a slow renewal elsewhere), it may write from then on.
     regained = [e["timestamp"] for e in d.fleet.log_events(frozen, log_mark)
                 if e.get("event") == "lease.acquired" and e.get("lease") == LEASE]
@@ -200,6 +218,7 @@ def test_postgresql_restart_mid_run_is_survived_without_a_person(deployment: Dep
     flow.join()
     d.traffic.deliver(10, "pg-after")
     d.settle_and_check()
+    d.summary("postgres-restart")
     assert d.fleet.deaths() == [] and [s.starts for s in d.fleet.slots] == starts
 
 
@@ -215,6 +234,7 @@ def test_dovecot_restart_mid_run_is_survived_without_a_person(deployment: Deploy
     flow.join()
     d.traffic.deliver(10, "imap-after")
     d.settle_and_check()
+    d.summary("dovecot-restart")
     assert d.fleet.deaths() == [] and [s.starts for s in d.fleet.slots] == starts
 
 
@@ -240,6 +260,7 @@ def test_smtp_peer_refusing_for_a_while_then_accepting(deployment: Deployment) -
         d.sink.accept()
     d.traffic.deliver(10, "smtp-after")
     d.settle_and_check()
+    d.summary("smtp-4xx")
     assert d.fleet.deaths() == [] and [s.starts for s in d.fleet.slots] == starts
 
 
@@ -249,6 +270,7 @@ def test_clean_stop_releases_every_lease(deployment: Deployment) -> None:
     d.begin()
     d.traffic.deliver(6, "stop")
     d.settle_and_check()
+    d.summary("clean-stop")
     codes = d.fleet.stop_all()
     assert codes == {slot: 0 for slot in range(1, SLOTS + 1)}, d.fleet.log_tails()
     assert lease_violations(d.engine, {}, stopped=True) == []
