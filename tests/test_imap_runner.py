@@ -69,6 +69,30 @@ def test_idle_sees_new_mail_and_stop_logs_out(dovecot_server: Dovecot, db_url: s
     assert not thread.is_alive()
 
 
+def test_server_restart_during_idle_reconnects(dovecot_server: Dovecot, db_url: str) -> None:
+    """The server restarts while the runner waits in IDLE: it reconnects and ingests what came after.
+
+    The dropped IDLE used to end the runner's thread for good (the worker lived on, polling nothing)."""
+    settings = load_settings(environ=imap_env(dovecot_server, db_url, poll_seconds="600",
+                                              backoff_max_seconds="0.5"))
+    app = bootstrap(settings)
+    runner = PollRunner(settings.imap, app.ingestor())
+    runner.backoff_base = 0.1
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        assert wait_for(lambda: runner._client is not None and runner.last_pass != [])
+        time.sleep(0.3)  # let it enter IDLE (poll_seconds is long, so only IDLE can wake it)
+        dovecot_server.restart()
+        append_many(dovecot_server, [make_mail(message_id="<after-restart@v.example>")])
+        assert wait_for(lambda: message_count(app) == 1, timeout=15)
+        assert thread.is_alive()
+    finally:
+        runner.stop_event.set()
+        thread.join(timeout=10)
+        app.close()
+
+
 def test_server_restart_mid_poll_reconnects_without_loss(dovecot_server: Dovecot, db_url: str) -> None:
     """The server restarts under a running poller: it reconnects with backoff and stores every mail once."""
     settings = load_settings(environ=imap_env(dovecot_server, db_url, poll_seconds="0.2", idle="false",

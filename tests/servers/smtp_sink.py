@@ -85,6 +85,7 @@ class SmtpSink:
         self.messages: list[ReceivedMessage] = []
         self.transactions = 0
         self._plans: list[_Plan] = []
+        self._refusing: _Plan | None = None
         self._lock = threading.Lock()
         self._tls_dir: Path | None = None
         self._tls_material: TlsMaterial | None = None
@@ -149,6 +150,7 @@ class SmtpSink:
         with self._lock:
             self.messages.clear()
             self._plans.clear()
+            self._refusing = None
             self.transactions = 0
 
     def fail_next(self, code: int = 451, times: int = 1, stage: Stage = "DATA") -> None:
@@ -157,6 +159,18 @@ class SmtpSink:
             raise ValueError(f"a failure needs a 4xx or 5xx code, not {code}")
         with self._lock:
             self._plans.extend([_Plan(code=code, stage=stage)] * times)
+
+    def refuse(self, code: int = 451, stage: Stage = "MAIL") -> None:
+        """Answer `code` at `stage` in every transaction from now on, until `accept()` (an outage of the peer)."""
+        if not 400 <= code < 600:
+            raise ValueError(f"a failure needs a 4xx or 5xx code, not {code}")
+        with self._lock:
+            self._refusing = _Plan(code=code, stage=stage)
+
+    def accept(self) -> None:
+        """Stop refusing: transactions without a planned failure are accepted again."""
+        with self._lock:
+            self._refusing = None
 
     def disconnect_next(self, times: int = 1, *, deliver: bool = False) -> None:
         """Close the connection after the next `times` DATA payloads arrive, before replying.
@@ -176,7 +190,7 @@ class SmtpSink:
     def _take_plan(self) -> _Plan | None:
         with self._lock:
             self.transactions += 1
-            return self._plans.pop(0) if self._plans else None
+            return self._plans.pop(0) if self._plans else self._refusing
 
     def _record(self, server: SMTP, session: Session, envelope: Envelope) -> None:
         # session.ssl is only set by STARTTLS; the transport also knows about implicit TLS.

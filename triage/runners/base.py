@@ -2,8 +2,8 @@
 own one step.
 
 SIGTERM or SIGINT sets `stop_event`: the step in progress finishes (its batch is committed),
-then the runner closes its connections and returns. A step that fails is retried after a
-capped exponential backoff with jitter, so a server that is down is not hammered.
+then the runner closes its connections and returns. A step (or the wait after it) that fails is
+retried after a capped exponential backoff with jitter, so a server that is down is not hammered.
 
 A runner whose work must run on one worker at a time (reminders, digests, retention,
 retraining, a maildir spool) names a lease (`lease_name`); the worker gives it a `Claim`
@@ -108,6 +108,13 @@ class Runner:
                         self.stop_event.wait(self.claim.every)
                         continue
                     done = self.step()
+                    self.consecutive_failures = 0
+                    self.last_success_at = time.time()
+                    if once:
+                        break
+                    # Waiting can fail too (a server that restarts under an IMAP IDLE): retried like a step,
+                    # not the end of the runner.
+                    self.wait(done)
                 except Exception as exc:
                     self.consecutive_failures += 1
                     if once:
@@ -117,12 +124,6 @@ class Runner:
                     log.error("runner.step_failed", runner=self.name, error=describe(exc),
                               failures=failures, retry_in=round(delay, 1))
                     self.stop_event.wait(delay)
-                    continue
-                self.consecutive_failures = 0
-                self.last_success_at = time.time()
-                if once:
-                    break
-                self.wait(done)
         finally:
             try:
                 self.close()

@@ -13,6 +13,7 @@ dropped, and the runner goes back to trying.
 
 from __future__ import annotations
 
+import socket
 import time
 
 import structlog
@@ -29,6 +30,20 @@ from triage.runners.base import Runner
 log = structlog.get_logger(__name__)
 
 IDLE_CHECK_SECONDS = 1.0  # how often IDLE wakes to notice a stop request
+
+
+def _hung_up(client: IMAPClient) -> bool:
+    """Did the server close the connection? imapclient's idle_check swallows the EOF and answers [] at
+    once (mjs/imapclient#565), so IDLE would spin until its renewal; the socket itself tells: readable
+    with nothing to read. Peeked on a duplicate of the descriptor, since a TLS socket refuses recv flags."""
+    sock = client.socket()
+    with socket.fromfd(sock.fileno(), sock.family, sock.type) as raw:
+        try:
+            return raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False  # nothing to read: still open
+        except OSError:
+            return True
 
 
 class PollRunner(Runner):
@@ -128,15 +143,20 @@ class PollRunner(Runner):
         client.select_folder(folder)
         client.idle()
         deadline = time.monotonic() + window
+        hung_up = False
         try:
             while not self.stop_event.is_set() and time.monotonic() < deadline:
                 responses = client.idle_check(timeout=IDLE_CHECK_SECONDS)
                 if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
                     break
+                if not responses and _hung_up(client):
+                    hung_up = True
+                    raise ConnectionError("the IMAP server closed the connection during IDLE")
                 if any(claim.lease is not None and not claim.hold() for claim in self.claims.values()):
                     break  # a lease lapsed while we waited (renewal is due every third of a lease)
         finally:
-            client.idle_done()
+            if not hung_up:
+                client.idle_done()
 
     def _drop(self) -> None:
         if self._client is not None:
