@@ -201,6 +201,7 @@ def test_same_mail_in_two_accounts_is_one_message(
         app.close()
 
 
+@pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)  # SQLite: bench_imap
 def test_batch_of_a_thousand(dovecot_server: Dovecot, desk: Callable[..., Any]) -> None:
     """1,000 mails in one pass, fetched in batches: all stored, ledger at the last UID."""
     settings, app = desk(batch_size="150")

@@ -126,6 +126,7 @@ def _worker_env(server: Dovecot, db_url: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL: tests/test_faults.py kills workers there
 def test_sigkill_at_random_points_stores_every_mail_exactly_once(dovecot_server: Dovecot, db_url: str) -> None:
     """`triage poll --once` killed with SIGKILL at random instants, many times, then run to the end: each mail once."""
     total = 400
@@ -162,6 +163,7 @@ def test_sigkill_at_random_points_stores_every_mail_exactly_once(dovecot_server:
         app.close()
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL: tests/test_faults.py stops a fleet cleanly there
 def test_worker_sigterm_finishes_batch_and_exits(dovecot_server: Dovecot, db_url: str) -> None:
     """run_worker.py on SIGTERM finishes the batch in progress, commits, logs out and exits 0."""
     append_many(dovecot_server, [make_mail(message_id=f"<t{i}@v.example>") for i in range(300)])

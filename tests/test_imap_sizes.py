@@ -209,6 +209,7 @@ def test_a_crash_before_the_commit_refuses_the_mail_once(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)  # one engine: the ledger code is the same
 def test_sigkill_during_a_pass_with_oversize_mail_refuses_each_exactly_once(
     dovecot_server: Dovecot, db_url: str
 ) -> None:
