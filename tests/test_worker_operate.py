@@ -35,6 +35,7 @@ from triage.config import load_settings
 from triage.ingest.pipeline import IncomingMail
 from triage.observe.metrics import DeskCollector
 from triage.observe.readings import DeskProbe
+from triage.store.lease_models import LeaseRow
 from triage.store.models import ImapFolderState, Ticket
 from triage.store.outbox_models import Outbox, OutboxStatus
 from triage.store.schedule_models import TicketClock
@@ -130,7 +131,11 @@ def test_desk_readings_count_the_shared_state(db_url: str, tmp_path: Path) -> No
             ticket = session.scalars(select(Ticket.id).order_by(Ticket.id)).first()
             session.merge(TicketClock(ticket_id=ticket, team=None, due_1=now - timedelta(hours=2),
                                       reminded_level=0, next_at=now - timedelta(hours=2)))
+            session.add(LeaseRow(name="imap:liaison/INBOX", holder="host:1:a", generation=3,
+                                 expires_at=now + timedelta(seconds=20)))
+            session.add(LeaseRow(name="job:remind", holder=None, generation=5, expires_at=now - timedelta(seconds=4)))
         readings = probe.read(None)
+        assert readings.leases == {"imap:liaison/INBOX": ("host:1:a", 3, 20.0), "job:remind": (None, 5, -4.0)}
         assert readings.last_pass == {("liaison", "INBOX"): (now - timedelta(seconds=30)).timestamp(),
                                       ("press", "Archive"): None}
         assert readings.outbox == {"pending": 2, "sending": 0, "sent": 1, "failed": 0, "uncertain": 0}
@@ -142,6 +147,11 @@ def test_desk_readings_count_the_shared_state(db_url: str, tmp_path: Path) -> No
         assert samples[("triage_routing_model_info", _l(version="v7"))] == 1
         assert samples[("triage_routing_suggestions_waiting", _l())] == 3  # none from v7 either
         assert samples[("triage_metrics_scrape_error", _l())] == 0
+        assert samples[("triage_lease_expires_in_seconds", _l(lease="imap:liaison/INBOX"))] == 20.0
+        assert samples[("triage_lease_generation", _l(lease="job:remind"))] == 5
+        assert samples[("triage_lease_holder_info", _l(lease="imap:liaison/INBOX", holder="host:1:a"))] == 1
+        assert not any(name == "triage_lease_holder_info" and ("lease", "job:remind") in labels
+                       for name, labels in samples)  # given back: nobody holds it
     finally:
         probe.close()
         app.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
@@ -90,6 +90,8 @@ class DeskReadings:
     oldest_due_age: float  # seconds since the oldest due, unsent mail was queued; 0 when none waits
     reminder_lag: float  # seconds the most overdue reminder clock is past due; 0 when none is
     suggestions_waiting: int
+    # lease name -> (holder or None when given back, generation, seconds until it lapses; < 0: lapsed)
+    leases: Mapping[str, tuple[str | None, int, float]] = field(default_factory=dict)
 
 
 class DeskReader(Protocol):
@@ -150,6 +152,15 @@ def _desk_families(readings: DeskReadings | None) -> list[Metric]:
     waiting = GaugeMetricFamily(
         "triage_routing_suggestions_waiting",
         "Open tickets without a team and without a suggestion from the model in use.")
+    lease_left = GaugeMetricFamily(
+        "triage_lease_expires_in_seconds",
+        "Seconds until a worker's lease on a mailbox folder or job lapses; below 0 it has lapsed or was "
+        "given back, and another worker may take it.", labels=["lease"])
+    lease_generation = GaugeMetricFamily(
+        "triage_lease_generation", "How many times the lease has changed hands (its fencing token).",
+        labels=["lease"])
+    lease_holder = InfoMetricFamily("triage_lease_holder", "The worker holding each unexpired lease.",
+                                    labels=["lease", "holder"])
     if readings is not None:
         for (account, folder), at in sorted(readings.last_pass.items()):
             last_pass.add_metric([account, folder], at or 0.0)
@@ -158,7 +169,12 @@ def _desk_families(readings: DeskReadings | None) -> list[Metric]:
         oldest.add_metric([], readings.oldest_due_age)
         lag.add_metric([], readings.reminder_lag)
         waiting.add_metric([], float(readings.suggestions_waiting))
-    return [last_pass, outbox, oldest, lag, waiting]
+        for name, (holder, generation, left) in sorted(readings.leases.items()):
+            lease_left.add_metric([name], left)
+            lease_generation.add_metric([name], float(generation))
+            if holder is not None and left > 0:
+                lease_holder.add_metric([name, holder], {})
+    return [last_pass, outbox, oldest, lag, waiting, lease_left, lease_generation, lease_holder]
 
 
 def worker_registry(

@@ -24,6 +24,7 @@ from triage.failures import describe
 from triage.observe.metrics import DeskReadings
 from triage.schedule.run import due_clocks
 from triage.store.db import READ_ONLY, core_table, make_engine, utcnow
+from triage.store.lease_models import LeaseRow
 from triage.store.models import ImapFolderState, Suggestion, Ticket, TicketStatus
 from triage.store.outbox_models import Outbox, OutboxStatus
 from triage.store.schedule_models import TicketClock
@@ -115,8 +116,13 @@ def read_desk(connection: Connection, now: datetime, mailboxes: Sequence[tuple[s
         select(func.count()).select_from(Ticket).outerjoin(Suggestion, and_(*suggested))
         .where(Ticket.team.is_(None), Ticket.status != TicketStatus.resolved, Suggestion.id.is_(None))
     ).scalar()
+    leases = {
+        name: (holder, int(generation), (_as_utc(expires_at) - now).total_seconds())
+        for name, holder, generation, expires_at in connection.execute(
+            select(LeaseRow.name, LeaseRow.holder, LeaseRow.generation, LeaseRow.expires_at))
+    }
     return DeskReadings(last_pass=last_pass, outbox=outbox, oldest_due_age=_age(now, oldest),
-                        reminder_lag=_age(now, overdue), suggestions_waiting=int(waiting or 0))
+                        reminder_lag=_age(now, overdue), suggestions_waiting=int(waiting or 0), leases=leases)
 
 
 def _as_utc(value: datetime) -> datetime:
