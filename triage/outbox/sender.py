@@ -47,9 +47,7 @@ the `sent` commit; a crash between the two loses that copy, never the mail.
 from __future__ import annotations
 
 import os
-import secrets
 import smtplib
-import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +60,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
+from triage.coordination.identity import worker_identity
 from triage.outbox.smtp import Delivery, SmtpTransport, Transport
 from triage.outbox.smtp import Session as SmtpSession
 from triage.store.db import utcnow
@@ -71,11 +70,6 @@ from triage.store.outbox_models import Outbox, OutboxStatus, SmtpPhase
 log = structlog.get_logger(__name__)
 
 ACTOR = "system:outbox"
-
-
-def worker_identity() -> str:
-    """host:pid:token, unique to this process incarnation."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _pid_alive(pid: int) -> bool:
