@@ -139,7 +139,8 @@ class Leases:
 
 class Claim:
     """One lease this worker wants: taken when free, renewed a third of the way into it, given back
-    on `release()`. `hold()` is cheap to call often: it touches the database only when due."""
+    on `release()`. `hold()` is cheap to call often while the lease is held (it renews only when due);
+    while another worker holds it, each call tries to take it: callers wait `retry` between calls."""
 
     def __init__(self, leases: Leases, name: str, *, clock: Any = time.monotonic) -> None:
         self.leases = leases
@@ -148,6 +149,7 @@ class Claim:
         self._clock = clock
         self._checked_at = float("-inf")
         self.every = leases.ttl.total_seconds() / 3  # renewal period
+        self.retry = leases.ttl.total_seconds() / 4  # how long a worker without the lease waits between tries
 
     @property
     def generation(self) -> int | None:
@@ -156,8 +158,8 @@ class Claim:
     def hold(self) -> bool:
         """Whether this worker holds the lease now: renew it when due, or try to take it."""
         now = self._clock()
-        if now - self._checked_at < self.every:
-            return self.lease is not None
+        if self.lease is not None and now - self._checked_at < self.every:
+            return True
         self._checked_at = now
         if self.lease is not None:
             try:

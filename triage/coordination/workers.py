@@ -3,6 +3,11 @@
 On PostgreSQL: every runner that needs one gets its lease (`Runner.use_leases`), and the
 worker's connections carry `idle_in_transaction_session_timeout` (see `leases`). On an SQLite
 file: the worker takes the database's single-worker lock, or is refused (`single_worker`).
+
+`worker.lease_seconds` is the operator's promise: another worker takes a dead holder's work over
+within it. So a lease lapses three quarters of it after its last renewal (the holder renews every
+quarter), and a worker without the lease tries to take it every 3/16 of it: the lapse plus one
+try, 15/16, stays under `lease_seconds`, with a sixteenth to spare for a slow query.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from triage.coordination.single_worker import WorkerLock, claim_sqlite_database
 from triage.runners.base import Runner
 
 log = structlog.get_logger(__name__)
+
+LAPSE_SHARE = 0.75  # of worker.lease_seconds: when an unrenewed lease lapses (see the module docstring)
 
 
 @dataclass
@@ -49,7 +56,7 @@ def coordinate(engine: Engine, sessions: Any, url: str, lease_seconds: float, ru
 
     event.listen(engine, "connect", limit_idle_transactions)
     engine.dispose()  # connections opened before (the schema check) are made again with the setting
-    leases = Leases(sessions, worker, lease_seconds)
+    leases = Leases(sessions, worker, lease_seconds * LAPSE_SHARE)
     for runner in runners:
         runner.use_leases(leases)
     log.info("worker.coordinated", lease_holder=worker, lease_seconds=lease_seconds, leased=[

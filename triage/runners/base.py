@@ -105,7 +105,7 @@ class Runner:
                             break
                         assert self.claim is not None
                         self.consecutive_failures, self.last_success_at = 0, time.time()  # standing by is healthy
-                        self.stop_event.wait(self.claim.every)
+                        self.stop_event.wait(self.claim.retry)
                         continue
                     done = self.step()
                     self.consecutive_failures = 0

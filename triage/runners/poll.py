@@ -136,8 +136,7 @@ class PollRunner(Runner):
 
     def _take_over_seconds(self) -> float:
         """How often a runner without a folder's lease tries to take it: a few times per lease."""
-        claim = next(iter(self.claims.values()))
-        return claim.leases.ttl.total_seconds() / 4
+        return next(iter(self.claims.values())).retry
 
     def _idle(self, client: IMAPClient, folder: str, window: float) -> None:
         client.select_folder(folder)
