@@ -28,7 +28,6 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from scipy.stats import hypergeom
 from stop_words import StopWordError, get_stop_words
 
 DESK_LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "nl")
@@ -123,6 +122,8 @@ DEFAULT_THRESHOLDS = Thresholds()
 def surprise(count: int, tickets: int, before_count: int, before_tickets: int) -> float:
     """Fisher's exact test, one-sided: the probability of `count` or more of the week's `tickets`
     using the term if the week were like the weeks before (the hypergeometric tail)."""
+    from scipy.stats import hypergeom  # here, not at the top: scipy costs every worker a second to import
+
     return float(hypergeom.sf(count - 1, tickets + before_tickets, count + before_count, tickets))
 
 
