@@ -21,6 +21,7 @@ from tests.servers.dovecot import Dovecot, fixture_dovecot_server, fixture_make_
 from tests.test_imap_poll import append_many, count
 from triage.bootstrap import App
 from triage.coordination.leases import Claim, LeaseLost, Leases
+from triage.coordination.share import MailboxShare
 from triage.coordination.single_worker import AnotherWorker, claim_sqlite_database
 from triage.coordination.workers import coordinate
 from triage.runners.poll import PollRunner
@@ -255,3 +256,50 @@ def test_leases_table_counts(app: App) -> None:
         Leases(app.sessions, f"h:{i}:x", TTL).acquire("job:remind")
     with app.sessions() as session:
         assert session.scalar(select(func.count()).select_from(LeaseRow)) == 1
+
+
+# -- mailboxes shared out among the pollers -------------------------------------------------------
+
+
+def _poller(app: App, holder: str, names: list[str]) -> tuple[MailboxShare, list[Claim]]:
+    leases = Leases(app.sessions, holder, TTL)
+    share = MailboxShare(leases, len(names))
+    claims = [Claim(leases, name) for name in names]
+    for claim in claims:
+        claim.share = share
+    return share, claims
+
+
+def _holders(app: App, names: list[str]) -> dict[str, str | None]:
+    with app.sessions() as session:
+        return {row.name: row.holder for row in session.scalars(select(LeaseRow).where(LeaseRow.name.in_(names)))}
+
+
+def test_a_second_poller_gets_its_share_and_the_survivor_takes_all_back(app: App) -> None:
+    """The first poller takes all four mailboxes; a second one that starts gets two within a few renewals
+    (the first gives back what is over its share), never a mailbox held twice; when the second stops
+    renewing (dies), the first takes all four back once its presence and leases lapse."""
+    names = [f"imap:box{i}/INBOX" for i in range(4)]
+    _, first = _poller(app, "h:1:first", names)
+    assert all(claim.hold() for claim in first)
+    _, second = _poller(app, "h:2:second", names)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for claim in first + second:
+            claim.hold()
+        held_first = sum(c.lease is not None for c in first)
+        held_second = sum(c.lease is not None for c in second)
+        assert not any(a.lease and b.lease for a, b in zip(first, second, strict=True)), "a mailbox held twice"
+        if (held_first, held_second) == (2, 2):
+            break
+        time.sleep(0.03)
+    assert (held_first, held_second) == (2, 2)
+    holders = _holders(app, names)
+    assert sorted(holders.values()) == ["h:1:first"] * 2 + ["h:2:second"] * 2
+    deadline = time.monotonic() + 10  # the second dies: nobody renews its presence and mailboxes
+    while time.monotonic() < deadline and not all(claim.lease for claim in first):
+        for claim in first:
+            claim.hold()
+        time.sleep(0.03)
+    assert all(claim.lease for claim in first)
+    assert set(_holders(app, names).values()) == {"h:1:first"}

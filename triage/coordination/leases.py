@@ -148,6 +148,7 @@ class Claim:
         self.lease: Lease | None = None
         self._clock = clock
         self._checked_at = float("-inf")
+        self.share: Any = None  # a MailboxShare (triage.coordination.share) when this is a mailbox's lease
         self.every = leases.ttl.total_seconds() / 3  # renewal period
         self.retry = leases.ttl.total_seconds() / 4  # how long a worker without the lease waits between tries
 
@@ -162,16 +163,27 @@ class Claim:
             return True
         self._checked_at = now
         if self.lease is not None:
+            if self.share is not None and self.share.should_give_back(self.name):
+                log.info("lease.given_back", lease=self.name, reason="more than this worker's share")
+                self.release()
+                return False
             try:
                 self.lease = self.leases.renew(self.lease)
                 return True
             except LeaseLost:
                 log.warning("lease.lost", lease=self.name, generation=self.lease.generation)
-                self.lease = None
-        self.lease = self.leases.acquire(self.name)
+                self._set(None)
+        if self.share is not None and not self.share.may_take():
+            return False
+        self._set(self.leases.acquire(self.name))
         if self.lease is not None:
             log.info("lease.acquired", lease=self.name, generation=self.lease.generation)
         return self.lease is not None
+
+    def _set(self, lease: Lease | None) -> None:
+        self.lease = lease
+        if self.share is not None:
+            self.share.note(self.name, lease is not None)
 
     def fence(self, session: Session) -> None:
         """In the caller's transaction: raise LeaseLost unless this worker still holds the lease."""
@@ -181,18 +193,19 @@ class Claim:
             self.lease = self.leases.fence(session, self.lease)
         except LeaseLost:
             log.warning("lease.fenced_off", lease=self.name, generation=self.lease.generation)
-            self.lease = None
+            self._set(None)
             self._checked_at = float("-inf")
             raise
 
     def lost(self) -> None:
         """Forget the lease after a LeaseLost raised elsewhere; the next `hold()` tries to take it again."""
-        self.lease = None
+        self._set(None)
         self._checked_at = float("-inf")
 
     def release(self) -> None:
         if self.lease is not None:
-            lease, self.lease = self.lease, None
+            lease = self.lease
+            self._set(None)
             try:
                 if self.leases.release(lease):
                     log.info("lease.released", lease=self.name, generation=lease.generation)

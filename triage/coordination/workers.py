@@ -21,6 +21,7 @@ from sqlalchemy import Engine, event
 
 from triage.coordination.identity import worker_identity
 from triage.coordination.leases import Leases
+from triage.coordination.share import MailboxShare
 from triage.coordination.single_worker import WorkerLock, claim_sqlite_database
 from triage.runners.base import Runner
 
@@ -34,8 +35,11 @@ class Coordination:
     worker: str
     leases: Leases | None = None
     lock: WorkerLock | None = None
+    share: MailboxShare | None = None
 
     def release(self) -> None:
+        if self.share is not None:
+            self.share.release()
         if self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -59,10 +63,14 @@ def coordinate(engine: Engine, sessions: Any, url: str, lease_seconds: float, ru
     leases = Leases(sessions, worker, lease_seconds * LAPSE_SHARE)
     for runner in runners:
         runner.use_leases(leases)
+    mailbox_claims = [claim for runner in runners for claim in getattr(runner, "claims", {}).values()]
+    share = MailboxShare(leases, len(mailbox_claims)) if mailbox_claims else None
+    for claim in mailbox_claims:
+        claim.share = share
     log.info("worker.coordinated", lease_holder=worker, lease_seconds=lease_seconds, leased=[
         r.name for r in runners if r.claim is not None or getattr(r, "claims", None)
     ])
-    return Coordination(worker, leases=leases)
+    return Coordination(worker, leases=leases, share=share)
 
 
 __all__ = ["Coordination", "coordinate"]

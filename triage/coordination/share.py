@@ -1,0 +1,108 @@
+"""Mailboxes shared out evenly among the workers that poll: no worker holds more than its share.
+
+A lease alone is first come, first served: the first worker to start takes every mailbox and
+keeps it, and the others stand by (bench_workers.py saw exactly that). So each polling worker
+also holds a presence lease, `poller:<holder>`, and counts the live ones: its share is the
+configured mailboxes divided by the live pollers, rounded up. It takes a free mailbox only while
+it holds fewer than its share, and gives one back at a renewal while it holds more, so a second
+worker that starts gets its half within a few renewals, and when a worker dies its presence
+lapses with its mailboxes and the others' shares grow to take them.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+from sqlalchemy import delete, func, select
+
+from triage.coordination.leases import Claim, Leases
+from triage.failures import describe
+from triage.store.db import utcnow
+from triage.store.lease_models import LeaseRow
+
+log = structlog.get_logger(__name__)
+
+PRESENCE = "poller:"
+FORGET_AFTER_LEASES = 20  # a presence row lapsed this many lease periods ago is deleted
+
+
+class MailboxShare:
+    """This worker's share of `mailboxes` mailbox leases; the claims report what they hold (`note`)."""
+
+    def __init__(self, leases: Leases, mailboxes: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.leases = leases
+        self.mailboxes = mailboxes
+        self.presence = Claim(leases, PRESENCE + leases.holder)
+        self.limit = mailboxes  # until the first count: alone
+        self.pollers = 1
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._counted_at = float("-inf")
+
+    def note(self, name: str, held: bool) -> None:
+        with self._lock:
+            (self._held.add if held else self._held.discard)(name)
+
+    def may_take(self) -> bool:
+        self._refresh()
+        with self._lock:
+            return len(self._held) < self.limit
+
+    def should_give_back(self, name: str) -> bool:
+        """Whether to give `name` back now: this worker holds more than its share. Noted at once, so that
+        two of its runners asking together do not both give one back."""
+        self._refresh()
+        with self._lock:
+            if len(self._held) > self.limit and name in self._held:
+                self._held.discard(name)
+                return True
+            return False
+
+    def _refresh(self) -> None:
+        """Renew this worker's presence and count the live pollers, at most every renewal period."""
+        now = self._clock()
+        if now - self._counted_at < self.presence.retry:
+            return
+        self._counted_at = now
+        try:
+            self.presence.hold()
+            with self.leases.sessions.begin() as session:
+                db_now = self._db_now(session)
+                live = session.scalar(select(func.count()).select_from(LeaseRow).where(
+                    LeaseRow.name.startswith(PRESENCE), LeaseRow.holder.is_not(None), LeaseRow.expires_at > db_now))
+                # Presence rows of workers gone long ago (killed: nobody gave them back) would pile up.
+                session.execute(delete(LeaseRow).where(
+                    LeaseRow.name.startswith(PRESENCE), LeaseRow.expires_at < self._forgotten(session)))
+        except Exception as exc:  # noqa: BLE001 - the database is away: keep the share we had
+            log.warning("lease.share_unknown", error=describe(exc))
+            return
+        pollers = max(1, int(live or 0))
+        limit = math.ceil(self.mailboxes / pollers)
+        if (pollers, limit) != (self.pollers, self.limit):
+            log.info("lease.share", pollers=pollers, mailboxes=self.mailboxes, share=limit)
+        self.pollers, self.limit = pollers, limit
+
+    @staticmethod
+    def _db_now(session: object) -> object:
+        bind = session.get_bind()  # type: ignore[attr-defined]
+        return func.clock_timestamp() if bind.dialect.name == "postgresql" else utcnow()
+
+    def _forgotten(self, session: object) -> object:
+        return self._db_now(session) - self.leases.ttl * FORGET_AFTER_LEASES  # type: ignore[operator]
+
+    def release(self) -> None:
+        """Leave: this worker's presence row goes, so the others' shares grow at once."""
+        self.presence.release()
+        try:
+            with self.leases.sessions.begin() as session:
+                session.execute(delete(LeaseRow).where(LeaseRow.name == self.presence.name, LeaseRow.holder.is_(None)))
+        except Exception as exc:  # noqa: BLE001 - leaving anyway: the row is forgotten by the others later
+            log.warning("lease.presence_cleanup_failed", error=describe(exc))
+
+
+__all__ = ["PRESENCE", "MailboxShare"]
