@@ -293,6 +293,7 @@ def write_config(path: Path, db_url: str, *, imap: Dovecot | None = None, boxes:
         "[reminders]", "enabled = false",
         "[digest]", "enabled = false",
         "[outbox]", "auto_acknowledge = false",
+        "[worker]", 'listen = ""',  # several workers on one host: no health endpoint each
     ]
     if smtp_port is not None:
         lines += ["[smtp]", 'host = "127.0.0.1"', f"port = {smtp_port}", 'security = "none"']

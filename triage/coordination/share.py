@@ -41,6 +41,7 @@ class MailboxShare:
         self.pollers = 1
         self._held: set[str] = set()
         self._lock = threading.Lock()
+        self._counting = threading.Lock()
         self._clock = clock
         self._counted_at = float("-inf")
 
@@ -64,11 +65,14 @@ class MailboxShare:
             return False
 
     def _refresh(self) -> None:
-        """Renew this worker's presence and count the live pollers, at most every renewal period."""
-        now = self._clock()
-        if now - self._counted_at < self.presence.retry:
-            return
-        self._counted_at = now
+        """Renew this worker's presence and count the live pollers, at most every renewal period.
+        One thread counts; the others wait for its count (at start, none takes a mailbox before it)."""
+        with self._counting:
+            if self._clock() - self._counted_at >= self.presence.retry:
+                self._count()
+                self._counted_at = self._clock()
+
+    def _count(self) -> None:
         try:
             self.presence.hold()
             with self.leases.sessions.begin() as session:
