@@ -303,3 +303,16 @@ def test_a_second_poller_gets_its_share_and_the_survivor_takes_all_back(app: App
         time.sleep(0.03)
     assert all(claim.lease for claim in first)
     assert set(_holders(app, names).values()) == {"h:1:first"}
+
+
+def test_a_mailbox_only_one_poller_reads_is_never_given_back(app: App) -> None:
+    """Two pollers configured for different mailboxes (a static split): each over its computed share of
+    one, but nobody else wants its mailboxes, so each keeps both and every mailbox stays read."""
+    _, first = _poller(app, "h:1:first", ["imap:a/INBOX", "imap:b/INBOX"])
+    _, second = _poller(app, "h:2:second", ["imap:c/INBOX", "imap:d/INBOX"])
+    deadline = time.monotonic() + 3  # several renewal periods (TTL / 3 each)
+    while time.monotonic() < deadline:
+        for claim in first + second:
+            claim.hold()
+        time.sleep(0.03)
+    assert all(claim.lease is not None for claim in first + second)

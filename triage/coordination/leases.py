@@ -173,11 +173,13 @@ class Claim:
             except LeaseLost:
                 log.warning("lease.lost", lease=self.name, generation=self.lease.generation)
                 self._set(None)
-        if self.share is not None and not self.share.may_take():
+        if self.share is not None and not self.share.may_take(self.name):
             return False
         self._set(self.leases.acquire(self.name))
         if self.lease is not None:
             log.info("lease.acquired", lease=self.name, generation=self.lease.generation)
+        elif self.share is not None:
+            self.share.want(self.name)  # under its share, and another worker has it
         return self.lease is not None
 
     def _set(self, lease: Lease | None) -> None:
