@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from triage.desk.actors import Actor, require_router, visible
 from triage.desk.errors import Invalid
+from triage.routing.evidence import stored_evidence
 from triage.schedule.policy import Policies, Policy
 from triage.store.db import utcnow
 from triage.store.models import Contact, ContactAddress, Direction, Message, Suggestion, Ticket, TicketStatus
@@ -155,22 +156,8 @@ class Queue:
 
 
 def evidence_words(evidence: Sequence[Any]) -> list[str]:
-    """The words of the text that the evidence names (`words:receipt`, `words:tax return`,
-    character n-grams such as `chars:" recei"`), for highlighting; addresses and headers are not text."""
-    words: list[str] = []
-    for item in evidence:
-        feature = str(item[0]) if isinstance(item, list | tuple) and item else str(item)
-        _, _, term = feature.partition(":")
-        if term.startswith('"') and term.endswith('"'):
-            term = term[1:-1].strip()
-            if len(term) < 3:
-                continue
-        elif ":" in term or "@" in term:
-            continue
-        term = term.strip()
-        if term and term not in words:
-            words.append(term)
-    return words
+    """The words of the mail the evidence names, for highlighting; addresses are not highlighted."""
+    return [e.term for e in stored_evidence(evidence) if "@" not in e.term]
 
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
@@ -260,7 +247,7 @@ def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order:
     for row in rows:
         due = policy.calendar.add(row.created_at, policy.first_response_hours)
         suggested = row.suggestion_id is not None
-        evidence = list(row.evidence) if suggested else []
+        evidence = [e.to_json() for e in stored_evidence(row.evidence, router.stop_words)] if suggested else []
         items.append(QueueItem(
             reference=row.reference, subject=row.subject, status=TicketStatus(row.status).value, flag=row.flag,
             contact=row.address, language=row.language, created_at=row.created_at, due_at=due,

@@ -23,11 +23,13 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifiers import Classifier, Example
+from triage.digest.topics import stop_words as default_stop_words
 from triage.failures import describe
 from triage.outbox.failures import storable
 from triage.reports.maths import iso_week
 from triage.reports.queries import day_of
 from triage.routing.errors import AlreadyRouted, RoutingError, UnknownTicket
+from triage.routing.evidence import CANDIDATES, Evidence, readable_evidence, stored_evidence
 from triage.store.db import utcnow
 from triage.store.models import Decision, Direction, Event, Message, Suggestion, Ticket, TicketStatus
 from triage.teams import Team, TeamsFileError
@@ -93,6 +95,8 @@ class Router:
         on_routed: Callable[[Session, Ticket, str, str, datetime], object] | None = None,
         models: ModelStore | None = None,
         record: ModelRecord | None = None,
+        stop_words: Collection[str] | None = None,
+        own_addresses: Sequence[str] = (),
     ) -> None:
         self._sessions = sessions
         self._held: tuple[Classifier | None, ModelRecord | None] = (model, record)  # swapped as one
@@ -103,6 +107,8 @@ class Router:
         self.model_recheck_seconds = MODEL_RECHECK_SECONDS
         self._model_checked = time.monotonic()
         self._reloading = threading.Lock()
+        self.stop_words = frozenset(stop_words) if stop_words is not None else default_stop_words()
+        self.own_addresses = tuple(own_addresses)
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -213,12 +219,12 @@ class Router:
             now = self._clock()
             rows: list[dict[str, Any]] = []
             for ticket_id, example, suggestion in zip(ids, examples, suggestions, strict=True):
-                evidence = model.explain(example, top_k=8) if suggestion.ranked else []
+                evidence = self.evidence(model, example) if suggestion.ranked else []
                 rows.append({
                     "ticket_id": ticket_id, "team": suggestion.team, "confidence": float(suggestion.confidence),
                     "model_version": version,
                     "ranked": [[team, round(float(p), 4)] for team, p in suggestion.ranked],
-                    "evidence": [[feature, round(float(w), 4)] for feature, w in evidence],
+                    "evidence": [e.to_json() for e in evidence],
                     "created_at": now,
                 })
             stored: set[int] = set()
@@ -235,6 +241,11 @@ class Router:
             if events:
                 session.execute(insert(Event), events)
             return len(pending), len(stored), pending[-1]
+
+    def evidence(self, model: Classifier, example: Example) -> list[Evidence]:
+        """The model's reasons for its top team, as words of the mail a person would underline."""
+        return readable_evidence(model.explain(example, top_k=CANDIDATES), example, stop=self.stop_words,
+                                 own_addresses=self.own_addresses)
 
     # -- decide ------------------------------------------------------------------------------
 
@@ -258,7 +269,8 @@ class Router:
                 "suggested_team": suggestion.team if suggestion else None,
                 "confidence": round(suggestion.confidence, 3) if suggestion else None,
                 "ranked": suggestion.ranked[:3] if suggestion else [],
-                "evidence": suggestion.evidence if suggestion else [],
+                "evidence": [e.to_json() for e in stored_evidence(suggestion.evidence, self.stop_words)]
+                if suggestion else [],
                 "model_version": suggestion.model_version if suggestion else None,
             }
             for ticket, suggestion in rows

@@ -46,9 +46,9 @@ def queue(ctx: click.Context, as_json: bool) -> None:
         conf = f"{row.confidence:.2f}" if row.confidence is not None else "-"
         flag = f"  [!] {row.flag}" if row.flag else ""
         echo(f"{row.reference}  {team:24} {conf:>5}  {(row.subject or '')[:60]}{flag}")
-        if row.evidence:
-            words = ", ".join(str(feature) for feature, _ in row.evidence[:5])
-            echo(f"{'':15}because: {words}")
+        for item in row.evidence:
+            sentence = f": \"{item['sentence']}\"" if item["sentence"] else ""
+            echo(f"{'':15}because: {item['term']}{sentence}")
 
 
 @click.command()

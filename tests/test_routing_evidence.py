@@ -1,0 +1,86 @@
+"""Evidence a person can read (triage.routing.evidence): over the real sample mailbox, the queue's
+evidence is words a person would underline, each with its sentence; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from classifiers import Example
+from tests.conftest import Clock
+from tests.test_desk_routing import LIAISON, use_router
+from tests.test_routing_desk import fixture_model_dir  # noqa: F401 - the model_dir fixture: the seed model
+from triage.bootstrap import App
+from triage.desk import routing
+from triage.digest.topics import DESK_LANGUAGES, stop_words
+from triage.ingest.sources import open_source
+from triage.routing.evidence import readable_evidence, stored_evidence
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample-mailbox"
+NOT_EVIDENCE = {"das", "example", "he", "on", "me"}  # what the queue showed before (issue 4)
+
+
+def test_sample_mailbox_evidence_reads_as_words(app: App, clock: Clock, model_dir: Path) -> None:
+    """No stop word of any desk language, no piece of an address, at most five terms, each in its sentence."""
+    router = use_router(app, model_dir)
+    ingestor = app.ingestor(clock=clock)
+    for label, raw in open_source(SAMPLE):
+        ingestor.ingest(raw, source=label)
+    assert router.suggest_pending() == 21
+    stop = stop_words(DESK_LANGUAGES)
+    items = routing.queue(app, LIAISON, limit=100).items
+    assert len(items) == 21
+    shown = [item for item in items if item.evidence]
+    assert len(shown) >= 18, [i.subject for i in items if not i.evidence]
+    for item in shown:
+        assert len(item.evidence) <= 5
+        for evidence in item.evidence:
+            term, sentence = evidence["term"], evidence["sentence"]
+            assert term not in NOT_EVIDENCE and term not in stop, (item.subject, term)
+            assert not re.search(r"\b(org|com|net|example)\b", term) or "@" in term, (item.subject, term)
+            assert re.search(rf"(?<!\w){re.escape(term)}(?!\w)", sentence, re.IGNORECASE), (term, sentence)
+    logo = next(i for i in items if i.reference == "T-2026-00001")
+    assert logo.evidence[0]["term"] == "logo" and "Logo" in logo.evidence[0]["sentence"]
+    assert logo.evidence_words[0] == "logo"
+
+
+def test_cli_queue_shows_each_term_with_its_sentence(app: App, clock: Clock, model_dir: Path) -> None:
+    from triage.routing import desk_commands
+
+    use_router(app, model_dir)
+    ingestor = app.ingestor(clock=clock)
+    for label, raw in list(open_source(SAMPLE))[:1]:
+        ingestor.ingest(raw, source=label)
+
+    class Obj:
+        def open_app(self) -> App:
+            app.close = lambda: None  # type: ignore[method-assign]
+            return app
+
+    result = CliRunner().invoke(desk_commands.queue, [], obj=Obj())
+    assert result.exit_code == 0, result.output
+    assert re.search(r'because: logo: ".*Logo.*"', result.output), result.output
+
+
+def test_readable_evidence_is_pure_and_filters() -> None:
+    """Stop words, address pieces and the desk's own address go; an n-gram stands for its subject
+    word; an address stands for itself with its header line; a domain alone never shows."""
+    mail = Example(subject="Trademark question about the logo", sender="ann@chapter.example.org",
+                   body="Hello, we write from chapter.example.org. May we print the logo on a banner?\n"
+                        "> the quoted logo line\nThe trademark matters to us.",
+                   headers={"to": "liaison@desk.example"})
+    features = [("words:the", 0.5), ("words:example", 0.4), ("subject:\" trade\"", 0.3), ("words:logo", 0.2),
+                ("addresses:from-domain:chapter.example.org", 0.2), ("addresses:from:ann@chapter.example.org", 0.1),
+                ("words:liaison", 0.1), ("words:banner", 0.05), ("words:we", 0.05), ("words:print", 0.01),
+                ("words:unseen", 0.01), ("words:chapter", 0.01)]
+    out = readable_evidence(features, mail, stop=stop_words(("en",)), own_addresses=["liaison@desk.example"],
+                            limit=5)
+    assert [e.term for e in out] == ["trademark", "logo", "ann@chapter.example.org", "banner", "print"]
+    assert out[0].sentence == "Trademark question about the logo"
+    assert out[1].sentence == "Trademark question about the logo"
+    assert out[2].sentence == "From: ann@chapter.example.org"
+    assert out[3].sentence == "May we print the logo on a banner?"
+    assert stored_evidence([["words:das", 0.3], ["words:logo", 0.2], ["subject:\" lo\"", 0.1]],
+                           stop_words(("de",))) == [type(out[0])("logo", 0.2, "")]
