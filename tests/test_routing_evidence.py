@@ -84,3 +84,22 @@ def test_readable_evidence_is_pure_and_filters() -> None:
     assert out[3].sentence == "May we print the logo on a banner?"
     assert stored_evidence([["words:das", 0.3], ["words:logo", 0.2], ["subject:\" lo\"", 0.1]],
                            stop_words(("de",))) == [type(out[0])("logo", 0.2, "")]
+
+
+def test_uncertain_first_orders_by_the_lead_of_the_suggested_team(app: App, clock: Clock, model_dir: Path) -> None:
+    """Over the sample mailbox: the smallest lead of the top team over the runner-up first, tickets
+    without a suggestion last; the default order stays the oldest first."""
+    router = use_router(app, model_dir)
+    ingestor = app.ingestor(clock=clock)
+    for label, raw in list(open_source(SAMPLE))[:12]:
+        ingestor.ingest(raw, source=label)
+    router.suggest_pending()
+    ingestor.ingest(list(open_source(SAMPLE))[12][1], source="late")  # no suggestion yet
+    oldest = routing.queue(app, LIAISON, limit=100).items
+    assert [i.reference for i in oldest] == sorted(i.reference for i in oldest)
+    uncertain = routing.queue(app, LIAISON, order="uncertain", limit=100).items
+    leads = [i.ranked[0][1] - i.ranked[1][1] for i in uncertain if i.ranked]
+    assert leads == sorted(leads) and leads[0] < leads[-1]
+    assert uncertain[-1].ranked == [] and {i.reference for i in uncertain} == {i.reference for i in oldest}
+    page = routing.queue(app, LIAISON, order="uncertain", limit=3, page=2).items
+    assert [i.reference for i in page] == [i.reference for i in uncertain[3:6]]

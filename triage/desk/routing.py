@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from triage.desk.actors import Actor, require_router, visible
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from triage.bootstrap import App
 
 ORDERS = ("newest", "oldest")
+QUEUE_ORDERS = (*ORDERS, "uncertain")
+"""The queue's orders: also "uncertain" first (the smallest lead of the suggested team over the next
+one), where the liaison's decisions teach the next model most; tickets without a suggestion last."""
 EXCERPT_CHARS = 600
 LIST_LIMIT = 100
 
@@ -216,6 +219,20 @@ def _waiting(actor: Actor, filters: QueueFilters, status: TicketStatus | None, o
     return query
 
 
+def margin() -> Any:
+    """The suggested team's lead in probability over the runner-up (SQL; NULL without a suggestion)."""
+    return Suggestion.ranked[(0, 1)].as_float() - func.coalesce(Suggestion.ranked[(1, 1)].as_float(), 0.0)
+
+
+def _queue_order(order: str) -> tuple[Any, ...]:
+    if order == "newest":
+        return (Ticket.id.desc(),)
+    if order == "uncertain":
+        lead = margin()
+        return (case((lead.is_(None), 1), else_=0), lead, Ticket.id)
+    return (Ticket.id,)
+
+
 def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order: str = "oldest",
           limit: int = LIST_LIMIT, page: int = 1, now: datetime | None = None) -> Queue:
     """Tickets awaiting a routing decision, `limit` a page (`page` counts from 1), with the latest
@@ -224,7 +241,8 @@ def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order:
     `triage ingest` and `poll --once` suggest as they store; a ticket newer than the runner's
     last pass shows "no suggestion" until the next one, a few seconds later."""
     filters = filters or QueueFilters()
-    check_order(order)
+    if order not in QUEUE_ORDERS:
+        raise Invalid(f"unknown order {order!r}", "order by " + ", ".join(QUEUE_ORDERS))
     status = check_status(filters.status)
     if page < 1:
         raise Invalid(f"no page {page}", "pages count from 1")
@@ -237,7 +255,7 @@ def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order:
     with app.reads() as session:
         # Plain rows, not ORM objects: building 200 instances per page cost as much as the SQL.
         rows = list(session.execute(
-            query.order_by(Ticket.id.desc() if order == "newest" else Ticket.id).offset(offset).limit(limit)))
+            query.order_by(*_queue_order(order)).offset(offset).limit(limit)))
         if len(rows) < limit and (rows or page == 1):
             total = offset + len(rows)  # the last page: no count needed
         else:
@@ -322,6 +340,6 @@ def stats(app: App, actor: Actor, *, now: datetime | None = None) -> dict[str, A
     return figures
 
 
-__all__ = ["LIST_LIMIT", "ORDERS", "VIEWS", "VIEW_TITLES", "Queue", "QueueFilters", "QueueItem", "approve",
-           "approve_confident", "as_query", "check_order", "check_status", "correct", "evidence_words",
+__all__ = ["LIST_LIMIT", "ORDERS", "QUEUE_ORDERS", "VIEWS", "VIEW_TITLES", "Queue", "QueueFilters", "QueueItem", "approve",
+           "approve_confident", "as_query", "check_order", "check_status", "correct", "evidence_words", "margin",
            "overdue_cutoff", "queue", "saved_view", "stats", "suggest_new"]

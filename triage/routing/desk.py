@@ -387,15 +387,22 @@ class Router:
         return out
 
     def stats(self, session: Session) -> dict[str, Any]:
-        """Agreement between suggestions and decisions, by week, and the model's coverage."""
+        """Agreement between suggestions and decisions and the model's coverage (suggestions naming a
+        team), overall and by week: as the liaison decides and the model retrains, both should rise."""
         day = day_of(session, Decision.decided_at)
-        weeks: dict[str, list[int]] = {}
+        weeks: dict[str, list[int]] = {}  # week -> [decisions, agreed, suggestions, naming a team]
         for d, n, a in session.execute(select(day, func.count(), func.sum(cast(Decision.agreed, Integer))).group_by(day)):
-            row = weeks.setdefault(iso_week(d), [0, 0])  # the ISO week of the UTC day, as the reports
+            row = weeks.setdefault(iso_week(d), [0, 0, 0, 0])  # the ISO week of the UTC day, as the reports
             row[0] += int(n)
             row[1] += int(a or 0)
-        by_week = [{"week": w, "decisions": n, "agreed": a, "agreement": round(a / n, 3) if n else None}
-                   for w, (n, a) in sorted(weeks.items())]
+        made = day_of(session, Suggestion.created_at)
+        for d, n, named in session.execute(select(made, func.count(), func.count(Suggestion.team)).group_by(made)):
+            row = weeks.setdefault(iso_week(d), [0, 0, 0, 0])
+            row[2] += int(n)
+            row[3] += int(named or 0)
+        by_week = [{"week": w, "decisions": n, "agreed": a, "agreement": round(a / n, 3) if n else None,
+                    "suggestions": s, "named": k, "coverage": round(k / s, 3) if s else None}
+                   for w, (n, a, s, k) in sorted(weeks.items())]
         total = session.scalar(select(func.count()).select_from(Suggestion)) or 0
         named = session.scalar(select(func.count()).select_from(Suggestion).where(Suggestion.team.is_not(None))) or 0
         decided = session.scalar(select(func.count()).select_from(Decision)) or 0

@@ -25,6 +25,7 @@ from triage.web.app import desk, form, login_of, number, page, render
 PAGE_ROWS = routing.LIST_LIMIT
 POLL_SECONDS = 10.0
 POLL_RANGE = (1.0, 600.0)
+ORDER_TITLES = {"oldest": "oldest", "newest": "newest", "uncertain": "uncertain first"}
 
 
 def highlight(text: str, words: Iterable[str]) -> Markup:
@@ -100,7 +101,8 @@ def _context(request: Request) -> dict[str, object]:
         "queue": result, "view": view, "views": routing.VIEW_TITLES, "statuses": ["new", "open", "waiting"],
         "highlight": highlight, "poll_ms": int(poll * 1000),
         "live_url": "/queue/rows?" + urlencode(keep),
-        "order_urls": {o: "/queue?" + urlencode({**keep, "order": o}) for o in routing.ORDERS},
+        "order_urls": {o: "/queue?" + urlencode({**keep, "order": o}) for o in routing.QUEUE_ORDERS},
+        "order_titles": ORDER_TITLES,
         "can_route": login_of(request).actor.may_route(),
     }
 
