@@ -196,7 +196,7 @@ def _waiting(actor: Actor, filters: QueueFilters, status: TicketStatus | None, o
         select(Ticket.id, Ticket.reference, Ticket.subject, Ticket.status, Ticket.flag, Ticket.created_at,
                Suggestion.id.label("suggestion_id"), Suggestion.team.label("suggested_team"), Suggestion.confidence,
                Suggestion.ranked, Suggestion.evidence, Suggestion.model_version,
-               ContactAddress.address, Contact.language)
+               ContactAddress.address, func.coalesce(Contact.language, Ticket.language).label("language"))
         .outerjoin(Suggestion, Suggestion.id == _latest_suggestion())
         .outerjoin(Contact, Contact.id == Ticket.contact_id)
         .outerjoin(ContactAddress, and_(ContactAddress.contact_id == Contact.id, ContactAddress.is_primary))
@@ -208,7 +208,7 @@ def _waiting(actor: Actor, filters: QueueFilters, status: TicketStatus | None, o
     if status is not None:
         query = query.where(Ticket.status == status)
     if filters.language is not None:
-        query = query.where(Contact.language == filters.language)
+        query = query.where(func.coalesce(Contact.language, Ticket.language) == filters.language)
     if filters.flagged is not None:
         query = query.where(Ticket.flag.is_not(None) if filters.flagged else Ticket.flag.is_(None))
     if filters.overdue is not None:

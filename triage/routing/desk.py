@@ -52,8 +52,9 @@ def load_teams(path: str | Path) -> dict[str, Team]:
         raise RoutingError(str(exc)) from None
 
 
-def example_from_message(message: Message) -> Example:
-    """The classifier's view of a stored mail; the same fields training reads from raw mail."""
+def example_from_message(message: Message, language: str | None = None) -> Example:
+    """The classifier's view of a stored mail; the same fields training reads from raw mail, and the
+    ticket's `language` (for the optional language block)."""
     headers: dict[str, str] = {}
     if message.to_addrs:
         headers["to"] = ", ".join(message.to_addrs)
@@ -63,8 +64,12 @@ def example_from_message(message: Message) -> Example:
         headers["list-id"] = message.list_id
     return Example(
         subject=message.subject or "", body=message.body_text, sender=message.from_addr or "",
-        headers=headers, date=message.date,
+        headers=headers, date=message.date, language=language,
     )
+
+
+def _languages(session: Session, ticket_ids: Sequence[int]) -> dict[int, str | None]:
+    return dict(session.execute(select(Ticket.id, Ticket.language).where(Ticket.id.in_(ticket_ids))).all())
 
 
 def _first_inbound(session: Session, ticket_ids: Sequence[int]) -> dict[int, Message]:
@@ -214,12 +219,13 @@ class Router:
                 return 0, 0, after
             messages = _first_inbound(session, pending)
             ids = [t for t in pending if t in messages]
-            examples = [example_from_message(messages[t]) for t in ids]
+            languages = _languages(session, ids)
+            examples = [example_from_message(messages[t], languages.get(t)) for t in ids]
             suggestions = model.predict(examples) if examples else []
             now = self._clock()
             rows: list[dict[str, Any]] = []
             for ticket_id, example, suggestion in zip(ids, examples, suggestions, strict=True):
-                evidence = self.evidence(model, example) if suggestion.ranked else []
+                evidence = self.evidence(model, example, example.language) if suggestion.ranked else []
                 rows.append({
                     "ticket_id": ticket_id, "team": suggestion.team, "confidence": float(suggestion.confidence),
                     "model_version": version,
@@ -242,10 +248,12 @@ class Router:
                 session.execute(insert(Event), events)
             return len(pending), len(stored), pending[-1]
 
-    def evidence(self, model: Classifier, example: Example) -> list[Evidence]:
-        """The model's reasons for its top team, as words of the mail a person would underline."""
-        return readable_evidence(model.explain(example, top_k=CANDIDATES), example, stop=self.stop_words,
-                                 own_addresses=self.own_addresses)
+    def evidence(self, model: Classifier, example: Example, language: str | None = None) -> list[Evidence]:
+        """The model's reasons for its top team, as words of the mail a person would underline; the
+        stop words of the mail's own `language` go too, when it is not one of the desk's."""
+        stop = self.stop_words | default_stop_words((language,)) if language else self.stop_words
+        return readable_evidence(model.explain(example, top_k=CANDIDATES), example, stop=stop,
+                                 own_addresses=self.own_addresses, language=language)
 
     # -- decide ------------------------------------------------------------------------------
 
@@ -379,11 +387,13 @@ class Router:
                                                                                              Decision.id)))
         latest = {ticket_id: team for ticket_id, team in decisions}
         messages = _first_inbound(session, list(latest))
+        languages = _languages(session, list(messages))
         out = []
         for ticket_id, team in latest.items():
             if ticket_id in messages:
-                example = example_from_message(messages[ticket_id])
-                out.append(Example(example.subject, example.body, example.sender, example.headers, team, example.date))
+                example = example_from_message(messages[ticket_id], languages.get(ticket_id))
+                out.append(Example(example.subject, example.body, example.sender, example.headers, team, example.date,
+                                   example.language))
         return out
 
     def stats(self, session: Session) -> dict[str, Any]:

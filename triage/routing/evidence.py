@@ -108,6 +108,8 @@ def readable_evidence(
         if weight <= 0:
             continue
         block, _, name = feature.partition(":")
+        if block == "language":
+            continue  # the mail's language as a whole: not a word of it
         term: str | None
         sentence: str | None
         if block == "addresses":
