@@ -65,10 +65,12 @@ def test_cli_queue_shows_each_term_with_its_sentence(app: App, clock: Clock, mod
 
 
 def test_readable_evidence_is_pure_and_filters() -> None:
-    """Stop words, address pieces and the desk's own address go; an n-gram stands for its subject
-    word; an address stands for itself with its header line; a domain alone never shows."""
+    """Stop words, address pieces and the desk's own address go, and words found only inside a web
+    address or domain; an n-gram stands for its subject word; an address stands for itself with its
+    header line; a domain alone never shows."""
     mail = Example(subject="Trademark question about the logo", sender="ann@chapter.example.org",
                    body="Hello, we write from chapter.example.org. May we print the logo on a banner?\n"
+                        "See https://wiki.example.org/unseen for the print file.\n"
                         "> the quoted logo line\nThe trademark matters to us.",
                    headers={"to": "liaison@desk.example"})
     features = [("words:the", 0.5), ("words:example", 0.4), ("subject:\" trade\"", 0.3), ("words:logo", 0.2),
@@ -82,6 +84,7 @@ def test_readable_evidence_is_pure_and_filters() -> None:
     assert out[1].sentence == "Trademark question about the logo"
     assert out[2].sentence == "From: ann@chapter.example.org"
     assert out[3].sentence == "May we print the logo on a banner?"
+    assert out[4].sentence == "May we print the logo on a banner?"  # "unseen" is only a piece of a web address
     assert stored_evidence([["words:das", 0.3], ["words:logo", 0.2], ["subject:\" lo\"", 0.1]],
                            stop_words(("de",))) == [type(out[0])("logo", 0.2, "")]
 

@@ -30,6 +30,7 @@ MIN_LENGTH = 3
 MAX_SENTENCE = 300  # characters of a sentence shown; a "sentence" without punctuation can be a page
 
 _ADDRESS = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _DOMAIN = re.compile(r"(?<![\w.@-])(?:[\w-]+\.)+[a-z]{2,}(?![\w.@-])", re.IGNORECASE)
 _TOKEN = re.compile(r"[^\W_]+")
 _ADDRESS_KINDS = {"from": "From", "to": "To", "mention": None}
@@ -50,9 +51,9 @@ class Evidence:
 def address_tokens(example: Example, own_addresses: Iterable[str] = ()) -> frozenset[str]:
     """Every word-like piece of the addresses and domains in the mail and of the desk's own
     addresses: `liaison@lists.example.org` gives liaison, lists, example, org."""
-    texts = [example.sender, *own_addresses, *(example.headers.get(h, "") for h in ("from", "to", "cc"))]
+    texts = [example.sender, *own_addresses, *(example.headers.get(h, "") for h in ("from", "to", "cc")),
+             example.body]
     found = [a for t in texts for a in _ADDRESS.findall(t)]
-    found += _ADDRESS.findall(example.body) + _DOMAIN.findall(example.body) + _DOMAIN.findall(example.subject)
     return frozenset(token.lower() for a in found for token in _TOKEN.findall(a))
 
 
@@ -64,9 +65,17 @@ def sentences(example: Example, language: str | None = None) -> list[str]:
     return [s[:MAX_SENTENCE] for s in out if s]
 
 
-def _where(term: str, among: Sequence[str]) -> str | None:
+def _where(term: str, among: Sequence[str], *, word: bool = True) -> str | None:
+    """The first sentence holding `term`; a `word` only outside addresses, web addresses and domains
+    (in `forum.example.org`, "forum" is a piece of an address, not a word the writer chose)."""
     pattern = re.compile(rf"(?<![^\W_]){re.escape(term)}(?![^\W_])", re.IGNORECASE)
-    return next((s for s in among if pattern.search(s)), None)
+    return next((s for s in among if pattern.search(_without_addresses(s) if word else s)), None)
+
+
+def _without_addresses(text: str) -> str:
+    for pattern in (_ADDRESS, _URL, _DOMAIN):
+        text = pattern.sub(" ", text)
+    return text
 
 
 def _subject_word(ngram: str, subject: str) -> str | None:
@@ -88,7 +97,7 @@ def _subject_word(ngram: str, subject: str) -> str | None:
 
 def _address_sentence(kind: str, address: str, among: Sequence[str]) -> str | None:
     label = _ADDRESS_KINDS.get(kind)
-    return _where(address, among) or (f"{label}: {address}" if label else None)
+    return _where(address, among, word=False) or (f"{label}: {address}" if label else None)
 
 
 def readable_evidence(
