@@ -44,6 +44,8 @@ def test_sample_mailbox_evidence_reads_as_words(app: App, clock: Clock, model_di
     logo = next(i for i in items if i.reference == "T-2026-00001")
     assert logo.evidence[0]["term"] == "logo" and "Logo" in logo.evidence[0]["sentence"]
     assert logo.evidence_words[0] == "logo"
+    sentences = [sentence for _, sentence in logo.evidence_sentences]
+    assert len(sentences) == len(set(sentences)) < len(logo.evidence)  # a sentence with two terms is shown once
 
 
 def test_cli_queue_shows_each_term_with_its_sentence(app: App, clock: Clock, model_dir: Path) -> None:
@@ -61,7 +63,7 @@ def test_cli_queue_shows_each_term_with_its_sentence(app: App, clock: Clock, mod
 
     result = CliRunner().invoke(desk_commands.queue, [], obj=Obj())
     assert result.exit_code == 0, result.output
-    assert re.search(r'because: logo: ".*Logo.*"', result.output), result.output
+    assert re.search(r'because: logo(, \w+)*: ".*Logo.*"', result.output), result.output
 
 
 def test_readable_evidence_is_pure_and_filters() -> None:
@@ -106,3 +108,14 @@ def test_uncertain_first_orders_by_the_lead_of_the_suggested_team(app: App, cloc
     assert uncertain[-1].ranked == [] and {i.reference for i in uncertain} == {i.reference for i in oldest}
     page = routing.queue(app, LIAISON, order="uncertain", limit=3, page=2).items
     assert [i.reference for i in page] == [i.reference for i in uncertain[3:6]]
+
+
+def test_a_long_sentence_is_cut_around_its_term() -> None:
+    from triage.routing.evidence import around
+
+    long = "wir organisieren seit zwei Jahren einen monatlichen Stammtisch in Leipzig und möchten für " \
+           "unseren Stand beim Stadtteilfest im Dezember ein größeres Banner drucken lassen, sagen wir."
+    cut = around(long, ["stand"], width=60)
+    assert "Stand" in cut and cut.startswith("…") and cut.endswith("…") and len(cut) <= 62
+    assert around("Short sentence.", ["short"]) == "Short sentence."
+    assert around(long, ["wir"], width=60).startswith("wir organisieren")

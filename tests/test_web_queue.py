@@ -214,5 +214,6 @@ def test_uncertain_first_is_an_order_the_liaison_chooses(app: App, client: TestC
     assert re.search(r'<a href="/queue\?order=uncertain"[^>]*>uncertain first</a>', html)
     uncertain = client.get("/queue?order=uncertain").text
     assert re.findall(r'data-reference="([^"]+)"', uncertain) == [i.reference for i in by_lead]
-    assert re.search(r'<strong>receipt</strong>: <q>[^<]*<mark>receipt</mark>', uncertain)
+    assert re.search(r'<strong>[^<]*\breceipt\b[^<]*</strong>: <q>[^<]*(<mark>\w+</mark>[^<]*)*<mark>receipt</mark>',
+                     uncertain)
     assert "&lt;b&gt;" in uncertain and "<b>receipt" not in uncertain

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from triage.desk.actors import Actor, require_router, visible
 from triage.desk.errors import Invalid
-from triage.routing.evidence import stored_evidence
+from triage.routing.evidence import by_sentence, stored_evidence
 from triage.schedule.policy import Policies, Policy
 from triage.store.db import utcnow
 from triage.store.models import Contact, ContactAddress, Direction, Message, Suggestion, Ticket, TicketStatus
@@ -135,6 +135,11 @@ class QueueItem:
     model_version: str | None
     excerpt: str
     evidence_words: list[str] = field(default_factory=list)
+
+    @property
+    def evidence_sentences(self) -> list[tuple[list[str], str]]:
+        """The evidence as (terms, the sentence holding them), each sentence once."""
+        return by_sentence(self.evidence)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

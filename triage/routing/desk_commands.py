@@ -48,9 +48,9 @@ def queue(ctx: click.Context, order: str, as_json: bool) -> None:
         conf = f"{row.confidence:.2f}" if row.confidence is not None else "-"
         flag = f"  [!] {row.flag}" if row.flag else ""
         echo(f"{row.reference}  {team:24} {conf:>5}  {(row.subject or '')[:60]}{flag}")
-        for item in row.evidence:
-            sentence = f": \"{item['sentence']}\"" if item["sentence"] else ""
-            echo(f"{'':15}because: {item['term']}{sentence}")
+        for terms, sentence in row.evidence_sentences:
+            quoted = f': "{sentence}"' if sentence else ""
+            echo(f"{'':15}because: {', '.join(terms)}{quoted}")
 
 
 @click.command()

@@ -149,6 +149,35 @@ def _meaningful(term: str, stop: Collection[str], banned: Collection[str]) -> bo
     )
 
 
+def around(sentence: str, terms: Sequence[str], width: int = 120) -> str:
+    """`sentence` cut to about `width` characters around its first term (with "…" where cut), so
+    that a long sentence shown in a narrow column still shows the word it is evidence of."""
+    if len(sentence) <= width:
+        return sentence
+    hits = [m.start() for t in terms if (m := re.search(re.escape(t), sentence, re.IGNORECASE))]
+    first = min(hits) if hits else 0
+    start = max(0, min(first - width // 4, len(sentence) - width))
+    if start:
+        start = sentence.find(" ", start) + 1 or start  # not in the middle of a word
+    end = start + width
+    if end < len(sentence):
+        end = sentence.rfind(" ", start, end) if " " in sentence[start:end] else end
+    return ("…" if start else "") + sentence[start:end].strip() + ("…" if end < len(sentence) else "")
+
+
+def by_sentence(evidence: Iterable[Any]) -> list[tuple[list[str], str]]:
+    """Stored evidence grouped by sentence, in order: (its terms, the sentence); a sentence that holds
+    several terms is shown once. Terms without a sentence (older suggestions) come as ([term], "")."""
+    groups: dict[str, list[str]] = {}
+    loose: list[tuple[list[str], str]] = []
+    for item in stored_evidence(evidence):
+        if item.sentence:
+            groups.setdefault(item.sentence, []).append(item.term)
+        else:
+            loose.append(([item.term], ""))
+    return [(terms, sentence) for sentence, terms in groups.items()] + loose
+
+
 def stored_evidence(items: Iterable[Any], stop: Collection[str] = frozenset()) -> list[Evidence]:
     """Evidence as stored on a suggestion: dicts now; `[feature, weight]` pairs from before (their
     words that are not in `stop`, without a sentence; the next model's suggestion replaces them)."""
@@ -165,5 +194,5 @@ def stored_evidence(items: Iterable[Any], stop: Collection[str] = frozenset()) -
     return out
 
 
-__all__ = ["CANDIDATES", "MAX_TERMS", "Evidence", "address_tokens", "readable_evidence", "sentences",
+__all__ = ["CANDIDATES", "MAX_TERMS", "Evidence", "address_tokens", "around", "by_sentence", "readable_evidence", "sentences",
            "stored_evidence"]

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from triage.desk import routing
 from triage.desk.errors import Conflict, DeskError, Invalid
+from triage.routing.evidence import around
 from triage.web.app import desk, form, login_of, number, page, render
 
 PAGE_ROWS = routing.LIST_LIMIT
@@ -99,7 +100,7 @@ def _context(request: Request) -> dict[str, object]:
     return {
         "bulk_url": bulk_url, "page_urls": page_urls,
         "queue": result, "view": view, "views": routing.VIEW_TITLES, "statuses": ["new", "open", "waiting"],
-        "highlight": highlight, "poll_ms": int(poll * 1000),
+        "highlight": highlight, "around": around, "poll_ms": int(poll * 1000),
         "live_url": "/queue/rows?" + urlencode(keep),
         "order_urls": {o: "/queue?" + urlencode({**keep, "order": o}) for o in routing.QUEUE_ORDERS},
         "order_titles": ORDER_TITLES,
