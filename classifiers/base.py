@@ -41,7 +41,8 @@ class Example:
     `sender` is the bare address; `headers` holds a few header fields by lower-case name
     (`to`, `cc`, `organization`, `keywords`, `list-id`), all optional. `label` is the team
     for training and evaluation, None when asking for a suggestion. `date` orders examples
-    for the timeline evaluation.
+    for the timeline evaluation. `language` is the mail's ISO 639-1 code when known (the
+    optional `language` feature block reads it).
     """
 
     subject: str
@@ -50,6 +51,7 @@ class Example:
     headers: Mapping[str, str] = field(default_factory=dict)
     label: str | None = None
     date: datetime | None = None
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

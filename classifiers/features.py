@@ -27,8 +27,8 @@ from numpy.typing import NDArray
 
 from classifiers.base import Example
 
-Analyzer = Literal["word", "char_wb", "address"]
-Source = Literal["all", "subject", "body", "addresses"]
+Analyzer = Literal["word", "char_wb", "address", "language"]
+Source = Literal["all", "subject", "body", "addresses", "language"]
 
 TEXT_HEADERS = ("from", "to", "cc", "organization", "keywords")
 """Header fields whose words join the mail's text: who wrote (display names), to whom, and the
@@ -110,6 +110,16 @@ def address_terms(example: Example) -> list[str]:
     return terms
 
 
+def language_terms(example: Example) -> list[str]:
+    """The mail's language as one term (`lang:de`), when known: the optional `LANGUAGE_BLOCK`."""
+    return [f"lang:{example.language}"] if example.language else []
+
+
+LANGUAGE_BLOCK = BlockSpec("language", "language", "language", (1, 1), min_df=2, max_df=1.0, weight=0.3)
+"""An optional block (not in the default model): the mail's detected language, for desks where a
+language says something about the team (measured on the seed data: see classifiers/README.md)."""
+
+
 def word_terms(text: str, ngram: tuple[int, int]) -> list[str]:
     words = _WORD.findall(text.lower())
     lo, hi = ngram
@@ -135,6 +145,8 @@ def char_wb_terms(text: str, ngram: tuple[int, int]) -> list[str]:
 def analyzer_for(spec: BlockSpec) -> Callable[[Example], list[str]]:
     if spec.analyzer == "address":
         return address_terms
+    if spec.analyzer == "language":
+        return language_terms
     source, ngram = spec.source, spec.ngram
     if spec.analyzer == "char_wb":
         return lambda example: char_wb_terms(source_text(example, source), ngram)

@@ -54,24 +54,26 @@ def ingest(app: App, clock: Clock, *mails: bytes) -> list[str]:
 
 def mails(n: int) -> list[bytes]:
     return [make_mail(message_id=f"<q{i}@v.example>", sender=f"v{i}@volunteers.example",
-                      subject=f"Question {i}") for i in range(n)]
+                      subject=f"Question {i} on alpha and bravo") for i in range(n)]
 
 
 def test_a_model_swapped_mid_pass_never_mixes_versions(app: App, clock: Clock) -> None:
     """The retrain runner replaces Router.model while suggest_pending runs: every suggestion of
     the pass is stored with the version, team and evidence of the one model that made it."""
     ingest(app, clock, *mails(3))
-    new = FixedModel("model-B", "technology", "from-B")
+    new = FixedModel("model-B", "technology", "words:bravo")
     router = Router(app.sessions, None, load_teams(DATA / "teams.toml"), clock=clock)
-    router.model = FixedModel("model-A", "legal", "from-A", on_predict=lambda: setattr(router, "model", new))  # type: ignore[assignment]
+    router.model = FixedModel("model-A", "legal", "words:alpha", on_predict=lambda: setattr(router, "model", new))  # type: ignore[assignment]
     assert router.suggest_pending() == 3
     with app.sessions() as session:
         stored = list(session.scalars(select(StoredSuggestion)))
-    assert [(s.model_version, s.team, s.evidence) for s in stored] == [("model-A", "legal", [["from-A", 1.0]])] * 3
+    assert [(s.model_version, s.team, [(e["term"], e["weight"]) for e in s.evidence]) for s in stored] \
+        == [("model-A", "legal", [("alpha", 1.0)])] * 3
     assert router.model is new and router.suggest_pending() == 3  # the next pass is the new model's
     with app.sessions() as session:
         latest = session.scalars(select(StoredSuggestion).where(StoredSuggestion.model_version == "model-B")).all()
-    assert {(s.team, tuple(map(tuple, s.evidence))) for s in latest} == {("technology", (("from-B", 1.0),))}
+    assert {(s.team, tuple((e["term"], e["weight"]) for e in s.evidence)) for s in latest} \
+        == {("technology", (("bravo", 1.0),))}
 
 
 @pytest.fixture

@@ -122,7 +122,8 @@ def plant(app: Any, n: int, text: dict[str, str]) -> str:
         session.flush()
         session.add(Suggestion(ticket_id=ticket.id, team=text["team"][:64], confidence=0.5,
                                model_version=text["word"][:100], ranked=[[text["team"], 0.5]],
-                               evidence=[[text["word"], 0.25]], created_at=now))
+                               evidence=[{"term": text["word"], "weight": 0.25, "sentence": text["body"]},
+                                         [f"words:{text['word']}", 0.2]], created_at=now))
         session.add(Outbox(
             message_id=f"<o{n}@example.org>", ticket_id=ticket.id, template=text["word"][:64],
             envelope_from="liaison@example.org", recipients=[text["addr"]], to_addr=text["addr"][:320],

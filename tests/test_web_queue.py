@@ -198,3 +198,22 @@ def test_new_mail_appears_in_the_open_queue(app: App, router: Router, page: Any,
     page.locator("table.queue", has_text="Press interview next week").wait_for(timeout=8000)
     assert page.locator("[data-count]").inner_text() == "2"
     assert page.evaluate("window.sameDocument") is True
+
+
+def test_uncertain_first_is_an_order_the_liaison_chooses(app: App, client: TestClient,
+                                                         make_account: Callable[..., Account]) -> None:
+    """The default order is unchanged (oldest first); "uncertain first" puts the smallest lead of the
+    suggested team first; each evidence term is shown with its sentence, escaped."""
+    donation, vague, logo = ingest(app, {**DONATION, "body": DONATION["body"] + " <b>receipt</b> & more."}, VAGUE,
+                                   LOGO)
+    by_lead = sorted(routing.queue(app, LIAISON).items, key=lambda i: i.ranked[0][1] - i.ranked[1][1])
+    assert [i.reference for i in by_lead] != [donation, vague, logo]  # else the order would prove nothing
+    _login(client, make_account().name)
+    html = client.get("/queue").text
+    assert re.findall(r'data-reference="([^"]+)"', html) == [donation, vague, logo]
+    assert re.search(r'<a href="/queue\?order=uncertain"[^>]*>uncertain first</a>', html)
+    uncertain = client.get("/queue?order=uncertain").text
+    assert re.findall(r'data-reference="([^"]+)"', uncertain) == [i.reference for i in by_lead]
+    assert re.search(r'<strong>[^<]*\breceipt\b[^<]*</strong>: <q>[^<]*(<mark>\w+</mark>[^<]*)*<mark>receipt</mark>',
+                     uncertain)
+    assert "&lt;b&gt;" in uncertain and "<b>receipt" not in uncertain

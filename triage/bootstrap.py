@@ -109,12 +109,20 @@ class App:
                 models = ModelStore(self.settings.routing, self.sessions)
                 model, record = models.current()
                 self._router = Router(self.sessions, model, teams, on_routed=self.handoff, models=models,
-                                      record=record)
+                                      record=record, **self._evidence_options())
             else:
-                self._router = Router(self.sessions, None, teams, on_routed=self.handoff)
+                self._router = Router(self.sessions, None, teams, on_routed=self.handoff, **self._evidence_options())
         assert isinstance(self._router, Router)
         self._router.refresh_model()
         return self._router
+
+    def _evidence_options(self) -> dict[str, Any]:
+        """What the evidence leaves out: stop words of the desk's languages, the desk's own addresses."""
+        from triage.digest.topics import stop_words
+
+        mail = self.settings.mail
+        return {"stop_words": stop_words(tuple(self.settings.digest.languages)),
+                "own_addresses": (mail.liaison_address, mail.staff_comment_address)}
 
     def handoff(self, session: Session, ticket: Ticket, team: str, actor: str, now: datetime) -> object:
         """The routing desk's `on_routed` hook: the outbox's hand-off mails, with this app's wiring."""

@@ -417,7 +417,7 @@ def quarantine(ctx: Context, retry: bool, ids: tuple[int, ...], show_all: bool, 
 
 @cli.group()
 def db() -> None:
-    """Database schema: show the revision, or upgrade it."""
+    """Database schema: show the revision, or upgrade it; fill in what a new version derives from stored mail."""
 
 
 @db.command("upgrade")
@@ -445,6 +445,17 @@ def db_current(ctx: Context) -> None:
         echo(f"database: {current_revision(engine) or 'empty'}; triage needs: {head_revision()}")
     finally:
         engine.dispose()
+
+
+@db.command("detect-languages")
+@pass_ctx
+def db_detect_languages(ctx: Context) -> None:
+    """Detect the language of tickets opened before triage stored it (new tickets get theirs on arrival)."""
+    from triage.ingest.language_backfill import detect_missing_languages
+
+    with ctx.app() as app:
+        read, named = detect_missing_languages(app.sessions)
+    echo(f"{read} tickets without a language read, {named} given one")
 
 
 @cli.group("config")

@@ -14,11 +14,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from triage.desk.actors import Actor, require_router, visible
 from triage.desk.errors import Invalid
+from triage.routing.evidence import by_sentence, stored_evidence
 from triage.schedule.policy import Policies, Policy
 from triage.store.db import utcnow
 from triage.store.models import Contact, ContactAddress, Direction, Message, Suggestion, Ticket, TicketStatus
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from triage.bootstrap import App
 
 ORDERS = ("newest", "oldest")
+QUEUE_ORDERS = (*ORDERS, "uncertain")
+"""The queue's orders: also "uncertain" first (the smallest lead of the suggested team over the next
+one), where the liaison's decisions teach the next model most; tickets without a suggestion last."""
 EXCERPT_CHARS = 600
 LIST_LIMIT = 100
 
@@ -132,6 +136,11 @@ class QueueItem:
     excerpt: str
     evidence_words: list[str] = field(default_factory=list)
 
+    @property
+    def evidence_sentences(self) -> list[tuple[list[str], str]]:
+        """The evidence as (terms, the sentence holding them), each sentence once."""
+        return by_sentence(self.evidence)
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("created_at", "due_at"):
@@ -155,22 +164,8 @@ class Queue:
 
 
 def evidence_words(evidence: Sequence[Any]) -> list[str]:
-    """The words of the text that the evidence names (`words:receipt`, `words:tax return`,
-    character n-grams such as `chars:" recei"`), for highlighting; addresses and headers are not text."""
-    words: list[str] = []
-    for item in evidence:
-        feature = str(item[0]) if isinstance(item, list | tuple) and item else str(item)
-        _, _, term = feature.partition(":")
-        if term.startswith('"') and term.endswith('"'):
-            term = term[1:-1].strip()
-            if len(term) < 3:
-                continue
-        elif ":" in term or "@" in term:
-            continue
-        term = term.strip()
-        if term and term not in words:
-            words.append(term)
-    return words
+    """The words of the mail the evidence names, for highlighting; addresses are not highlighted."""
+    return [e.term for e in stored_evidence(evidence) if "@" not in e.term]
 
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
@@ -206,7 +201,7 @@ def _waiting(actor: Actor, filters: QueueFilters, status: TicketStatus | None, o
         select(Ticket.id, Ticket.reference, Ticket.subject, Ticket.status, Ticket.flag, Ticket.created_at,
                Suggestion.id.label("suggestion_id"), Suggestion.team.label("suggested_team"), Suggestion.confidence,
                Suggestion.ranked, Suggestion.evidence, Suggestion.model_version,
-               ContactAddress.address, Contact.language)
+               ContactAddress.address, func.coalesce(Contact.language, Ticket.language).label("language"))
         .outerjoin(Suggestion, Suggestion.id == _latest_suggestion())
         .outerjoin(Contact, Contact.id == Ticket.contact_id)
         .outerjoin(ContactAddress, and_(ContactAddress.contact_id == Contact.id, ContactAddress.is_primary))
@@ -218,7 +213,7 @@ def _waiting(actor: Actor, filters: QueueFilters, status: TicketStatus | None, o
     if status is not None:
         query = query.where(Ticket.status == status)
     if filters.language is not None:
-        query = query.where(Contact.language == filters.language)
+        query = query.where(func.coalesce(Contact.language, Ticket.language) == filters.language)
     if filters.flagged is not None:
         query = query.where(Ticket.flag.is_not(None) if filters.flagged else Ticket.flag.is_(None))
     if filters.overdue is not None:
@@ -229,6 +224,20 @@ def _waiting(actor: Actor, filters: QueueFilters, status: TicketStatus | None, o
     return query
 
 
+def margin() -> Any:
+    """The suggested team's lead in probability over the runner-up (SQL; NULL without a suggestion)."""
+    return Suggestion.ranked[(0, 1)].as_float() - func.coalesce(Suggestion.ranked[(1, 1)].as_float(), 0.0)
+
+
+def _queue_order(order: str) -> tuple[Any, ...]:
+    if order == "newest":
+        return (Ticket.id.desc(),)
+    if order == "uncertain":
+        lead = margin()
+        return (case((lead.is_(None), 1), else_=0), lead, Ticket.id)
+    return (Ticket.id,)
+
+
 def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order: str = "oldest",
           limit: int = LIST_LIMIT, page: int = 1, now: datetime | None = None) -> Queue:
     """Tickets awaiting a routing decision, `limit` a page (`page` counts from 1), with the latest
@@ -237,7 +246,8 @@ def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order:
     `triage ingest` and `poll --once` suggest as they store; a ticket newer than the runner's
     last pass shows "no suggestion" until the next one, a few seconds later."""
     filters = filters or QueueFilters()
-    check_order(order)
+    if order not in QUEUE_ORDERS:
+        raise Invalid(f"unknown order {order!r}", "order by " + ", ".join(QUEUE_ORDERS))
     status = check_status(filters.status)
     if page < 1:
         raise Invalid(f"no page {page}", "pages count from 1")
@@ -250,7 +260,7 @@ def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order:
     with app.reads() as session:
         # Plain rows, not ORM objects: building 200 instances per page cost as much as the SQL.
         rows = list(session.execute(
-            query.order_by(Ticket.id.desc() if order == "newest" else Ticket.id).offset(offset).limit(limit)))
+            query.order_by(*_queue_order(order)).offset(offset).limit(limit)))
         if len(rows) < limit and (rows or page == 1):
             total = offset + len(rows)  # the last page: no count needed
         else:
@@ -260,7 +270,7 @@ def queue(app: App, actor: Actor, *, filters: QueueFilters | None = None, order:
     for row in rows:
         due = policy.calendar.add(row.created_at, policy.first_response_hours)
         suggested = row.suggestion_id is not None
-        evidence = list(row.evidence) if suggested else []
+        evidence = [e.to_json() for e in stored_evidence(row.evidence, router.stop_words)] if suggested else []
         items.append(QueueItem(
             reference=row.reference, subject=row.subject, status=TicketStatus(row.status).value, flag=row.flag,
             contact=row.address, language=row.language, created_at=row.created_at, due_at=due,
@@ -335,6 +345,6 @@ def stats(app: App, actor: Actor, *, now: datetime | None = None) -> dict[str, A
     return figures
 
 
-__all__ = ["LIST_LIMIT", "ORDERS", "VIEWS", "VIEW_TITLES", "Queue", "QueueFilters", "QueueItem", "approve",
-           "approve_confident", "as_query", "check_order", "check_status", "correct", "evidence_words",
+__all__ = ["LIST_LIMIT", "ORDERS", "QUEUE_ORDERS", "VIEWS", "VIEW_TITLES", "Queue", "QueueFilters", "QueueItem", "approve",
+           "approve_confident", "as_query", "check_order", "check_status", "correct", "evidence_words", "margin",
            "overdue_cutoff", "queue", "saved_view", "stats", "suggest_new"]

@@ -25,6 +25,7 @@ from triage.ingest import threading
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.signals import sender_authentication
 from triage.ingest.threading import StaffPath
+from triage.language import mail_language
 from triage.privacy.fingerprint import ERASED_REASON, erased_message_id, is_erased
 from triage.store.codec import encode
 from triage.store.db import core_table, upsert_insert
@@ -357,6 +358,7 @@ def store_batch(
                 "reference": f"~{uuid.uuid4().hex[:24]}", "subject": parsed.subject, "status": TicketStatus.new,
                 "contact_id": contact_ids.get(parsed.from_addr or ""), "linked_ticket_id": linked,
                 "flag": decision.flag if linked else None, "created_at": now, "updated_at": now,
+                "language": mail_language(parsed.subject, parsed.new_text or parsed.body_text),
             }))
             events.append(_event(state, now, "created", by=parsed.from_addr))
             if linked is not None:

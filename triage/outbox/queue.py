@@ -217,10 +217,12 @@ def _render_compose(
     return rendered, message
 
 
-def _language(wiring: Wiring, name: str, contact: Contact | None, text: str) -> tuple[str, str]:
+def _language(wiring: Wiring, name: str, contact: Contact | None, text: str,
+              ticket_language: str | None = None) -> tuple[str, str]:
     return choose_language(
         contact_language=contact.language if contact is not None else None, text=text,
         available=wiring.renderer.languages(name), default=wiring.settings.outbox.default_language,
+        ticket_language=ticket_language,
     )
 
 
@@ -287,7 +289,8 @@ def _acknowledge(
     )
     if not verdict.allowed or volunteer is None:
         return _skip(session, ticket.id, now, "acknowledgment", message.from_addr, verdict.describe(), verdict.codes)
-    language, why = _language(wiring, "acknowledgment", contact, f"{message.subject or ''}\n{message.new_text}")
+    language, why = _language(wiring, "acknowledgment", contact, f"{message.subject or ''}\n{message.new_text}",
+                              ticket.language)
     _, composed = _render_compose(
         wiring, "acknowledgment", context(view, settings, language=language), language=language, to=volunteer,
         view=view, auto_submitted="auto-replied", now=now,

@@ -23,11 +23,13 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifiers import Classifier, Example
+from triage.digest.topics import stop_words as default_stop_words
 from triage.failures import describe
 from triage.outbox.failures import storable
 from triage.reports.maths import iso_week
 from triage.reports.queries import day_of
 from triage.routing.errors import AlreadyRouted, RoutingError, UnknownTicket
+from triage.routing.evidence import CANDIDATES, Evidence, readable_evidence, stored_evidence
 from triage.store.db import utcnow
 from triage.store.models import Decision, Direction, Event, Message, Suggestion, Ticket, TicketStatus
 from triage.teams import Team, TeamsFileError
@@ -50,8 +52,9 @@ def load_teams(path: str | Path) -> dict[str, Team]:
         raise RoutingError(str(exc)) from None
 
 
-def example_from_message(message: Message) -> Example:
-    """The classifier's view of a stored mail; the same fields training reads from raw mail."""
+def example_from_message(message: Message, language: str | None = None) -> Example:
+    """The classifier's view of a stored mail; the same fields training reads from raw mail, and the
+    ticket's `language` (for the optional language block)."""
     headers: dict[str, str] = {}
     if message.to_addrs:
         headers["to"] = ", ".join(message.to_addrs)
@@ -61,8 +64,12 @@ def example_from_message(message: Message) -> Example:
         headers["list-id"] = message.list_id
     return Example(
         subject=message.subject or "", body=message.body_text, sender=message.from_addr or "",
-        headers=headers, date=message.date,
+        headers=headers, date=message.date, language=language,
     )
+
+
+def _languages(session: Session, ticket_ids: Sequence[int]) -> dict[int, str | None]:
+    return dict(session.execute(select(Ticket.id, Ticket.language).where(Ticket.id.in_(ticket_ids))).all())
 
 
 def _first_inbound(session: Session, ticket_ids: Sequence[int]) -> dict[int, Message]:
@@ -93,6 +100,8 @@ class Router:
         on_routed: Callable[[Session, Ticket, str, str, datetime], object] | None = None,
         models: ModelStore | None = None,
         record: ModelRecord | None = None,
+        stop_words: Collection[str] | None = None,
+        own_addresses: Sequence[str] = (),
     ) -> None:
         self._sessions = sessions
         self._held: tuple[Classifier | None, ModelRecord | None] = (model, record)  # swapped as one
@@ -103,6 +112,8 @@ class Router:
         self.model_recheck_seconds = MODEL_RECHECK_SECONDS
         self._model_checked = time.monotonic()
         self._reloading = threading.Lock()
+        self.stop_words = frozenset(stop_words) if stop_words is not None else default_stop_words()
+        self.own_addresses = tuple(own_addresses)
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -208,17 +219,18 @@ class Router:
                 return 0, 0, after
             messages = _first_inbound(session, pending)
             ids = [t for t in pending if t in messages]
-            examples = [example_from_message(messages[t]) for t in ids]
+            languages = _languages(session, ids)
+            examples = [example_from_message(messages[t], languages.get(t)) for t in ids]
             suggestions = model.predict(examples) if examples else []
             now = self._clock()
             rows: list[dict[str, Any]] = []
             for ticket_id, example, suggestion in zip(ids, examples, suggestions, strict=True):
-                evidence = model.explain(example, top_k=8) if suggestion.ranked else []
+                evidence = self.evidence(model, example, example.language) if suggestion.ranked else []
                 rows.append({
                     "ticket_id": ticket_id, "team": suggestion.team, "confidence": float(suggestion.confidence),
                     "model_version": version,
                     "ranked": [[team, round(float(p), 4)] for team, p in suggestion.ranked],
-                    "evidence": [[feature, round(float(w), 4)] for feature, w in evidence],
+                    "evidence": [e.to_json() for e in evidence],
                     "created_at": now,
                 })
             stored: set[int] = set()
@@ -235,6 +247,13 @@ class Router:
             if events:
                 session.execute(insert(Event), events)
             return len(pending), len(stored), pending[-1]
+
+    def evidence(self, model: Classifier, example: Example, language: str | None = None) -> list[Evidence]:
+        """The model's reasons for its top team, as words of the mail a person would underline; the
+        stop words of the mail's own `language` go too, when it is not one of the desk's."""
+        stop = self.stop_words | default_stop_words((language,)) if language else self.stop_words
+        return readable_evidence(model.explain(example, top_k=CANDIDATES), example, stop=stop,
+                                 own_addresses=self.own_addresses, language=language)
 
     # -- decide ------------------------------------------------------------------------------
 
@@ -258,7 +277,8 @@ class Router:
                 "suggested_team": suggestion.team if suggestion else None,
                 "confidence": round(suggestion.confidence, 3) if suggestion else None,
                 "ranked": suggestion.ranked[:3] if suggestion else [],
-                "evidence": suggestion.evidence if suggestion else [],
+                "evidence": [e.to_json() for e in stored_evidence(suggestion.evidence, self.stop_words)]
+                if suggestion else [],
                 "model_version": suggestion.model_version if suggestion else None,
             }
             for ticket, suggestion in rows
@@ -367,23 +387,32 @@ class Router:
                                                                                              Decision.id)))
         latest = {ticket_id: team for ticket_id, team in decisions}
         messages = _first_inbound(session, list(latest))
+        languages = _languages(session, list(messages))
         out = []
         for ticket_id, team in latest.items():
             if ticket_id in messages:
-                example = example_from_message(messages[ticket_id])
-                out.append(Example(example.subject, example.body, example.sender, example.headers, team, example.date))
+                example = example_from_message(messages[ticket_id], languages.get(ticket_id))
+                out.append(Example(example.subject, example.body, example.sender, example.headers, team, example.date,
+                                   example.language))
         return out
 
     def stats(self, session: Session) -> dict[str, Any]:
-        """Agreement between suggestions and decisions, by week, and the model's coverage."""
+        """Agreement between suggestions and decisions and the model's coverage (suggestions naming a
+        team), overall and by week: as the liaison decides and the model retrains, both should rise."""
         day = day_of(session, Decision.decided_at)
-        weeks: dict[str, list[int]] = {}
+        weeks: dict[str, list[int]] = {}  # week -> [decisions, agreed, suggestions, naming a team]
         for d, n, a in session.execute(select(day, func.count(), func.sum(cast(Decision.agreed, Integer))).group_by(day)):
-            row = weeks.setdefault(iso_week(d), [0, 0])  # the ISO week of the UTC day, as the reports
+            row = weeks.setdefault(iso_week(d), [0, 0, 0, 0])  # the ISO week of the UTC day, as the reports
             row[0] += int(n)
             row[1] += int(a or 0)
-        by_week = [{"week": w, "decisions": n, "agreed": a, "agreement": round(a / n, 3) if n else None}
-                   for w, (n, a) in sorted(weeks.items())]
+        made = day_of(session, Suggestion.created_at)
+        for d, n, named in session.execute(select(made, func.count(), func.count(Suggestion.team)).group_by(made)):
+            row = weeks.setdefault(iso_week(d), [0, 0, 0, 0])
+            row[2] += int(n)
+            row[3] += int(named or 0)
+        by_week = [{"week": w, "decisions": n, "agreed": a, "agreement": round(a / n, 3) if n else None,
+                    "suggestions": s, "named": k, "coverage": round(k / s, 3) if s else None}
+                   for w, (n, a, s, k) in sorted(weeks.items())]
         total = session.scalar(select(func.count()).select_from(Suggestion)) or 0
         named = session.scalar(select(func.count()).select_from(Suggestion).where(Suggestion.team.is_not(None))) or 0
         decided = session.scalar(select(func.count()).select_from(Decision)) or 0

@@ -26,14 +26,16 @@ def _actor(actor: str | None) -> Actor:
 
 
 @click.command()
+@click.option("--order", type=click.Choice(routing.QUEUE_ORDERS), default="oldest", show_default=True,
+              help="uncertain: the suggestions the model is least sure of first (deciding them teaches it most).")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.pass_context
-def queue(ctx: click.Context, as_json: bool) -> None:
+def queue(ctx: click.Context, order: str, as_json: bool) -> None:
     """Tickets waiting for a routing decision, with the suggested team, confidence and evidence."""
     app = ctx.obj.open_app()
     try:
         routing.suggest_new(app)
-        rows = routing.queue(app, _actor(None), order="oldest", limit=100_000).items
+        rows = routing.queue(app, _actor(None), order=order, limit=100_000).items
     finally:
         app.close()
     if as_json:
@@ -46,9 +48,9 @@ def queue(ctx: click.Context, as_json: bool) -> None:
         conf = f"{row.confidence:.2f}" if row.confidence is not None else "-"
         flag = f"  [!] {row.flag}" if row.flag else ""
         echo(f"{row.reference}  {team:24} {conf:>5}  {(row.subject or '')[:60]}{flag}")
-        if row.evidence:
-            words = ", ".join(str(feature) for feature, _ in row.evidence[:5])
-            echo(f"{'':15}because: {words}")
+        for terms, sentence in row.evidence_sentences:
+            quoted = f': "{sentence}"' if sentence else ""
+            echo(f"{'':15}because: {', '.join(terms)}{quoted}")
 
 
 @click.command()
@@ -145,7 +147,10 @@ def stats(ctx: click.Context, as_json: bool, plot_dir: Path | None, fmt: str, cs
     echo(f"{figures['decisions']} decisions, agreement {figures['agreement'] if figures['agreement'] is not None else '-'}; "
          f"{figures['waiting']} tickets waiting")
     for week in figures["by_week"]:
-        echo(f"  {week['week']}: {week['agreed']}/{week['decisions']} agreed ({week['agreement']})")
+        agreement = week["agreement"] if week["agreement"] is not None else "-"
+        coverage = week["coverage"] if week["coverage"] is not None else "-"
+        echo(f"  {week['week']}: {week['agreed']}/{week['decisions']} agreed ({agreement}), "
+             f"{week['named']}/{week['suggestions']} suggestions named a team (coverage {coverage})")
     overdue = figures["overdue_by_team"]
     echo("overdue (first response past due): "
          + (", ".join(f"{team} {n}" for team, n in sorted(overdue.items())) if overdue else "none"))

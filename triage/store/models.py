@@ -147,6 +147,9 @@ class Ticket(Base):
     flag: Mapped[str | None] = mapped_column(String(200))
     # Set when the liaison merged this ticket into another: later mail lands on the survivor.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    # ISO 639-1 code of the first mail's language (triage.language), detected when the ticket opened;
+    # None: too short or unclear to tell, or opened before detection (`triage tickets detect-language`).
+    language: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[utc]
     updated_at: Mapped[utc]
     # Set when the ticket's facts change (status, team, a reply): its reminder clock

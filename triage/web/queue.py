@@ -20,11 +20,13 @@ from starlette.routing import Route
 
 from triage.desk import routing
 from triage.desk.errors import Conflict, DeskError, Invalid
+from triage.routing.evidence import around
 from triage.web.app import desk, form, login_of, number, page, render
 
 PAGE_ROWS = routing.LIST_LIMIT
 POLL_SECONDS = 10.0
 POLL_RANGE = (1.0, 600.0)
+ORDER_TITLES = {"oldest": "oldest", "newest": "newest", "uncertain": "uncertain first"}
 
 
 def highlight(text: str, words: Iterable[str]) -> Markup:
@@ -98,9 +100,10 @@ def _context(request: Request) -> dict[str, object]:
     return {
         "bulk_url": bulk_url, "page_urls": page_urls,
         "queue": result, "view": view, "views": routing.VIEW_TITLES, "statuses": ["new", "open", "waiting"],
-        "highlight": highlight, "poll_ms": int(poll * 1000),
+        "highlight": highlight, "around": around, "poll_ms": int(poll * 1000),
         "live_url": "/queue/rows?" + urlencode(keep),
-        "order_urls": {o: "/queue?" + urlencode({**keep, "order": o}) for o in routing.ORDERS},
+        "order_urls": {o: "/queue?" + urlencode({**keep, "order": o}) for o in routing.QUEUE_ORDERS},
+        "order_titles": ORDER_TITLES,
         "can_route": login_of(request).actor.may_route(),
     }
 
