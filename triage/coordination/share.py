@@ -130,11 +130,13 @@ class MailboxShare:
         return self._db_now(session) - self.leases.ttl * FORGET_AFTER_LEASES  # type: ignore[operator]
 
     def release(self) -> None:
-        """Leave: this worker's presence row goes, so the others' shares grow at once."""
+        """Leave: this worker's presence row and its wants go, so the others' shares grow at once."""
         self.presence.release()
         try:
             with self.leases.sessions.begin() as session:
                 session.execute(delete(LeaseRow).where(LeaseRow.name == self.presence.name, LeaseRow.holder.is_(None)))
+                session.execute(delete(LeaseRow).where(LeaseRow.name.startswith(WANT),
+                                                       LeaseRow.holder == self.leases.holder))
         except Exception as exc:  # noqa: BLE001 - leaving anyway: the row is forgotten by the others later
             log.warning("lease.presence_cleanup_failed", error=describe(exc))
 
