@@ -123,6 +123,8 @@ def later_mail_folds(examples: Sequence[Example], folds: int) -> list[Fold]:
 def thread_folds(examples: Sequence[Example], folds: int, random_state: int = 0) -> list[Fold]:
     """Without dates: k-fold cross-validation, a thread (subject without Re:/Fwd:) kept in one fold."""
     threads = [thread_key(e.subject) for e in examples]
+    if len(set(threads)) < 2:
+        return []
     n_folds = max(2, min(folds, len(set(threads))))
     splitter = GroupKFold(n_folds, shuffle=True, random_state=random_state)
     return [(np.asarray(a), np.asarray(b)) for a, b in splitter.split(np.zeros(len(examples)), groups=threads)]
@@ -271,7 +273,7 @@ class SelectingRouter(LinearRouter):
         if not splits:
             splits = thread_folds(ordered, self.folds, self.random_state)
             protocol = f"no dates on the validation mail: {len(splits)}-fold cross-validation grouped by thread"
-        if min(val.size for _, val in splits) < MIN_VALIDATION:
+        if not splits or min(val.size for _, val in splits) < MIN_VALIDATION:
             self._fit_first(examples, started)
             return
         validation = validate(self.candidates, ordered, y, len(labels), splits, self.random_state,

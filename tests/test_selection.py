@@ -206,6 +206,9 @@ def test_too_few_mails_to_validate_use_the_baseline() -> None:
     assert model.card["selection"]["chosen"] == "baseline"
     assert "too few" in model.card["selection"]["reason"]
     assert evaluate(model, drifting(30))["accuracy"] > 0.5
+    one_thread = [replace(e, subject="Re: the same thread", date=None) for e in drifting(60)]
+    model.fit(one_thread)  # undated and a single thread: nothing to cross-validate on either
+    assert model.card["selection"]["chosen"] == "baseline"
 
 
 def test_timeline_runs_the_selection_at_every_step() -> None:
