@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from classifiers import Example, LinearRouter, Suggestion
 from classifiers.evaluation import evaluate, timeline
+from classifiers.selection import SelectingRouter
 from triage.routing.training_data import example_from_mail, iter_labelled_mail
 
 SINGLE_CALLS = 2000
@@ -108,15 +109,15 @@ def _throughput(model: Any, examples: Sequence[Example]) -> tuple[float, float]:
 
 
 def _measure(data: DataSet, which: str, step: int) -> dict[str, Any]:
-    make: Callable[[], Any] = Baseline if which == "baseline" else LinearRouter
-    train = data.train[which]
+    make: Callable[[], Any] = {"baseline": Baseline, "default": LinearRouter, "selection": SelectingRouter}[which]
+    train = data.train["baseline" if which == "baseline" else "default"]
     rss_start = _rss_kb("VmRSS")
     model = make()
     start = time.perf_counter()
     model.fit(train)
     train_seconds = time.perf_counter() - start
     if data.test is not None:
-        test = data.test[which]
+        test = data.test["baseline" if which == "baseline" else "default"]
         result = evaluate(model, test)
         timeline_seconds = None
     else:
@@ -125,11 +126,18 @@ def _measure(data: DataSet, which: str, step: int) -> dict[str, Any]:
         result = timeline(train, make, step=step)
         timeline_seconds = time.perf_counter() - start
     single, batch = _throughput(model, test)
+    calibrated = which != "baseline"
     return {
         "dataset": data.name, "model": which, "protocol": data.protocol,
         "macro_f1": result["macro_f1"], "accuracy": result["accuracy"],
-        "coverage": result["coverage"] if which == "default" else None,
-        "precision_at_threshold": result["precision_at_threshold"] if which == "default" else None,
+        "coverage": result["coverage"] if calibrated else None,
+        "precision_at_threshold": result["precision_at_threshold"] if calibrated else None,
+        "precision_at_threshold_pooled": result.get("precision_at_threshold_pooled", result["precision_at_threshold"])
+        if calibrated else None,
+        "calibration_error": result["calibration_error"] if calibrated else None,
+        "threshold": getattr(model, "threshold", None) and model.threshold.value,
+        "chosen": result.get("chosen") or model.card.get("selection", {}).get("chosen") if which == "selection" else None,
+        "selection": model.card.get("selection") if which == "selection" else None,
         "n_train": len(train), "train_seconds": train_seconds, "timeline_seconds": timeline_seconds,
         "suggestions_per_s_single": single, "suggestions_per_s_batch": batch,
         "peak_rss_mb": _rss_kb("VmHWM") / 1024, "peak_rise_mb": (_rss_kb("VmHWM") - rss_start) / 1024,
@@ -164,13 +172,16 @@ def datasets(root: Path, only: set[str] | None) -> list[DataSet]:
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         (
-            "| data set | model | protocol | macro-F1 | accuracy | coverage @0.9 | train s (n) | sugg/s single | "
+            "| data set | model | protocol | macro-F1 | accuracy | coverage @0.9 (pooled precision, ECE) | train s (n) | sugg/s single | "
             "sugg/s batch | peak MB (rise) |"
         ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        coverage = f"{r['coverage']:.3f} (prec {r['precision_at_threshold']:.3f})" if r["coverage"] is not None else "-"
+        coverage = "-"
+        if r["coverage"] is not None:
+            pooled = r["precision_at_threshold_pooled"]
+            coverage = f"{r['coverage']:.3f} (prec {pooled:.3f}, ECE {r['calibration_error']:.3f})" if pooled else "0"
         lines.append(
             f"| {r['dataset']} | {r['model']} | {r['protocol']} | {r['macro_f1']:.4f} | {r['accuracy']:.4f} | "
             f"{coverage} | {r['train_seconds']:.1f} ({r['n_train']}) | {r['suggestions_per_s_single']:,.0f} | "
@@ -192,15 +203,18 @@ def main() -> int:
         return 2
     results = []
     for data in datasets(args.datasets, only):
-        for which in ("baseline", "default"):
+        for which in ("baseline", "default", "selection"):
             result = run(data, which, args.step)
             print(json.dumps(result), file=sys.stderr, flush=True)
             results.append(result)
     print(table(results))
     for name in dict.fromkeys(r["dataset"] for r in results):
         pair = {r["model"]: r for r in results if r["dataset"] == name}
-        gain = pair["default"]["macro_f1"] - pair["baseline"]["macro_f1"]
-        print(f"{name}: default - baseline macro-F1 = {gain:+.4f}")
+        for which in ("default", "selection"):
+            f1 = pair[which]["macro_f1"] - pair["baseline"]["macro_f1"]
+            acc = pair[which]["accuracy"] - pair["baseline"]["accuracy"]
+            print(f"{name}: {which} - baseline: macro-F1 {f1:+.4f}, accuracy {acc:+.4f}")
+        print(f"{name}: selection chose {pair['selection']['chosen']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

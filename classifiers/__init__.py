@@ -1,8 +1,9 @@
 """Routing classifiers: learn which staff team should own a mail, say how sure, and why.
 
-`Classifier` is the interface the desk uses; `LinearRouter` is the default model, and
-`load_model` reads a saved one (never a pickle). See classifiers/README.md for how the
-default was chosen.
+`Classifier` is the interface the desk uses; `LinearRouter` is the linear model every saved
+model is, `SelectingRouter` (the default) chooses its features and estimator among a few
+candidates on the desk's own later mail, and `load_model` reads a saved one (never a pickle).
+See classifiers/README.md for how the candidates were chosen.
 """
 
 from classifiers.base import (
@@ -16,16 +17,18 @@ from classifiers.base import (
     UnsafeModelError,
 )
 from classifiers.linear import LinearRouter
+from classifiers.selection import SelectingRouter
 
 __all__ = [
     "Classifier", "ClassifierError", "Example", "LinearRouter", "ModelFileError", "NotFittedError",
-    "Suggestion", "TrainingDataError", "UnsafeModelError", "default_classifier", "load_model",
+    "SelectingRouter", "Suggestion", "TrainingDataError", "UnsafeModelError", "default_classifier", "load_model",
 ]
 
 
-def default_classifier(**options: object) -> LinearRouter:
-    """The default routing model, untrained; `options` are `LinearRouter` keyword arguments."""
-    return LinearRouter(**options)  # type: ignore[arg-type]
+def default_classifier(**options: object) -> SelectingRouter:
+    """The default routing model, untrained: a selection on the desk's own later mail whose
+    candidates always include the plain baseline; `options` are `SelectingRouter` keyword arguments."""
+    return SelectingRouter(**options)  # type: ignore[arg-type]
 
 
 def load_model(path: str) -> LinearRouter:

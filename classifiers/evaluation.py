@@ -9,6 +9,7 @@ model peek at the future of every thread.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from tqdm import tqdm
 
 from classifiers.base import Classifier, Example, Suggestion, TrainingDataError
-from classifiers.calibration import expected_calibration_error
+from classifiers.calibration import expected_calibration_error, reliability
 
 
 def report(truth: Sequence[str], suggestions: Sequence[Suggestion]) -> dict[str, Any]:
@@ -27,9 +28,12 @@ def report(truth: Sequence[str], suggestions: Sequence[Suggestion]) -> dict[str,
     Accuracy, macro-F1, per-team figures and the confusion matrix judge the top-ranked team
     (what the liaison sees first); calibration_error is the expected calibration error of the
     top team's probability (0 is perfect); coverage is the share of mail with a suggested team at the
-    model's threshold, and precision_at_threshold how often those suggestions were right.
+    model's threshold, and precision_at_threshold how often those suggestions were right;
+    reliability holds the reliability diagram's points (per confidence bin: mean confidence, accuracy).
     """
     top = [s.ranked[0][0] for s in suggestions]
+    confidence = np.array([s.confidence for s in suggestions])
+    hits = np.array([a == b for a, b in zip(top, truth, strict=True)], dtype=bool)
     labels = sorted(set(truth) | set(top))
     precision, recall, f1, support = precision_recall_fscore_support(
         truth, top, labels=labels, zero_division=0
@@ -43,9 +47,8 @@ def report(truth: Sequence[str], suggestions: Sequence[Suggestion]) -> dict[str,
         "coverage": len(suggested) / n if n else 0.0,
         "precision_at_threshold": (sum(a == b for a, b in suggested) / len(suggested)) if suggested else None,
         "threshold": suggestions[0].threshold if suggestions else None,
-        "calibration_error": expected_calibration_error(
-            np.array([s.confidence for s in suggestions]), np.array([a == b for a, b in zip(top, truth, strict=True)])
-        ),
+        "calibration_error": float(expected_calibration_error(confidence, hits)),
+        "reliability": reliability(confidence, hits) if n else [],
         "per_team": {
             label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
@@ -79,7 +82,10 @@ def timeline(
 ) -> dict[str, Any]:
     """Train on the first k*step mails by date, test on the next `step`, for k = 1, 2, ...; average.
 
-    Mail without a Date is left out (and counted): it has no place on the timeline.
+    Mail without a Date is left out (and counted): it has no place on the timeline. A model that
+    selects among candidates (`SelectingRouter`) runs its selection at every step, on that step's
+    training part only; which candidate each step chose is counted in `chosen`. Precision at the
+    threshold is given per split averaged, and pooled (right suggestions / all suggestions).
     """
     dated = sorted((e for e in examples if e.date is not None), key=_when)
     undated = len(examples) - len(dated)
@@ -95,10 +101,15 @@ def timeline(
         model = make_classifier()
         model.fit(train)
         result = evaluate(model, test)
+        suggested = round(result["coverage"] * len(test))
+        precision = result["precision_at_threshold"]
+        selection = getattr(model, "card", {}).get("selection", {})
         splits.append({"train": len(train), "test": len(test), **{
             key: result[key] for key in ("accuracy", "macro_f1", "coverage", "precision_at_threshold")
-        }})
+        }, "suggested": suggested, "right": round((precision or 0.0) * suggested),
+            "calibration_error": result["calibration_error"], "chosen": selection.get("chosen")})
     precisions = [s["precision_at_threshold"] for s in splits if s["precision_at_threshold"] is not None]
+    suggested = sum(s["suggested"] for s in splits)
     return {
         "protocol": f"timeline (Bekkerman et al. 2004), step {step}",
         "n": len(dated),
@@ -108,4 +119,7 @@ def timeline(
         "macro_f1": float(np.mean([s["macro_f1"] for s in splits])) if splits else 0.0,
         "coverage": float(np.mean([s["coverage"] for s in splits])) if splits else 0.0,
         "precision_at_threshold": float(np.mean(precisions)) if precisions else None,
+        "precision_at_threshold_pooled": (sum(s["right"] for s in splits) / suggested) if suggested else None,
+        "calibration_error": float(np.mean([s["calibration_error"] for s in splits])) if splits else 0.0,
+        "chosen": dict(Counter(s["chosen"] for s in splits if s["chosen"] is not None)),
     }

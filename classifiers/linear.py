@@ -202,7 +202,7 @@ class LinearRouter:
         shape = (router._space.n_features, len(router._labels))
         if router._coef_t.shape != shape or router._intercept.shape != (len(router._labels),):
             raise ModelFileError(f"{path} is inconsistent: weights {router._coef_t.shape}, expected {shape}")
-        keys = ("version", "created", "training_set_sha256", "n_examples", "label_counts", "metrics")
+        keys = ("version", "created", "training_set_sha256", "n_examples", "label_counts", "metrics", "selection")
         router.card = {k: meta[k] for k in keys if k in meta}
         return router
 

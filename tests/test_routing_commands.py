@@ -71,6 +71,7 @@ def test_train_writes_a_model_and_reports_coverage(model: Path, tmp_path: Path, 
     result = invoke(train, "--data", str(tmp_path / "train.csv"), "--out", str(tmp_path / "m2"),
                     "--target-precision", "0.8")
     assert "3 teams: legal, press, tech" in result.stdout
+    assert "selected " in result.stdout and "baseline" in result.stdout  # the candidates and the winner
     assert "target 0.80" in result.stdout or "none reaches" in result.stdout
 
 
@@ -102,6 +103,7 @@ def test_evaluate_text_and_plot(model: Path, tmp_path: Path, invoke) -> None:  #
     assert result.exit_code == 0, result.output
     assert "macro-F1" in result.stdout and "confusion matrix" in result.stdout
     assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "calibration error" in result.stdout  # the reliability diagram is drawn beside the confusion
 
 
 def test_evaluate_timeline_json(tmp_path: Path, invoke) -> None:  # type: ignore[no-untyped-def]
@@ -111,7 +113,8 @@ def test_evaluate_timeline_json(tmp_path: Path, invoke) -> None:  # type: ignore
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert [s["train"] for s in report["splits"]] == [10, 20]
-    assert set(report) >= {"accuracy", "macro_f1", "coverage", "protocol"}
+    assert set(report) >= {"accuracy", "macro_f1", "coverage", "protocol", "calibration_error", "chosen"}
+    assert all(s["chosen"] for s in report["splits"])  # the selection ran at every step
 
 
 def test_suggest_json_ranks_teams_with_evidence(model: Path, tmp_path: Path, invoke) -> None:  # type: ignore[no-untyped-def]

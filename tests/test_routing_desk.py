@@ -188,6 +188,7 @@ def test_retrain_promotes_only_a_model_at_least_as_good(app: App, clock: Clock, 
     assert result.held_out == 5 and result.candidate_accuracy is not None
     assert result.candidate_accuracy >= (result.current_accuracy or 0)
     assert result.promoted and (tmp_path / "m").is_dir()
+    assert result.selected is not None and result.selection_seconds is not None  # the candidate was a selection
     assert router.model is not None and router.model.predict(
         [__import__("classifiers").Example("Quokka census form 99", "quokka census form")])[0].ranked[0][0] == "events"
 

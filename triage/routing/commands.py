@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import click
 
-from classifiers import ClassifierError, LinearRouter, TrainingDataError, load_model
+from classifiers import ClassifierError, TrainingDataError, default_classifier, load_model
 from classifiers.evaluation import evaluate as evaluate_model
 from classifiers.evaluation import timeline as timeline_protocol
 from triage.bundled import resolve
@@ -79,22 +79,36 @@ def _read_data(path: str) -> TrainingSet:
               help="Suggest a team only where held-out precision reaches this; below it, abstain.")
 @_user_errors
 def train(data_path: str, out: str, target_precision: float) -> None:
-    """Train a routing model on labelled mail and save it to OUT."""
+    """Train a routing model on labelled mail and save it to OUT.
+
+    Several candidate models (the plain TF-IDF + LinearSVC baseline always among them) are judged
+    on the later part of DATA, trained on the part before it; the best (the simplest within noise)
+    is refitted on all of DATA. Its threshold is chosen on that later mail.
+    """
     if Path(out).is_symlink():
         raise ClassifierError(
             f"{out} links to a promoted model version, which is never changed in place (workers hold it "
             "by its version); write to another folder (`triage retrain` promotes from the liaison's decisions)")
     data = _read_data(data_path)
-    router = LinearRouter(target_precision=target_precision, progress=_progress())
+    router = default_classifier(target_precision=target_precision, progress=_progress())
     router.fit(data.examples)
     router.save(out)
     metrics = router.card["metrics"]
     echo(f"model {router.version} saved to {out}")
     echo(f"trained on {len(data.examples)} mails, {len(router.labels)} teams: {', '.join(router.labels)}")
+    _print_selection(router.card.get("selection", {}))
     echo(f"held-out ({metrics['protocol']}): accuracy {metrics['accuracy']:.3f}, "
          f"macro-F1 {metrics['macro_f1']:.3f}, calibration error {metrics['calibration_error']:.3f}")
     echo(_threshold_line(router.threshold.value, metrics["coverage_at_threshold"],
                          metrics["precision_at_threshold"], target_precision))
+
+
+def _print_selection(selection: dict[str, Any]) -> None:
+    if not selection:
+        return
+    echo(f"selected {selection['reason']} ({selection['seconds']:.1f} s)")
+    for name, c in selection.get("candidates", {}).items():
+        echo(f"  {name:<20} accuracy {c['accuracy']:.3f}  macro-F1 {c['macro_f1']:.3f}  {c['seconds']:6.2f} s")
 
 
 def _threshold_line(value: float, coverage: float, precision: float | None, target: float | None = None) -> str:
@@ -110,26 +124,28 @@ def _threshold_line(value: float, coverage: float, precision: float | None, targ
 @click.option("--data", "data_path", required=True, type=click.Path(),
               help="Labelled held-out mail: a CSV or a folder of sorted mail.")
 @click.option("--timeline", is_flag=True,
-              help="Train and test along the dates of DATA (train on the first k*STEP, test on the next STEP).")
+              help="Train and test along the dates of DATA (train on the first k*STEP, test on the next STEP); "
+                   "each step runs the model selection on its training part only.")
 @click.option("--step", default=100, show_default=True, type=click.IntRange(1), help="Timeline step.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
-@click.option("--plot", type=click.Path(dir_okay=False), help="Draw the confusion matrix to this PNG file.")
+@click.option("--plot", type=click.Path(dir_okay=False),
+              help="Draw the confusion matrix and the reliability diagram to this PNG file.")
 @_user_errors
 def evaluate(model: str | None, data_path: str, timeline: bool, step: int, as_json: bool, plot: str | None) -> None:
     """Measure a model on held-out labelled mail, or run the timeline protocol on DATA."""
     if timeline and model is not None:
         raise click.UsageError("--timeline trains its own models along the dates; drop --model")
     if timeline and plot is not None:
-        raise click.UsageError("--plot draws the confusion matrix of one model; it does not apply to --timeline")
+        raise click.UsageError("--plot draws the figures of one model; it does not apply to --timeline")
     data = _read_data(data_path)
     if timeline:
-        result = timeline_protocol(data.examples, LinearRouter, step=step, progress=_progress())
+        result = timeline_protocol(data.examples, default_classifier, step=step, progress=_progress())
         echo_json(result) if as_json else _print_timeline(result)
         return
     router = load_model(str(_model_path(model)))
     result = {"model": router.card, **evaluate_model(router, data.examples)}
     if plot:
-        _plot_confusion(result["labels"], result["confusion"], Path(plot), router.version)
+        _plot(result, Path(plot), router.version)
     echo_json(result) if as_json else _print_report(result)
 
 
@@ -156,26 +172,31 @@ def _print_report(result: dict[str, Any]) -> None:
 def _print_timeline(result: dict[str, Any]) -> None:
     echo(f"{result['protocol']}: {result['n']} dated mails ({result['undated']} undated left out), "
          f"{len(result['splits'])} splits")
-    echo(f"{'train':>6} {'test':>5} {'accuracy':>9} {'macro-F1':>9} {'coverage':>9}")
+    echo(f"{'train':>6} {'test':>5} {'accuracy':>9} {'macro-F1':>9} {'coverage':>9}  selected")
     for s in result["splits"]:
-        echo(f"{s['train']:>6} {s['test']:>5} {s['accuracy']:>9.3f} {s['macro_f1']:>9.3f} {s['coverage']:>9.3f}")
-    precision = result["precision_at_threshold"]
+        echo(f"{s['train']:>6} {s['test']:>5} {s['accuracy']:>9.3f} {s['macro_f1']:>9.3f} {s['coverage']:>9.3f}"
+             f"  {s.get('chosen') or '-'}")
+    precision = result["precision_at_threshold_pooled"]
     echo(f"mean: accuracy {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}, "
-         f"coverage {result['coverage']:.3f}, precision at threshold "
-         + (f"{precision:.3f}" if precision is not None else "n/a"))
+         f"coverage {result['coverage']:.3f}, calibration error {result['calibration_error']:.3f}, "
+         "precision at threshold (all splits' suggestions) " + (f"{precision:.3f}" if precision is not None else "n/a"))
+    if result["chosen"]:
+        echo("selected: " + ", ".join(f"{name} {n}x" for name, n in result["chosen"].items()))
 
 
-def _plot_confusion(labels: Sequence[str], confusion: list[list[int]], path: Path, title: str) -> None:
+def _plot(result: dict[str, Any], path: Path, title: str) -> None:
+    """The confusion matrix (left) and the reliability diagram (right) side by side in one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    counts = np.asarray(confusion, dtype=float)
+    labels: Sequence[str] = result["labels"]
+    counts = np.asarray(result["confusion"], dtype=float)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
     size = max(5.0, 0.45 * len(labels) + 2.0)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    fig, (ax, rel) = plt.subplots(1, 2, figsize=(2 * size + 1.5, size))
     image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
     ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
@@ -188,6 +209,7 @@ def _plot_confusion(labels: Sequence[str], confusion: list[list[int]], path: Pat
                 ax.text(j, i, str(int(n)), ha="center", va="center", fontsize=6,
                         color="white" if rates[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    _draw_reliability(rel, result)
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=120)
@@ -195,6 +217,26 @@ def _plot_confusion(labels: Sequence[str], confusion: list[list[int]], path: Pat
         raise ClassifierError(f"cannot write the plot to {path}: {exc.strerror or exc}") from exc
     finally:
         plt.close(fig)
+
+
+def _draw_reliability(ax: Any, result: dict[str, Any]) -> None:
+    """Accuracy against confidence per bin (the diagonal is perfect calibration); bar labels are counts."""
+    points = result["reliability"]
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    ax.bar([p["low"] for p in points], [p["accuracy"] for p in points], width=[p["high"] - p["low"] for p in points],
+           align="edge", edgecolor="black", alpha=0.6, label="accuracy of the top team")
+    ax.plot([p["confidence"] for p in points], [p["accuracy"] for p in points], "o-", color="C3",
+            label="at the bin's mean confidence")
+    for p in points:
+        ax.text((p["low"] + p["high"]) / 2, min(p["accuracy"] + 0.02, 0.98), str(p["n"]), ha="center", fontsize=6)
+    if result["threshold"] is not None and result["threshold"] <= 1.0:
+        ax.axvline(result["threshold"], color="C2", linewidth=1, label=f"threshold {result['threshold']:.2f}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence of the top team")
+    ax.set_ylabel("share right")
+    ax.set_title(f"reliability: expected calibration error {result['calibration_error']:.3f}", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
 
 
 def _team_names() -> dict[str, str]:

@@ -197,3 +197,5 @@ def retrain(ctx: click.Context, force: bool, as_json: bool) -> None:
         echo_json(result.as_dict())
     else:
         echo(("promoted: " if result.promoted else "kept the current model: ") + result.reason)
+        if result.selected:
+            echo(f"candidate: {result.selected}, selected on the older decisions in {result.selection_seconds or 0.0:.1f} s")

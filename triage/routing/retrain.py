@@ -1,8 +1,11 @@
 """Retrain from the liaison's decisions; promote the new model only if it is at least as good.
 
-Both models are scored on the same held-out decisions (the most recent fifth, by decision
-time): the candidate trains on the seed data plus the older decisions, and replaces the
-model in use only if its accuracy on the held-out decisions is at least the current one's,
+The gate is the selection's own protocol one level up: train on the past, judge on what came
+after. Both models are scored on the same held-out decisions (the most recent fifth, by decision
+time): the candidate is the model selection (`SelectingRouter`: the plain baseline and the other
+linear candidates, judged on the later part of its own training mail) run on the seed data plus
+the older decisions, and it replaces the model in use only if its accuracy on the held-out
+decisions is at least the current one's,
 and only if the model it was measured against is still the one in use: another worker's
 promotion in between wins, and this candidate is discarded (`ModelStore.promote`).
 """
@@ -38,6 +41,8 @@ class RetrainResult:
     current_accuracy: float | None = None
     candidate_accuracy: float | None = None
     candidate_version: str | None = None
+    selected: str | None = None
+    selection_seconds: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -71,6 +76,7 @@ def retrain(router: Router, settings: RoutingSettings, *, force: bool = False) -
     candidate.fit([*base, *train_part])
     current_score = accuracy(current, held_out)
     candidate_score = accuracy(candidate, held_out)
+    selection = candidate.card.get("selection", {})
     better = candidate_score >= current_score
     reason = (f"candidate {candidate_score:.3f} {'>=' if better else '<'} current {current_score:.3f} "
               f"on {len(held_out)} held-out decisions")
@@ -79,13 +85,15 @@ def retrain(router: Router, settings: RoutingSettings, *, force: bool = False) -
         models = router.models or ModelStore(settings, router.sessions)
         record = models.promote(candidate, replaces=measured_against, scores={
             "decisions": decided, "held_out": len(held_out), "current_accuracy": round(current_score, 4),
-            "candidate_accuracy": round(candidate_score, 4),
+            "candidate_accuracy": round(candidate_score, 4), "selected": selection.get("chosen"),
         })
         if record is None:
             reason += "; but another promotion replaced the current model meanwhile: this candidate is discarded"
         else:
             router.use(candidate, record)
             promoted = True
-    log.info("routing.retrained", promoted=promoted, reason=reason)
+    log.info("routing.retrained", promoted=promoted, reason=reason, selected=selection.get("chosen"),
+             selection_seconds=selection.get("seconds"))
     return RetrainResult(promoted, reason, decided, len(held_out), round(current_score, 4),
-                         round(candidate_score, 4), candidate.version)
+                         round(candidate_score, 4), candidate.version, selection.get("chosen"),
+                         selection.get("seconds"))
