@@ -287,9 +287,9 @@ def test_idle_is_reissued_before_the_renewal_window(dovecot_server: Dovecot, db_
     passes: list[float] = []
     real_poll = runner.poller.poll
 
-    def counting_poll(client: Any) -> Any:
+    def counting_poll(client: Any, folders: Any = None) -> Any:
         passes.append(time.monotonic())
-        return real_poll(client)
+        return real_poll(client, folders)
 
     runner.poller.poll = counting_poll  # type: ignore[method-assign]
     thread = threading.Thread(target=runner.run)

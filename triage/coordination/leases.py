@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 from sqlalchemy import CursorResult, case, func, literal, or_, select, update
@@ -31,6 +31,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from triage.store.db import upsert_insert, utcnow
 from triage.store.lease_models import LeaseRow
+
+if TYPE_CHECKING:
+    from triage.coordination.share import MailboxShare
 
 log = structlog.get_logger(__name__)
 
@@ -63,15 +66,11 @@ class Leases:
         self.holder = holder
         self.ttl = timedelta(seconds=ttl_seconds)
 
-    def _now(self, session: Session) -> ColumnElement[datetime]:
+    def now(self, session: Session, plus: timedelta = timedelta(0)) -> ColumnElement[datetime]:
+        """The time leases are judged by, shifted by `plus`: the database's clock on PostgreSQL."""
         if session.get_bind().dialect.name == "postgresql":
-            return cast("ColumnElement[datetime]", func.clock_timestamp())
-        return literal(utcnow(), LeaseRow.expires_at.type)
-
-    def _expiry(self, session: Session) -> ColumnElement[datetime]:
-        if session.get_bind().dialect.name == "postgresql":
-            return cast("ColumnElement[datetime]", func.clock_timestamp() + self.ttl)
-        return literal(utcnow() + self.ttl, LeaseRow.expires_at.type)
+            return cast("ColumnElement[datetime]", func.clock_timestamp() + plus)
+        return literal(utcnow() + plus, LeaseRow.expires_at.type)
 
     def acquire(self, name: str) -> Lease | None:
         """The lease, if it is free, expired or ours (renewed then); None while another worker holds it."""
@@ -82,7 +81,7 @@ class Leases:
                 session.execute(upsert_insert(session)(LeaseRow).values(
                     name=name, holder=None, generation=0, expires_at=EPOCH,
                 ).on_conflict_do_nothing(index_elements=["name"]))
-                now = self._now(session)
+                now = self.now(session)
                 taken = session.execute(
                     update(LeaseRow)
                     .where(LeaseRow.name == name,
@@ -91,7 +90,7 @@ class Leases:
                         generation=case((LeaseRow.holder == self.holder, LeaseRow.generation),
                                         else_=LeaseRow.generation + 1),
                         acquired_at=case((LeaseRow.holder == self.holder, LeaseRow.acquired_at), else_=now),
-                        holder=self.holder, renewed_at=now, expires_at=self._expiry(session),
+                        holder=self.holder, renewed_at=now, expires_at=self.now(session, self.ttl),
                     )
                     .returning(LeaseRow.generation, LeaseRow.expires_at)
                 ).one_or_none()
@@ -118,7 +117,7 @@ class Leases:
             update(LeaseRow)
             .where(LeaseRow.name == lease.name, LeaseRow.holder == self.holder,
                    LeaseRow.generation == lease.generation)
-            .values(renewed_at=self._now(session), expires_at=self._expiry(session))
+            .values(renewed_at=self.now(session), expires_at=self.now(session, self.ttl))
             .returning(LeaseRow.expires_at)
         ).one_or_none()
         if row is None:
@@ -132,7 +131,7 @@ class Leases:
                 update(LeaseRow)
                 .where(LeaseRow.name == lease.name, LeaseRow.holder == self.holder,
                        LeaseRow.generation == lease.generation)
-                .values(holder=None, expires_at=self._now(session))
+                .values(holder=None, expires_at=self.now(session))
             ))
         return result.rowcount == 1
 
@@ -148,7 +147,7 @@ class Claim:
         self.lease: Lease | None = None
         self._clock = clock
         self._checked_at = float("-inf")
-        self.share: Any = None  # a MailboxShare (triage.coordination.share) when this is a mailbox's lease
+        self.share: MailboxShare | None = None  # when this is a mailbox's lease (triage.coordination.share)
         self.every = leases.ttl.total_seconds() / 3  # renewal period
         self.retry = leases.ttl.total_seconds() / 4  # how long a worker without the lease waits between tries
 
@@ -196,13 +195,7 @@ class Claim:
         except LeaseLost:
             log.warning("lease.fenced_off", lease=self.name, generation=self.lease.generation)
             self._set(None)
-            self._checked_at = float("-inf")
             raise
-
-    def lost(self) -> None:
-        """Forget the lease after a LeaseLost raised elsewhere; the next `hold()` tries to take it again."""
-        self._set(None)
-        self._checked_at = float("-inf")
 
     def release(self) -> None:
         if self.lease is not None:

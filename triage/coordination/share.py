@@ -24,7 +24,6 @@ from sqlalchemy import delete, func, select
 
 from triage.coordination.leases import Claim, Leases
 from triage.failures import describe
-from triage.store.db import utcnow
 from triage.store.lease_models import LeaseRow
 
 log = structlog.get_logger(__name__)
@@ -89,7 +88,7 @@ class MailboxShare:
             with self.leases.sessions() as session:
                 return session.scalar(select(func.count()).select_from(LeaseRow).where(
                     LeaseRow.name == WANT + name, LeaseRow.holder.is_not(None),
-                    LeaseRow.holder != self.leases.holder, LeaseRow.expires_at > self._db_now(session))) == 1
+                    LeaseRow.holder != self.leases.holder, LeaseRow.expires_at > self.leases.now(session))) == 1
         except Exception as exc:  # noqa: BLE001 - unknown: keep what is held, take nothing more
             log.warning("lease.want_unknown", lease=name, error=describe(exc))
             return name not in self._held
@@ -106,12 +105,12 @@ class MailboxShare:
         try:
             self.presence.hold()
             with self.leases.sessions.begin() as session:
-                db_now = self._db_now(session)
+                db_now = self.leases.now(session)
                 live = session.scalar(select(func.count()).select_from(LeaseRow).where(
                     LeaseRow.name.startswith(PRESENCE), LeaseRow.holder.is_not(None), LeaseRow.expires_at > db_now))
                 # Presence rows of workers gone long ago (killed: nobody gave them back) would pile up.
                 session.execute(delete(LeaseRow).where(
-                    LeaseRow.name.startswith(PRESENCE), LeaseRow.expires_at < self._forgotten(session)))
+                    LeaseRow.name.startswith(PRESENCE), LeaseRow.expires_at < self.leases.now(session, -self.leases.ttl * FORGET_AFTER_LEASES)))
         except Exception as exc:  # noqa: BLE001 - the database is away: keep the share we had
             log.warning("lease.share_unknown", error=describe(exc))
             return
@@ -120,14 +119,6 @@ class MailboxShare:
         if (pollers, limit) != (self.pollers, self.limit):
             log.info("lease.share", pollers=pollers, mailboxes=self.mailboxes, share=limit)
         self.pollers, self.limit = pollers, limit
-
-    @staticmethod
-    def _db_now(session: object) -> object:
-        bind = session.get_bind()  # type: ignore[attr-defined]
-        return func.clock_timestamp() if bind.dialect.name == "postgresql" else utcnow()
-
-    def _forgotten(self, session: object) -> object:
-        return self._db_now(session) - self.leases.ttl * FORGET_AFTER_LEASES  # type: ignore[operator]
 
     def release(self) -> None:
         """Leave: this worker's presence row and its wants go, so the others' shares grow at once."""

@@ -88,10 +88,9 @@ class PollRunner(Runner):
                 self._client = connect(self.settings)
                 log.info("imap.connected", account=self.settings.name, host=self.settings.host,
                          security=self.settings.security)
-            self.last_pass = self.poller.poll(self._client, folders) if self.claims else self.poller.poll(self._client)
+            self.last_pass = self.poller.poll(self._client, folders)
         except LeaseLost as exc:
             self._drop()
-            self.claims[_folder_of(exc.name)].lost()
             log.warning("imap.lease_lost", account=self.settings.name, lease=exc.name, generation=exc.generation)
             return 0
         except BaseException:
@@ -182,6 +181,3 @@ def mailbox_lease(account: str, folder: str) -> str:
     """The lease name of one (account, folder): `imap:<account>/<folder>`."""
     return f"imap:{account}/{folder}"
 
-
-def _folder_of(lease_name: str) -> str:
-    return lease_name.partition("/")[2]
