@@ -62,6 +62,7 @@ import psycopg
 from bench_ingest import WORDS, synthetic_mail
 from sqlalchemy.engine import make_url
 
+from tests.servers import json_log_events
 from tests.servers.dovecot import Dovecot
 
 DEFAULT_PG = os.environ.get("TRIAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -332,15 +333,7 @@ class Run:
 
 
 def read_log(path: Path) -> list[dict[str, object]]:
-    events = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
+    return json_log_events(path.read_text(errors="replace"))
 
 
 def drain(configs: list[Path], db_url: str, target: int, count_sql: str, trees: dict[str, list[int]],

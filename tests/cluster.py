@@ -19,7 +19,6 @@ Every part is real and every part can be broken on purpose:
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import random
@@ -34,12 +33,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 
 from tests.conftest import make_mail
-from tests.servers import LOOPBACK, free_port, world_traversable_tempdir
+from tests.servers import LOOPBACK, free_port, json_log_events, world_traversable_tempdir
 from tests.servers.dovecot import Dovecot
 from tests.servers.smtp_sink import SmtpSink
 
@@ -401,20 +399,11 @@ class WorkerFleet:
         path = self.slot(index).log_path
         return path.stat().st_size if path.exists() else 0
 
-    def log_events(self, index: int, since: int = 0) -> list[dict[str, Any]]:
+    def log_events(self, index: int, since: int = 0) -> list[dict[str, object]]:
         """The JSON log lines of one worker written after byte `since`."""
         with self.slot(index).log_path.open("rb") as log:
             log.seek(since)
-            lines = log.read().decode(errors="replace").splitlines()
-        events = []
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                events.append(event)
-        return events
+            return json_log_events(log.read().decode(errors="replace"))
 
     def log_tails(self, lines: int = 15) -> str:
         parts = []

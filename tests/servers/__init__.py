@@ -15,6 +15,7 @@ This module holds what both need: free loopback ports and throwaway TLS certific
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -135,3 +136,16 @@ def make_tls_material(directory: Path) -> TlsMaterial:
     # Dovecot reads the key as root before dropping privileges; the login processes get it passed in.
     os.chmod(key, 0o600)
     return TlsMaterial(ca_cert_path=ca_cert, cert_path=cert, key_path=key)
+
+
+def json_log_events(text: str) -> list[dict[str, object]]:
+    """The JSON objects of a worker's log text, one per line; other lines (a traceback) are skipped."""
+    events = []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
