@@ -27,14 +27,7 @@ from classifiers import (
 from classifiers.artefact import training_set_sha256
 from classifiers.calibration import NEVER, choose_threshold, expected_calibration_error
 from classifiers.evaluation import evaluate, timeline
-
-TOPICS = {
-    "legal": "trademark lawyer copyright court licence takedown contract lawsuit",
-    "press": "journalist interview newspaper statement reporter article podcast deadline",
-    "tech": "password login server outage bug account reset crash",
-}
-FILLER = ["hello", "thanks", "please", "question", "chapter", "volunteer", "regards", "team", "week", "today", "help"]
-START = datetime(2026, 1, 1, tzinfo=UTC)
+from tests.routing_topics import FILLER, START, TOPICS
 
 
 def synthetic(per_team: int = 30, seed: int = 0, teams: Sequence[str] = tuple(TOPICS)) -> list[Example]:

@@ -15,15 +15,9 @@ from click.testing import CliRunner, Result
 
 from classifiers import TrainingDataError
 from tests.conftest import make_mail
+from tests.routing_topics import FILLER, TOPICS
 from triage.routing.commands import evaluate, suggest, train
 from triage.routing.training_data import load_examples
-
-TOPICS = {
-    "legal": "trademark lawyer copyright court licence takedown contract lawsuit",
-    "press": "journalist interview newspaper statement reporter article podcast deadline",
-    "tech": "password login server outage bug account reset crash",
-}
-FILLER = ["hello", "thanks", "please", "question", "chapter", "volunteer", "regards", "team", "week", "today", "help"]
 
 
 def rows(per_team: int, seed: int = 0) -> list[dict[str, str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +23,9 @@ from classifiers.selection import (
     time_ordered,
     validate,
 )
+from tests.routing_topics import FILLER, START, TOPICS
 from triage.routing.training_data import load_examples
 
-TOPICS = {
-    "legal": "trademark lawyer copyright court licence takedown contract lawsuit",
-    "press": "journalist interview newspaper statement reporter article podcast deadline",
-    "tech": "password login server outage bug account reset crash",
-}
-FILLER = ["hello", "thanks", "please", "question", "chapter", "volunteer", "regards", "team", "week", "today", "help"]
-START = datetime(2026, 1, 1, tzinfo=UTC)
 SEED = Path(__file__).resolve().parents[1] / "data" / "seed" / "seed.csv"
 DEFAULT = next(c for c in CANDIDATES if c.name == "default")
 
