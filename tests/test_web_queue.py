@@ -217,3 +217,17 @@ def test_uncertain_first_is_an_order_the_liaison_chooses(app: App, client: TestC
     assert re.search(r'<strong>[^<]*\breceipt\b[^<]*</strong>: <q>[^<]*(<mark>\w+</mark>[^<]*)*<mark>receipt</mark>',
                      uncertain)
     assert "&lt;b&gt;" in uncertain and "<b>receipt" not in uncertain
+
+
+def test_hostile_order_and_language_in_the_address_are_refused_or_escaped(
+        app: App, client: TestClient, make_account: Callable[..., Account]) -> None:
+    """A crafted link cannot inject markup: an unknown order is a 400 that names the choices, escaped;
+    a language filter is shown back escaped and matches nothing."""
+    ingest(app, DONATION)
+    _login(client, make_account().name)
+    bad = client.get("/queue", params={"order": "<script>alert(1)</script>"})
+    assert bad.status_code == 400
+    assert "<script>alert(1)" not in bad.text and "&lt;script&gt;" in bad.text and "uncertain" in bad.text
+    language = client.get("/queue", params={"language": '"><img src=x onerror=alert(1)>'})
+    assert language.status_code == 200
+    assert "<img src=x" not in language.text and "data-reference=" not in language.text
