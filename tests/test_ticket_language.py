@@ -1,9 +1,11 @@
-"""The ticket's language (triage.language, lingua): detected once when the ticket opens, filled in
+"""The ticket's language (triage.language: fastText, then Lingua where it is unsure): detected once when the ticket opens, filled in
 for older tickets by `triage db detect-languages`, shown and filtered in the queue, and the
 acknowledgment's language; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -63,6 +65,22 @@ def test_one_detector_and_the_acknowledgment_prefers_the_ticket_language() -> No
     assert choose_language(contact_language=None, text="Hello there, a question about the logo please",
                            available={"de"}, ticket_language="de") == ("de", "detected from the mail")
     assert choose_language(contact_language="fr", text="", available={"de", "fr"}, ticket_language="de")[0] == "fr"
+
+
+def test_the_quick_detector_answers_most_mail_and_lingua_the_rest() -> None:
+    """A clear English or German mail is named by fastText's small model and Lingua's 75 MB are never
+    loaded; a short Swahili mail, which fastText is unsure of, is named by Lingua. A fresh process, so
+    that no other test has built either detector."""
+    script = (
+        "import triage.language as language\n"
+        "english = language.detect('Hello, could you tell me who handles the grant reports this year?')\n"
+        "german = language.detect('Guten Tag, wir möchten das Logo für unser Banner beim Stammtisch verwenden.')\n"
+        "print(english, german, language._thorough is None)\n"
+        "swahili = language.detect('Habari, tunaweza kutumia nembo kwa tukio letu mwezi ujao? Sisi ni wanaojitolea.')\n"
+        "print(swahili, language._thorough is None)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.splitlines() == ["en de True", "sw False"]
 
 
 def test_the_optional_language_block_is_learnt_saved_and_explained(tmp_path: Path) -> None:
