@@ -22,6 +22,7 @@ Both are built once, on first use, and shared by the threads of a process.
 from __future__ import annotations
 
 import threading
+from itertools import islice
 from typing import Any
 
 MIN_LETTERS = 12  # "Hi" or "Thanks!" says nothing about a language
@@ -62,7 +63,7 @@ def _thorough_detector() -> Any:
 def detect(text: str) -> str | None:
     """The ISO 639-1 code of `text`'s language, or None when the text is too short or unclear."""
     sample = text[:MAX_CHARS]
-    if sum(ch.isalpha() for ch in sample) < MIN_LETTERS:
+    if sum(1 for _ in islice(filter(str.isalpha, sample), MIN_LETTERS)) < MIN_LETTERS:
         return None
     best = _fast_detector().detect(sample, k=1)
     if best and best[0]["score"] >= MIN_CONFIDENCE and best[0]["lang"] in _known:

@@ -65,11 +65,24 @@ def sentences(example: Example, language: str | None = None) -> list[str]:
     return [s[:MAX_SENTENCE] for s in out if s]
 
 
-def _where(term: str, among: Sequence[str], *, word: bool = True) -> str | None:
-    """The first sentence holding `term`; a `word` only outside addresses, web addresses and domains
-    (in `forum.example.org`, "forum" is a piece of an address, not a word the writer chose)."""
-    pattern = re.compile(rf"(?<![^\W_]){re.escape(term)}(?![^\W_])", re.IGNORECASE)
-    return next((s for s in among if pattern.search(_without_addresses(s) if word else s)), None)
+@dataclass(frozen=True, slots=True)
+class _Sentences:
+    """A mail's sentences, each also without its addresses, web addresses and domains (in
+    `forum.example.org`, "forum" is a piece of an address, not a word the writer chose). Stripped
+    once per mail: a suggestion looks up to `CANDIDATES` terms in them."""
+
+    shown: list[str]
+    words: list[str]
+
+    @classmethod
+    def of(cls, among: list[str]) -> _Sentences:
+        return cls(among, [_without_addresses(s) for s in among])
+
+    def holding(self, term: str, *, word: bool = True) -> str | None:
+        """The first sentence holding `term`; a `word` only outside addresses."""
+        pattern = re.compile(rf"(?<![^\W_]){re.escape(term)}(?![^\W_])", re.IGNORECASE)
+        searched = self.words if word else self.shown
+        return next((shown for shown, text in zip(self.shown, searched, strict=True) if pattern.search(text)), None)
 
 
 def _without_addresses(text: str) -> str:
@@ -78,10 +91,10 @@ def _without_addresses(text: str) -> str:
     return text
 
 
-def _subject_word(ngram: str, subject: str) -> str | None:
-    """The subject word a character n-gram (`" logo"`, `"rant "`) is part of."""
+def _subject_word(ngram: str, subject_words: Sequence[str]) -> str | None:
+    """The subject word (of `subject_words`, lower case) a character n-gram (`" logo"`, `"rant "`) is part of."""
     core = ngram.strip()
-    for word in _TOKEN.findall(subject.lower()):
+    for word in subject_words:
         if ngram.startswith(" ") and ngram.endswith(" "):
             hit = word == core
         elif ngram.startswith(" "):
@@ -95,9 +108,9 @@ def _subject_word(ngram: str, subject: str) -> str | None:
     return None
 
 
-def _address_sentence(kind: str, address: str, among: Sequence[str]) -> str | None:
+def _address_sentence(kind: str, address: str, among: _Sentences) -> str | None:
     label = _ADDRESS_KINDS.get(kind)
-    return _where(address, among, word=False) or (f"{label}: {address}" if label else None)
+    return among.holding(address, word=False) or (f"{label}: {address}" if label else None)
 
 
 def readable_evidence(
@@ -109,9 +122,10 @@ def readable_evidence(
     at most `limit`, each with the first sentence of `example` that holds it. `stop`: the stop
     words of every language the desk sees; `own_addresses`: the desk's own addresses."""
     banned = address_tokens(example, own_addresses)
-    among = sentences(example, language)
+    among = _Sentences.of(sentences(example, language))
+    subject_words = _TOKEN.findall(example.subject.lower())
     weights: dict[str, float] = {}
-    found: dict[str, str] = {}
+    found: dict[str, str] = {}  # an address's sentence; a word's is looked up only once the word ranks
     for item in features:
         feature, weight = str(item[0]), float(item[1])
         if weight <= 0:
@@ -120,26 +134,28 @@ def readable_evidence(
         if block == "language":
             continue  # the mail's language as a whole: not a word of it
         term: str | None
-        sentence: str | None
         if block == "addresses":
-            kind, _, value = name.partition(":")
+            kind, _, term = name.partition(":")
             if kind not in _ADDRESS_KINDS:
                 continue  # a domain alone, or any other address feature: not something to underline
-            term, sentence = value, _address_sentence(kind, value, among)
+            sentence = _address_sentence(kind, term, among)
+            if sentence is None:
+                continue
+            found.setdefault(term, sentence)
         else:
-            if name.startswith('"') and name.endswith('"'):
-                term = _subject_word(name[1:-1], example.subject)
-            else:
-                term = name
+            term = _subject_word(name[1:-1], subject_words) if name.startswith('"') and name.endswith('"') else name
             if term is None or not _meaningful(term, stop, banned):
                 continue
-            sentence = _where(term, among)
-        if sentence is None:
-            continue
         weights[term] = weights.get(term, 0.0) + weight
-        found.setdefault(term, sentence)
-    best = sorted(weights, key=lambda t: -weights[t])[:limit]
-    return [Evidence(t, weights[t], found[t]) for t in best]
+    evidence: list[Evidence] = []
+    for term in sorted(weights, key=lambda t: -weights[t]):
+        sentence = found.get(term) or among.holding(term)
+        if sentence is None:
+            continue  # a word the mail has only inside an address
+        evidence.append(Evidence(term, weights[term], sentence))
+        if len(evidence) == limit:
+            break
+    return evidence
 
 
 def _meaningful(term: str, stop: Collection[str], banned: Collection[str]) -> bool:
