@@ -119,3 +119,25 @@ def test_a_long_sentence_is_cut_around_its_term() -> None:
     assert "Stand" in cut and cut.startswith("…") and cut.endswith("…") and len(cut) <= 62
     assert around("Short sentence.", ["short"]) == "Short sentence."
     assert around(long, ["wir"], width=60).startswith("wir organisieren")
+
+
+def test_evidence_reads_only_the_start_of_a_huge_body() -> None:
+    """A 5 MB body is not split into sentences whole: a word only past `READ_CHARS` is no evidence,
+    one at the start is, and looking costs a few MB, not a multiple of the body."""
+    import tracemalloc
+
+    from triage.routing.evidence import READ_CHARS
+
+    filler = "The volunteers met again on Tuesday. " * (5_000_000 // 37)
+    body = "Our chapter needs a trademark licence. " + filler + " We also ask about a scholarship."
+    assert body.index("scholarship") > READ_CHARS
+    example = Example("Question", body, "v@volunteers.example")
+    features = [("words:scholarship", 0.9), ("words:trademark", 0.5)]
+    tracemalloc.start()
+    try:
+        found = readable_evidence(features, example, stop=frozenset())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [(e.term, e.sentence) for e in found] == [("trademark", "Our chapter needs a trademark licence.")]
+    assert peak < 2_000_000, peak

@@ -76,7 +76,7 @@ def detect(text: str) -> str | None:
 
 def mail_language(subject: str | None, text: str | None) -> str | None:
     """The language of a mail: its subject and the volunteer's own words (quotes left out)."""
-    return detect(f"{subject or ''}\n{text or ''}")
+    return detect(f"{subject or ''}\n{(text or '')[:MAX_CHARS]}")  # not a copy of a 25 MB body
 
 
 __all__ = ["MIN_CONFIDENCE", "MIN_LETTERS", "detect", "mail_language"]
