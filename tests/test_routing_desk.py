@@ -212,3 +212,23 @@ def test_stats_weeks_are_iso_weeks_on_both_engines(app: App, router: Router) -> 
         {"week": "2026-W53", "decisions": 2, "agreed": 1, "agreement": 0.5, "suggestions": 3, "named": 2,
          "coverage": 0.667},
     ]
+
+
+def test_a_huge_body_is_routed_by_its_start(app: App, clock: Clock, router: Router) -> None:
+    """The model reads the first ROUTE_CHARS of a stored body, to suggest and to retrain: a 3 MB mail
+    whose start is about a donation receipt is routed by that start; the text far below is never
+    tokenised (on a 45 MB body that took 470 MB)."""
+    from triage.routing.desk import ROUTE_CHARS, example_from_message
+    from triage.store.models import Message
+
+    opening = "Hello, I donated last month and need a receipt for my donation, for the tax office.\n"
+    start = opening * (ROUTE_CHARS // len(opening) + 1)
+    below = "Our chapter wants to print the logo on a banner for the election of the board.\n" * 40_000
+    app.ingestor(clock=clock).ingest(make_mail(subject="Question", body=start + below), source="test")
+    assert router.suggest_pending() == 1
+    with app.sessions() as session:
+        message = session.scalars(select(Message)).one()
+        example = example_from_message(message)
+        suggestion = session.scalars(select(Suggestion)).one()
+    assert len(example.body) == ROUTE_CHARS and "logo" not in example.body
+    assert suggestion.team == "fundraising"

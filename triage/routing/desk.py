@@ -42,6 +42,9 @@ log = structlog.get_logger(__name__)
 
 MODEL_RECHECK_SECONDS = 5.0  # how stale a process's model may be after another one promoted a new one
 SUGGEST_BATCH = 50  # tickets claimed, predicted and stored per transaction: their rows are locked meanwhile
+ROUTE_CHARS = 100_000
+"""How much of a stored body the model reads, to suggest and to retrain: the start of a mail says
+where it belongs, and the model's tokens of a 45 MB body took 470 MB (`bench/bench_memory.py`)."""
 
 
 def load_teams(path: str | Path) -> dict[str, Team]:
@@ -53,8 +56,8 @@ def load_teams(path: str | Path) -> dict[str, Team]:
 
 
 def example_from_message(message: Message, language: str | None = None) -> Example:
-    """The classifier's view of a stored mail; the same fields training reads from raw mail, and the
-    ticket's `language` (for the optional language block)."""
+    """The classifier's view of a stored mail (the first `ROUTE_CHARS` of its body); the same fields
+    training reads from raw mail, and the ticket's `language` (for the optional language block)."""
     headers: dict[str, str] = {}
     if message.to_addrs:
         headers["to"] = ", ".join(message.to_addrs)
@@ -63,7 +66,7 @@ def example_from_message(message: Message, language: str | None = None) -> Examp
     if message.list_id:
         headers["list-id"] = message.list_id
     return Example(
-        subject=message.subject or "", body=message.body_text, sender=message.from_addr or "",
+        subject=message.subject or "", body=message.body_text[:ROUTE_CHARS], sender=message.from_addr or "",
         headers=headers, date=message.date, language=language,
     )
 
