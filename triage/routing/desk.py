@@ -44,7 +44,8 @@ MODEL_RECHECK_SECONDS = 5.0  # how stale a process's model may be after another 
 SUGGEST_BATCH = 50  # tickets claimed, predicted and stored per transaction: their rows are locked meanwhile
 ROUTE_CHARS = 100_000
 """How much of a stored body the model reads, to suggest and to retrain: the start of a mail says
-where it belongs, and the model's tokens of a 45 MB body took 470 MB (`bench/bench_memory.py`)."""
+where it belongs, and the model's tokens of a 45 MB body took 470 MB (measured in-process; the
+peak of `bench/bench_memory.py` with the size limit raised fell from 1,268 to 720 MB)."""
 
 
 def load_teams(path: str | Path) -> dict[str, Team]:
