@@ -253,6 +253,29 @@ def test_parse_pool_stores_what_inline_parsing_stores(dovecot_server: Dovecot, d
     assert poll_once(settings, app).fetched == 0
 
 
+def test_parse_pool_detects_the_languages_of_new_tickets(dovecot_server: Dovecot, desk: Callable[..., Any]) -> None:
+    """With parse workers, a mail's language is detected in the pool with its parsing (not in the
+    store's transaction); the tickets get the same languages as inline."""
+    from triage.store.models import Ticket
+
+    settings, app = desk(parse_workers="2", batch_size="2")
+    bodies = ["Guten Tag, dürfen wir das Logo für unser Banner beim Stammtisch verwenden?",
+              "Hello, could you tell me who handles the grant reports this year?",
+              "Bonjour, je voudrais savoir qui gère les subventions cette année.",
+              "Hola, ¿podemos usar el logotipo en la pancarta de nuestro encuentro?"]
+    append_many(dovecot_server, [make_mail(message_id=f"<l{i}@v.example>", sender=f"l{i}@v.example",
+                                           subject="Frage" if i == 0 else "Question", body=body)
+                                 for i, body in enumerate(bodies)])
+    runner = PollRunner(settings.imap, app.ingestor())
+    try:
+        runner.run(once=True)
+        assert runner.last_pass[0].stored == 4 and runner.parse_pool is not None and runner.parse_pool.starts == 1
+    finally:
+        runner.close()
+    with app.sessions() as session:
+        assert list(session.scalars(select(Ticket.language).order_by(Ticket.id))) == ["de", "en", "fr", "es"]
+
+
 def test_parse_pool_starts_only_for_a_pass_of_several_batches(
     dovecot_server: Dovecot, desk: Callable[..., Any]
 ) -> None:

@@ -83,6 +83,23 @@ def test_the_quick_detector_answers_most_mail_and_lingua_the_rest() -> None:
     assert done.stdout.splitlines() == ["en de True", "sw False"]
 
 
+def test_a_language_detected_where_the_mail_was_parsed_is_stored_as_is(app: App, clock: Clock) -> None:
+    """The IMAP parse pool detects a new mail's language with its parsing; the store takes that
+    answer (even None) instead of detecting again, and detects a mail that comes without one."""
+    from tests.conftest import make_mail
+    from triage.ingest.parse import parse_mail
+    from triage.ingest.parse_worker import detect_language
+    from triage.ingest.pipeline import IncomingMail
+    from triage.language import Detected
+
+    english = "Hello, could you tell me who handles the grant reports this year?"
+    raws = [make_mail(message_id=f"<d{i}@v.example>", sender=f"d{i}@v.example", body=english) for i in range(3)]
+    assert detect_language(parse_mail(raws[0])) == Detected("en")
+    app.ingestor(clock=clock).ingest_many([IncomingMail(raws[0], detected=Detected("fr")),
+                                           IncomingMail(raws[1], detected=Detected(None)), IncomingMail(raws[2])])
+    assert list(_languages(app).values()) == ["fr", None, "en"]
+
+
 def test_the_optional_language_block_is_learnt_saved_and_explained(tmp_path: Path) -> None:
     """With LANGUAGE_BLOCK the model reads `Example.language`; it survives save and load, and the
     evidence a person reads never shows it (it is no word of the mail)."""

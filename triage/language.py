@@ -22,6 +22,7 @@ Both are built once, on first use, and shared by the threads of a process.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -78,9 +79,16 @@ def detect(text: str) -> str | None:
     return str(values[0].language.iso_code_639_1.name.lower())
 
 
+@dataclass(frozen=True, slots=True)
+class Detected:
+    """A mail's language as detected where the mail was parsed (None inside: detected, none found)."""
+
+    language: str | None
+
+
 def mail_language(subject: str | None, text: str | None) -> str | None:
     """The language of a mail: its subject and the volunteer's own words (quotes left out)."""
     return detect(f"{subject or ''}\n{(text or '')[:MAX_CHARS]}")  # not a copy of a 25 MB body
 
 
-__all__ = ["MIN_CONFIDENCE", "MIN_LETTERS", "detect", "mail_language"]
+__all__ = ["MIN_CONFIDENCE", "MIN_LETTERS", "Detected", "detect", "mail_language"]

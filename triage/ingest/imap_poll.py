@@ -39,9 +39,10 @@ from triage.config import ImapSettings
 from triage.coordination.leases import Claim, LeaseLost
 from triage.ingest.imap_fetch import BATCH_BYTES, PlannedBatch, fetch_planned, plan_batches, sized_uids
 from triage.ingest.oversize import refusal_reason
-from triage.ingest.parse_worker import PARSE_CHUNKS, Blobs, parse_chunk_in_worker, start_parse_pool
+from triage.ingest.parse_worker import PARSE_CHUNKS, Blobs, Prepared, parse_chunk_in_worker, start_parse_pool
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.pipeline import IncomingMail, Ingestor, IngestOutcome, refuse_oversize
+from triage.language import Detected
 from triage.logging import bind_mailbox
 from triage.observe.metrics import count_ingested
 from triage.store.db import upsert_insert, utcnow
@@ -117,7 +118,7 @@ class FetchedBatch:
 
     uids: Sequence[int]
     raws: list[bytes | None]
-    parsing: list[tuple[list[int], Future[list[tuple[ParsedMail, Blobs] | RuntimeError]]]]
+    parsing: list[tuple[list[int], Future[list[Prepared | RuntimeError]]]]
     refused: dict[int, tuple[int, bytes]] = field(default_factory=dict)
 
     @property
@@ -292,7 +293,7 @@ class FolderPoller:
         for plan in plans:
             fetched = fetch_planned(client, plan)
             raws = fetched.raws
-            chunks: list[tuple[list[int], Future[list[tuple[ParsedMail, Blobs] | RuntimeError]]]] = []
+            chunks: list[tuple[list[int], Future[list[Prepared | RuntimeError]]]] = []
             if pool is not None:
                 present = [i for i, raw in enumerate(raws) if raw is not None]
                 size = max(1, -(-len(present) // PARSE_CHUNKS))
@@ -310,6 +311,7 @@ class FolderPoller:
     def _ingest_batch(self, folder: str, uidvalidity: int, batch: FetchedBatch, result: FolderPass) -> None:
         parsed: list[ParsedMail | BaseException | None] = [None] * len(batch.uids)
         encoded: list[Blobs | None] = [None] * len(batch.uids)
+        detected: list[Detected | None] = [None] * len(batch.uids)
         for positions, future in batch.parsing:
             try:
                 results = future.result()
@@ -321,9 +323,9 @@ class FolderPoller:
                 if isinstance(done, BaseException):
                     parsed[i] = done
                 else:
-                    parsed[i], encoded[i] = done
+                    parsed[i], encoded[i], detected[i] = done
         incoming, uids, vanished = [], [], []
-        for uid, raw, pre, blobs in zip(batch.uids, batch.raws, parsed, encoded, strict=True):
+        for uid, raw, pre, blobs, language in zip(batch.uids, batch.raws, parsed, encoded, detected, strict=True):
             if uid in batch.refused:
                 continue
             if raw is None:  # expunged between SEARCH and FETCH: nothing to keep, move past it
@@ -331,7 +333,7 @@ class FolderPoller:
                 continue
             uids.append(uid)
             source = self._source(folder, uidvalidity, uid)
-            incoming.append(IncomingMail(raw, source=source, parsed=pre, encoded=blobs))
+            incoming.append(IncomingMail(raw, source=source, parsed=pre, encoded=blobs, detected=language))
         result.fetched += len(incoming)
         result.vanished += len(vanished)
         reasons = {  # read from the header before the transaction, not while it holds the database

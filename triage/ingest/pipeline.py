@@ -26,6 +26,7 @@ from triage.ingest.parse import parse_mail
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.store_batch import StoredMail, store_batch
 from triage.ingest.threading import StaffPath
+from triage.language import Detected
 from triage.privacy.fingerprint import ERASED_REASON, erased_message_id
 from triage.store.blobs import get_blob, put_blob, sha256_hex
 from triage.store.db import utcnow
@@ -118,6 +119,7 @@ class IncomingMail:
     source: str | None = None
     parsed: ParsedMail | BaseException | None = None
     encoded: Mapping[str, tuple[str, bytes]] | None = None  # its blobs, compressed where it was parsed
+    detected: Detected | None = None  # its language, detected where it was parsed
 
 
 AfterBatch = Callable[[Session, list[IngestOutcome]], None]
@@ -240,8 +242,9 @@ class Ingestor:
         savepoint = session.begin_nested()
         try:
             encoded = {sha: blob for m, _, _ in prepared if m.encoded for sha, blob in m.encoded.items()}
+            detected = {digest: m.detected for m, digest, _ in prepared if m.detected is not None}
             stored = iter(store_batch(session, good, settings=self._settings, now=self._clock(), encoded=encoded,
-                                      staff=self._staff()))
+                                      detected=detected, staff=self._staff()))
             outcomes = []
             for mail, digest, parsed in prepared:
                 if isinstance(parsed, BaseException):
@@ -267,7 +270,8 @@ class Ingestor:
             savepoint = session.begin_nested()
             try:
                 [stored] = store_batch(session, [(mail.raw, digest, parsed, mail.source)], settings=self._settings,
-                                       now=self._clock(), encoded=mail.encoded, staff=self._staff())
+                                       now=self._clock(), encoded=mail.encoded, staff=self._staff(),
+                                       detected={digest: mail.detected} if mail.detected is not None else None)
                 session.flush()
                 savepoint.commit()
                 return IngestOutcome.of(stored, digest, parsed)

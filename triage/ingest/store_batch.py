@@ -25,7 +25,7 @@ from triage.ingest import threading
 from triage.ingest.parsed import ParsedMail
 from triage.ingest.signals import sender_authentication
 from triage.ingest.threading import StaffPath
-from triage.language import mail_language
+from triage.language import Detected, mail_language
 from triage.privacy.fingerprint import ERASED_REASON, erased_message_id, is_erased
 from triage.store.codec import encode
 from triage.store.db import core_table, upsert_insert
@@ -218,13 +218,16 @@ def store_batch(
     now: datetime,
     encoded: Mapping[str, tuple[str, bytes]] | None = None,
     staff: Mapping[str, frozenset[str]] | None = None,
+    detected: Mapping[str, Detected] | None = None,
 ) -> list[StoredMail]:
     """Thread and store (raw, sha256, parsed, source) mails in the caller's transaction.
 
-    `encoded` holds blobs a parse worker already compressed (sha256 -> codec, bytes); `staff`, each
-    team's addresses (`Team.addresses`): their mail on a ticket handed to them is the staff's.
+    `encoded` holds blobs a parse worker already compressed (sha256 -> codec, bytes), `detected` the
+    languages it detected (sha256 -> Detected; a new ticket's mail not in it is detected here);
+    `staff`, each team's addresses (`Team.addresses`): their mail on a ticket handed to them is the staff's.
     """
     encoded = encoded or {}
+    detected = detected or {}
     staff = staff or {}
     comment_address = settings.staff_comment_address
     prefix = settings.reference_prefix
@@ -358,7 +361,8 @@ def store_batch(
                 "reference": f"~{uuid.uuid4().hex[:24]}", "subject": parsed.subject, "status": TicketStatus.new,
                 "contact_id": contact_ids.get(parsed.from_addr or ""), "linked_ticket_id": linked,
                 "flag": decision.flag if linked else None, "created_at": now, "updated_at": now,
-                "language": mail_language(parsed.subject, parsed.new_text or parsed.body_text),
+                "language": language.language if (language := detected.get(digest)) is not None
+                else mail_language(parsed.subject, parsed.new_text or parsed.body_text),
             }))
             events.append(_event(state, now, "created", by=parsed.from_addr))
             if linked is not None:
