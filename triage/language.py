@@ -12,9 +12,9 @@ Two maintained detectors that ship their models, tried in order of cost:
   needs it. It names the short and less common ones fastText is unsure of (a two-line Swahili or
   Danish mail) and says nothing on noise that fastText would still call English.
 
-Detection runs inside the transaction that stores a batch of mail, once per new ticket: with Lingua
-alone it cost 1.4 ms a mail, twice what storing the mail costs the worker (`bench/bench_language.py`
-and `bench/bench_workers.py`). Restricting Lingua to the desk's few languages was no way out: it
+Detection runs once per new mail in the IMAP parse pool, or else inside the transaction that stores
+it, once per new ticket: with Lingua alone it cost 1.4 ms a mail, twice what storing the mail costs
+the worker (`bench/bench_language.py` and `bench/bench_workers.py`). Restricting Lingua to the desk's few languages was no way out: it
 then names one of them, confidently, for a mail in any other (Hungarian read as Spanish at 1.0).
 Both are built once, on first use, and shared by the threads of a process.
 """
