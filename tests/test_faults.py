@@ -16,7 +16,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -211,36 +211,29 @@ def test_sigstopped_lease_holder_neither_commits_nor_marks_after_it_lost_the_lea
         assert marks == [], f"the frozen worker {frozen} set flags after losing {LEASE}: {marks[:10]}"
 
 
-def test_postgresql_restart_mid_run_is_survived_without_a_person(deployment: Deployment) -> None:
-    """PostgreSQL crashes and restarts while mail flows: the workers reconnect on their own."""
-    d = deployment
+def _restart_mid_run(d: Deployment, server: str, label: str, restart: Callable[[], None]) -> None:
+    """Restart a server while mail flows, then check every mail once and no worker restarted."""
     d.begin()
     starts = [s.starts for s in d.fleet.slots]
-    flow = d.traffic.deliver_steadily(30, "pg", interval=0.15)
+    flow = d.traffic.deliver_steadily(30, label, interval=0.15)
     begun = d.stored()
     wait_until(lambda: None if d.stored() > begun else "no progress yet", 15)
-    d.pg.restart("immediate")
+    restart()
     flow.join()
-    d.traffic.deliver(10, "pg-after")
+    d.traffic.deliver(10, f"{label}-after")
     d.settle_and_check()
-    d.summary("postgres-restart")
+    d.summary(f"{server}-restart")
     assert d.fleet.deaths() == [] and [s.starts for s in d.fleet.slots] == starts
+
+
+def test_postgresql_restart_mid_run_is_survived_without_a_person(deployment: Deployment) -> None:
+    """PostgreSQL crashes and restarts while mail flows: the workers reconnect on their own."""
+    _restart_mid_run(deployment, "postgres", "pg", lambda: deployment.pg.restart("immediate"))
 
 
 def test_dovecot_restart_mid_run_is_survived_without_a_person(deployment: Deployment) -> None:
     """Dovecot restarts while mail flows: the pollers reconnect, marks left undone are made later."""
-    d = deployment
-    d.begin()
-    starts = [s.starts for s in d.fleet.slots]
-    flow = d.traffic.deliver_steadily(30, "imap", interval=0.15)
-    begun = d.stored()
-    wait_until(lambda: None if d.stored() > begun else "no progress yet", 15)
-    d.dovecot.restart()
-    flow.join()
-    d.traffic.deliver(10, "imap-after")
-    d.settle_and_check()
-    d.summary("dovecot-restart")
-    assert d.fleet.deaths() == [] and [s.starts for s in d.fleet.slots] == starts
+    _restart_mid_run(deployment, "dovecot", "imap", deployment.dovecot.restart)
 
 
 def test_smtp_peer_refusing_for_a_while_then_accepting(deployment: Deployment) -> None:
