@@ -93,6 +93,27 @@ def test_server_restart_during_idle_reconnects(dovecot_server: Dovecot, db_url: 
         app.close()
 
 
+def test_mail_arriving_between_the_pass_and_idle_is_not_left_waiting(dovecot_server: Dovecot, db_url: str) -> None:
+    """A mail appended after the pass's SEARCH but before IDLE starts is not reported by IDLE (the
+    SELECT before it already counts it): the runner sees the higher UIDNEXT and passes again at once,
+    instead of waiting for the IDLE renewal (here 25 minutes)."""
+    settings = load_settings(environ=imap_env(dovecot_server, db_url, poll_seconds="600"))
+    app = bootstrap(settings)
+    runner = PollRunner(settings.imap, app.ingestor())
+    try:
+        assert runner.step() == 0
+        append_many(dovecot_server, [make_mail(message_id="<between@v.example>")])
+        waiting = threading.Thread(target=runner.wait, args=(0,))
+        waiting.start()
+        waiting.join(timeout=5)
+        assert not waiting.is_alive(), "the runner went into IDLE over a mail it had not read"
+        assert runner.step() == 1 and message_count(app) == 1
+    finally:
+        runner.stop_event.set()
+        runner.close()
+        app.close()
+
+
 def test_server_restart_mid_poll_reconnects_without_loss(dovecot_server: Dovecot, db_url: str) -> None:
     """The server restarts under a running poller: it reconnects with backoff and stores every mail once."""
     settings = load_settings(environ=imap_env(dovecot_server, db_url, poll_seconds="0.2", idle="false",

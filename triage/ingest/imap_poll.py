@@ -71,6 +71,9 @@ class FolderPass:
     mark_errors: list[str] = field(default_factory=list)
     first_contact: str | None = None
     resynced_from: int | None = None
+    seen_below: int = 0
+    """UIDs below this were looked at (the SELECT's UIDNEXT, or past the highest UID the SEARCH found):
+    a higher UIDNEXT when the runner goes into IDLE means mail came in after the SEARCH."""
 
     def count(self, status: str) -> None:
         setattr(self, status, getattr(self, status) + 1)
@@ -182,6 +185,7 @@ class FolderPoller:
         last_uid = self._position(client, folder, uidvalidity, uidnext, result)
         self._sweep_unmarked(client, folder, uidvalidity, result)
         pending = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
+        result.seen_below = max(uidnext or 0, pending[-1] + 1 if pending else 0)
         # Batch n+1 is fetched, and handed to the parse pool, before batch n is stored: the pool
         # parses while this process stores. Fetching is a PEEK, so a crash here loses nothing;
         # batches still commit, and are marked, strictly in UID order.

@@ -125,8 +125,9 @@ class PollRunner(Runner):
             window = min(window, int(self.settings.poll_seconds) or 1)
         if waiting_for_leases and retry:
             window = min(window, retry)
+        seen_below = next((p.seen_below for p in self.last_pass if p.folder == held[0]), 0)
         try:
-            self._idle(client, held[0], window)
+            self._idle(client, held[0], window, seen_below)
         except LeaseLost:
             self._drop()
         except BaseException:
@@ -137,8 +138,10 @@ class PollRunner(Runner):
         """How often a runner without a folder's lease tries to take it: a few times per lease."""
         return next(iter(self.claims.values())).retry
 
-    def _idle(self, client: IMAPClient, folder: str, window: float) -> None:
-        client.select_folder(folder)
+    def _idle(self, client: IMAPClient, folder: str, window: float, seen_below: int = 0) -> None:
+        uidnext = int(client.select_folder(folder).get(b"UIDNEXT", 0))
+        if seen_below and uidnext > seen_below:
+            return  # mail came in between the pass's SEARCH and now: IDLE would not report it
         client.idle()
         deadline = time.monotonic() + window
         hung_up = False
